@@ -1,0 +1,65 @@
+"""The svcbot command line."""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+
+from handlers.config import ConfigError, load_config
+
+
+def _config_path(args) -> str:
+    return getattr(args, "config", None) or os.environ.get("SVCBOT_CONFIG") or "app.yaml"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="svcbot", description="IT service operations in Slack and Teams")
+    parser.add_argument("--config", help="configuration file (default $SVCBOT_CONFIG or app.yaml)")
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="the server and the scheduler")
+    run.add_argument("--port", type=int, default=int(os.environ.get("PORT", "3000")))
+    console = sub.add_parser("console", help="chat in a terminal, no credentials")
+    console.add_argument("--as", dest="person", help="a person id from app.yaml (default: first service manager)")
+    console.add_argument("-c", dest="commands", action="append", help="run this command and leave (repeatable)")
+    sub.add_parser("check-config", help="validate the configuration and list every problem")
+    db = sub.add_parser("db", help="database maintenance")
+    db.add_argument("action", choices=["upgrade"])
+    args = parser.parse_args(argv)
+
+    logging.basicConfig(level=os.environ.get("SVCBOT_LOG_LEVEL", "WARNING" if args.command == "console" else "INFO"),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        config = load_config(_config_path(args))
+    except ConfigError as exc:
+        print(f"svcbot: {exc.source} is not valid; nothing started:", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  {problem}", file=sys.stderr)
+        return 2
+
+    if args.command == "check-config":
+        print(f"{_config_path(args)}: OK — {len(config.services)} services, {len(config.agreements)} agreements, "
+              f"{len(config.calendars)} calendars, {len(config.people)} people")
+        return 0
+
+    from bot.runtime import Runtime
+    if args.command == "db":
+        from storage.db import database_url, make_engine, upgrade
+        upgrade(make_engine())
+        print(f"database at {database_url().split('@')[-1]} is up to date")
+        return 0
+    runtime = Runtime(config)
+    if args.command == "console":
+        from bot.console import run_console
+        try:
+            return run_console(runtime, args.person, args.commands)
+        except LookupError as exc:
+            print(f"svcbot: {exc}", file=sys.stderr)
+            return 2
+    from bot.server import serve
+    serve(runtime, args.port)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

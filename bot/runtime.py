@@ -1,0 +1,79 @@
+"""Everything a running svcbot shares: configuration, store, deliverer, metrics; and the one way in."""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+
+from sqlalchemy.exc import IntegrityError
+
+from bot.metrics import Metrics
+from bot.outbox import Deliverer
+from handlers.config import AppConfig, load_config
+from handlers.core import Command, Context, Reply, UserError, Work
+from handlers.people import resolve_actor, sync_people
+from handlers.router import ROUTES, dispatch, split_words
+from storage.db import make_engine, session_factory, upgrade
+
+log = logging.getLogger("svcbot")
+
+
+@dataclass
+class Outcome:
+    reply: Reply
+    outcome: str  # ok | user_error | refused | duplicate | error
+    person_id: str
+
+
+class Runtime:
+    def __init__(self, config: AppConfig, database_url: str | None = None):
+        self.engine = make_engine(database_url)
+        upgrade(self.engine)
+        self.ctx = Context(config=config, sessions=session_factory(self.engine))
+        sync_people(self.ctx)
+        self.metrics = Metrics(self.ctx.sessions)
+        self.deliverer = Deliverer(self.ctx, {}, self.metrics)
+        self.ctx.on_outbox = self.deliverer.kick
+
+    @classmethod
+    def from_file(cls, path: str, database_url: str | None = None) -> "Runtime":
+        return cls(load_config(path), database_url)
+
+    def _run(self, platform: str, user_id: str, name: str, text: str, key: str | None,
+             address: str | None) -> Outcome:
+        actor = resolve_actor(self.ctx, platform, user_id, name, address)
+        reply, outcome = dispatch(self.ctx, Command(actor=actor, text=text, delivery_key=key))
+        return Outcome(reply, outcome, actor.person_id)
+
+    async def execute(self, platform: str, user_id: str, text: str, *, name: str = "",
+                      key: str | None = None, address: str | None = None) -> Outcome:
+        """Run one command for a platform user, off the event loop (the store is synchronous)."""
+        started = time.perf_counter()
+        result = await asyncio.to_thread(self._run, platform, user_id, name, text, key, address)
+        self.metrics.latency.labels(platform=platform).observe(time.perf_counter() - started)
+        self.metrics.commands.labels(platform=platform, command=command_name(text),
+                                     outcome=result.outcome).inc()
+        return result
+
+    def queue_reply(self, platform: str, target_kind: str, target: str, reply: Reply, key: str,
+                    thread_id: str | None = None) -> bool:
+        """Queue an answer that cannot go back in the HTTP response (a Slack event, say). False if the
+        same delivery already queued one."""
+        try:
+            with self.ctx.sessions.begin() as s:
+                Work(self.ctx, s, None).send(platform, target_kind, target, reply, key, "reply", thread_id)
+        except IntegrityError:
+            return False
+        self.deliverer.kick()
+        return True
+
+
+def command_name(text: str) -> str:
+    """The first word, for metrics labels; never free text, so the label set stays small."""
+    try:
+        words = split_words(text)
+    except UserError:
+        return "invalid"
+    first = words[0].lower() if words else "help"
+    return first if first in ROUTES else "unknown"

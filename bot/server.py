@@ -1,0 +1,116 @@
+"""One aiohttp server: Slack, Teams, health and metrics, with the scheduler that sweeps the outbox."""
+from __future__ import annotations
+
+import logging
+import os
+from datetime import timedelta
+
+from aiohttp import web
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy import text
+
+from bot.runtime import Runtime
+from handlers.core import prune_processed
+
+log = logging.getLogger("svcbot")
+
+RUNTIME = web.AppKey("runtime", Runtime)
+
+
+def build_app(runtime: Runtime) -> web.Application:
+    app = web.Application()
+    app[RUNTIME] = runtime
+    senders = {}
+
+    token = os.environ.get("SLACK_BOT_TOKEN")
+    secret = os.environ.get("SLACK_SIGNING_SECRET")
+    app_token = os.environ.get("SLACK_APP_TOKEN")
+    slack = None
+    if token:
+        from bot.slack import SlackFront, SlackSender
+        if not secret and not app_token:
+            raise SystemExit("SLACK_BOT_TOKEN is set but neither SLACK_SIGNING_SECRET (HTTP) nor "
+                             "SLACK_APP_TOKEN (Socket Mode) is: Slack requests could not be verified.")
+        slack = SlackFront(runtime, token, secret if not app_token else None, os.environ.get("SLACK_API_URL"))
+        senders["slack"] = SlackSender(slack.client)
+        if not app_token:
+            app.router.add_post("/slack/events", slack.handle)
+    if slack is None or app_token:
+        app.router.add_post("/slack/events", _slack_off)
+
+    from bot.teams import TeamsFront, TeamsSender
+    teams = TeamsFront(runtime)
+    senders["teams"] = TeamsSender(teams)
+    app.router.add_post("/api/messages", teams.handle)
+
+    app.router.add_get("/healthz", _healthz)
+    app.router.add_get("/metrics", _metrics)
+    runtime.deliverer.senders.update(senders)
+
+    scheduler = AsyncIOScheduler(timezone="UTC")
+    socket_mode = {}
+
+    async def start(_app):
+        runtime.deliverer.start()
+        delivery = runtime.ctx.config.delivery
+        # One sweep at a time; a sweep missed while stopped is run once at start, not skipped.
+        scheduler.add_job(runtime.deliverer.sweep, "interval", seconds=delivery.sweep_seconds, id="outbox",
+                          max_instances=1, coalesce=True, misfire_grace_time=300)
+        scheduler.add_job(_prune, "interval", hours=6, args=[runtime], id="prune", max_instances=1, coalesce=True)
+        scheduler.start()
+        runtime.deliverer.kick()
+        if slack and app_token:
+            from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
+            socket_mode["handler"] = AsyncSocketModeHandler(slack.app, app_token)
+            await socket_mode["handler"].connect_async()
+            log.info("Slack connected over Socket Mode")
+        if teams.anonymous:
+            log.warning("!" * 78)
+            log.warning("MICROSOFT_APP_ID is not set: /api/messages accepts UNAUTHENTICATED activities.")
+            log.warning("For local use with the Bot Framework Emulator only; never expose this server.")
+            log.warning("!" * 78)
+        if not token:
+            log.info("SLACK_BOT_TOKEN is not set: Slack is off")
+
+    async def stop(_app):
+        scheduler.shutdown(wait=False)
+        if "handler" in socket_mode:
+            await socket_mode["handler"].close_async()
+        runtime.engine.dispose()
+
+    app.on_startup.append(start)
+    app.on_cleanup.append(stop)
+    return app
+
+
+async def _slack_off(request: web.Request) -> web.Response:
+    return web.json_response({"error": "Slack over HTTP is not configured on this server "
+                                       "(set SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET)"}, status=503)
+
+
+async def _healthz(request: web.Request) -> web.Response:
+    runtime = request.app[RUNTIME]
+    try:
+        with runtime.engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+    except Exception as exc:
+        return web.json_response({"status": "unhealthy", "database": str(exc)}, status=503)
+    return web.json_response({"status": "ok"})
+
+
+async def _metrics(request: web.Request) -> web.Response:
+    metrics = request.app[RUNTIME].metrics
+    metrics.refresh()
+    return web.Response(body=generate_latest(metrics.registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+async def _prune(runtime: Runtime) -> None:
+    import asyncio
+    await asyncio.to_thread(prune_processed, runtime.ctx, timedelta(days=7))
+
+
+def serve(runtime: Runtime, port: int) -> None:
+    app = build_app(runtime)
+    log.info("svcbot listening on port %d", port)
+    web.run_app(app, port=port, print=None, shutdown_timeout=5, handle_signals=True)

@@ -1,0 +1,169 @@
+"""Slack: slash commands, buttons, mentions and direct messages in; Web API calls out.
+
+Bolt checks every request's signature and refuses timestamps older than five minutes. Slash commands
+answer inside the HTTP response when the work is quick, else acknowledge at once and answer through
+the response URL; buttons acknowledge at once. Events (mentions, DMs) are answered through the outbox,
+keyed by the event id, so a retried event is answered once and changes nothing twice.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+
+import aiohttp
+from aiohttp import web
+from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
+from slack_bolt.app.async_app import AsyncApp
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot import render
+from bot.outbox import Delivered, DeliveryError, Outgoing
+from bot.runtime import Runtime
+from handlers.core import Reply
+
+log = logging.getLogger("svcbot.slack")
+
+DEFAULT_API_URL = "https://slack.com/api/"
+# Answer inside the slash command's own response when the work takes less than this; Slack allows 3 s.
+ANSWER_BUDGET_SECONDS = 2.0
+MENTION = re.compile(r"^\s*<@[A-Z0-9]+(\|[^>]*)?>\s*")
+# Slack error codes worth another try; every other error from the API is permanent.
+RETRYABLE = {"ratelimited", "service_unavailable", "internal_error", "fatal_error", "request_timeout"}
+
+
+def web_client(token: str, api_url: str | None) -> AsyncWebClient:
+    base = (api_url or DEFAULT_API_URL).rstrip("/") + "/"
+    # No built-in retries: the outbox decides when to try again, and a blind retry after a
+    # timeout could post twice.
+    return AsyncWebClient(token=token, base_url=base, retry_handlers=[], timeout=10)
+
+
+def slack_payload(reply: Reply) -> dict:
+    return render.slack_message(reply)
+
+
+class SlackFront:
+    def __init__(self, runtime: Runtime, token: str, signing_secret: str | None, api_url: str | None = None):
+        self.runtime = runtime
+        self.client = web_client(token, api_url)
+        self.app = AsyncApp(client=self.client, signing_secret=signing_secret or "socket-mode",
+                            request_verification_enabled=signing_secret is not None,
+                            process_before_response=False)
+        self.app.command(runtime.ctx.config.bot.slash_command)(self.on_command)
+        self.app.action(re.compile(r"^svc_run:"))(self.on_button)
+        self.app.event("app_mention")(self.on_mention)
+        self.app.event("message")(self.on_message)
+        self.app.error(self.on_error)
+
+    async def handle(self, request: web.Request) -> web.Response:
+        bolt_request = await to_bolt_request(request)
+        response = await self.app.async_dispatch(bolt_request)
+        if response.status == 401:
+            self.runtime.metrics.requests_refused.labels(platform="slack", reason="signature").inc()
+            log.warning("refused a Slack request with a bad signature or a stale timestamp")
+        return await to_aiohttp_response(response)
+
+    async def on_command(self, ack, command, respond):
+        key = f"slack:command:{command['trigger_id']}" if command.get("trigger_id") else None
+        task = asyncio.ensure_future(self.runtime.execute(
+            "slack", command["user_id"], command.get("text", ""), name=command.get("user_name", ""), key=key))
+        done, _ = await asyncio.wait({task}, timeout=ANSWER_BUDGET_SECONDS)
+        if done:
+            await ack(**_response(task.result().reply))
+            return
+        await ack(text="Working on it…", response_type="ephemeral")
+        await respond(**_response((await task).reply))
+
+    async def on_button(self, ack, body, action, respond):
+        await ack()
+        user = body["user"]["id"]
+        key = f"slack:action:{action.get('action_ts')}:{user}"
+        result = await self.runtime.execute("slack", user, action.get("value", ""),
+                                            name=body["user"].get("username", ""), key=key)
+        if result.outcome != "duplicate":
+            await respond(replace_original=False, **_response(result.reply))
+
+    async def on_mention(self, body, event):
+        await self._event_command(body, event, MENTION.sub("", event.get("text", "")),
+                                  thread=event.get("thread_ts") or event["ts"])
+
+    async def on_message(self, body, event):
+        # Only direct messages to the bot are commands; edits, joins and bot posts are not.
+        if event.get("channel_type") != "im" or event.get("subtype") or event.get("bot_id"):
+            return
+        await self._event_command(body, event, event.get("text", ""), thread=event.get("thread_ts"))
+
+    async def _event_command(self, body, event, text: str, thread: str | None):
+        event_id = body.get("event_id") or f"{event['channel']}:{event['ts']}"
+        result = await self.runtime.execute("slack", event["user"], text, key=f"slack:event:{event_id}")
+        if result.outcome == "duplicate":
+            return
+        if result.outcome == "refused":  # refusals are private: by direct message, not in the channel
+            self.runtime.queue_reply("slack", "person", event["user"], result.reply, f"reply:slack:{event_id}")
+        else:
+            self.runtime.queue_reply("slack", "channel", event["channel"], result.reply,
+                                     f"reply:slack:{event_id}", thread_id=thread)
+
+    async def on_error(self, error, body):
+        log.error("Slack listener failed: %r", error, exc_info=error)
+
+
+def _response(reply: Reply) -> dict:
+    payload = slack_payload(reply)
+    payload["response_type"] = "ephemeral" if reply.private else "in_channel"
+    return payload
+
+
+class SlackSender:
+    """Posts outbox rows with chat.postMessage, tagged with message metadata that identifies the row, so
+    that an attempt whose answer was lost can be found in the conversation instead of posted again."""
+
+    platform = "slack"
+    EVENT_TYPE = "svcbot_outbox"
+
+    def __init__(self, client: AsyncWebClient):
+        self.client = client
+
+    async def send(self, item: Outgoing) -> Delivered:
+        payload = slack_payload(Reply.from_dict(item.message))
+        kwargs = {"thread_ts": item.thread_id} if item.thread_id else {}
+        response = await self._call(self.client.chat_postMessage(
+            channel=item.target, text=payload["text"], blocks=payload["blocks"], unfurl_links=False,
+            metadata={"event_type": self.EVENT_TYPE, "event_payload": {"outbox_key": item.key}}, **kwargs))
+        return Delivered(response["channel"], response["ts"])
+
+    async def find_sent(self, item: Outgoing) -> Delivered | None:
+        channel = item.target
+        if item.target_kind == "person":
+            opened = await self._call(self.client.conversations_open(users=item.target))
+            channel = opened["channel"]["id"]
+        history = self.client.conversations_replies if item.thread_id else self.client.conversations_history
+        kwargs = {"ts": item.thread_id} if item.thread_id else {}
+        response = await self._call(history(channel=channel, oldest=f"{item.created_at.timestamp() - 60:.6f}",
+                                            include_all_metadata=True, limit=200, **kwargs))
+        for message in response.get("messages", []):
+            meta = message.get("metadata") or {}
+            if meta.get("event_type") == self.EVENT_TYPE and \
+                    (meta.get("event_payload") or {}).get("outbox_key") == item.key:
+                return Delivered(channel, message["ts"])
+        return None
+
+    @staticmethod
+    async def _call(awaitable):
+        try:
+            return await awaitable
+        except SlackApiError as exc:
+            status = exc.response.status_code
+            error = exc.response.data.get("error", "") if isinstance(exc.response.data, dict) else ""
+            if status == 429 or error == "ratelimited":
+                retry_after = float(exc.response.headers.get("Retry-After", 1))
+                raise DeliveryError(f"rate limited; Retry-After {retry_after:g}s", retry_after=retry_after) from None
+            if status >= 500 or error in RETRYABLE:
+                raise DeliveryError(f"Slack answered {status} {error}".strip()) from None
+            raise DeliveryError(f"Slack refused it: {error or status}", permanent=True) from None
+        except aiohttp.ClientConnectorError as exc:  # never connected: nothing was sent
+            raise DeliveryError(f"cannot reach Slack: {exc}") from None
+        except (asyncio.TimeoutError, aiohttp.ClientError) as exc:  # sent, but the answer was lost
+            raise DeliveryError(f"no answer from Slack: {exc!r}", ambiguous=True) from None

@@ -1,0 +1,252 @@
+"""Microsoft Teams: activities in through botbuilder's CloudAdapter; proactive posts out.
+
+A Teams bot can only post where it was installed, so every conversation it sees (installation,
+conversationUpdate, any message) is remembered, and the outbox posts through those references.
+Adaptive Card buttons arrive as ``Action.Execute`` invokes (answered here, since botbuilder 4.17
+cannot serialise a plain invoke body) or as ``Action.Submit`` messages carrying ``value``.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import logging
+import os
+from types import SimpleNamespace
+
+from aiohttp import web
+from aiohttp.web_exceptions import HTTPException
+from botbuilder.core import ActivityHandler, CardFactory, MessageFactory, TurnContext
+from botbuilder.integration.aiohttp import CloudAdapter, ConfigurationBotFrameworkAuthentication
+from botbuilder.schema import (Activity, ActivityTypes, ChannelAccount, ConversationParameters,
+                               ConversationReference, InvokeResponse)
+from msrest.exceptions import ClientRequestError, HttpOperationError
+from sqlalchemy import select
+
+from bot import render
+from bot.outbox import Delivered, DeliveryError, Outgoing
+from bot.runtime import Runtime
+from handlers.core import Reply
+from storage.models import ConversationRef, Identity
+
+log = logging.getLogger("svcbot.teams")
+
+# The body of an Action.Execute answer for the request being processed.
+_invoke_answer: contextvars.ContextVar[dict | None] = contextvars.ContextVar("invoke_answer", default=None)
+
+
+def teams_settings() -> SimpleNamespace:
+    return SimpleNamespace(
+        APP_ID=os.environ.get("MICROSOFT_APP_ID", ""),
+        APP_PASSWORD=os.environ.get("MICROSOFT_APP_PASSWORD", ""),
+        APP_TYPE=os.environ.get("MICROSOFT_APP_TYPE", "MultiTenant"),
+        APP_TENANTID=os.environ.get("MICROSOFT_APP_TENANT_ID", ""),
+    )
+
+
+def card_activity(reply: Reply) -> Activity:
+    activity = MessageFactory.attachment(CardFactory.adaptive_card(render.teams_card(reply)))
+    activity.summary = reply.plain()[:200]
+    return activity
+
+
+def save_reference(runtime: Runtime, activity: Activity, active: bool = True) -> None:
+    """Remember where the bot can post. Personal chats are also filed under the user's AAD id."""
+    ref = TurnContext.get_conversation_reference(activity)
+    data = activity.channel_data or {}
+    conv = activity.conversation
+    kind = conv.conversation_type or ("channel" if (data.get("channel") or data.get("team")) else "personal")
+    tenant = (data.get("tenant") or {}).get("id") or conv.tenant_id
+    user_aad = activity.from_property.aad_object_id if kind == "personal" and activity.from_property else None
+    now = runtime.ctx.now()
+    with runtime.ctx.sessions.begin() as s:
+        row = s.get(ConversationRef, conv.id)
+        if row is None:
+            row = ConversationRef(conversation_id=conv.id)
+            s.add(row)
+        row.conversation_type, row.service_url, row.tenant_id = kind, activity.service_url, tenant
+        row.team_id = (data.get("team") or {}).get("id")
+        row.user_aad_id = user_aad or row.user_aad_id
+        row.reference, row.active, row.updated_at = ref.serialize(), active, now
+
+
+class SvcTeamsBot(ActivityHandler):
+    def __init__(self, runtime: Runtime, adapter: CloudAdapter, app_id: str):
+        self.runtime = runtime
+        self.adapter = adapter
+        self.app_id = app_id
+
+    async def on_turn(self, turn_context: TurnContext):
+        activity = turn_context.activity
+        if activity.type == ActivityTypes.invoke and activity.name == "adaptiveCard/action":
+            _invoke_answer.set(await self._on_execute(turn_context))
+            # Tell the adapter the invoke was answered; the HTTP layer sends the body itself.
+            await turn_context.send_activity(Activity(type=ActivityTypes.invoke_response,
+                                                      value=InvokeResponse(status=200)))
+            return
+        await super().on_turn(turn_context)
+
+    async def on_conversation_update_activity(self, turn_context: TurnContext):
+        activity = turn_context.activity
+        bot_id = activity.recipient.id if activity.recipient else None
+        if any(m.id == bot_id for m in activity.members_added or []):
+            await asyncio.to_thread(save_reference, self.runtime, activity)
+            log.info("installed in Teams conversation %s", activity.conversation.id)
+        elif any(m.id == bot_id for m in activity.members_removed or []):
+            await asyncio.to_thread(save_reference, self.runtime, activity, False)
+            log.info("removed from Teams conversation %s", activity.conversation.id)
+
+    async def on_installation_update_add(self, turn_context: TurnContext):
+        await asyncio.to_thread(save_reference, self.runtime, turn_context.activity)
+
+    async def on_message_activity(self, turn_context: TurnContext):
+        activity = turn_context.activity
+        value = activity.value if isinstance(activity.value, dict) else {}
+        if "run" in value:  # Action.Submit from one of our cards
+            text = str(value["run"])
+        else:
+            text = TurnContext.remove_recipient_mention(activity) or activity.text or ""
+        await asyncio.to_thread(save_reference, self.runtime, activity)
+        result = await self._execute(activity, text)
+        if result.outcome == "duplicate":
+            return
+        if result.outcome == "refused" and activity.conversation.conversation_type not in (None, "personal"):
+            await self._send_privately(turn_context, result.reply)
+            return
+        await turn_context.send_activity(card_activity(result.reply))
+
+    async def _on_execute(self, turn_context: TurnContext) -> dict:
+        activity = turn_context.activity
+        action = (activity.value or {}).get("action") or {}
+        data = action.get("data") or {}
+        if not isinstance(data, dict) or not isinstance(data.get("run"), str):
+            return {"statusCode": 400, "type": "application/vnd.microsoft.error",
+                    "value": {"code": "BadRequest", "message": "This button carries no command."}}
+        result = await self._execute(activity, data["run"])
+        # A message answer is shown to the person who pressed the button only; the card stays as it was.
+        return {"statusCode": 200, "type": "application/vnd.microsoft.activity.message",
+                "value": result.reply.plain()}
+
+    async def _execute(self, activity: Activity, text: str):
+        user = activity.from_property
+        return await self.runtime.execute(
+            "teams", user.aad_object_id or user.id, text, name=user.name or "",
+            key=f"teams:{activity.conversation.id}:{activity.id}" if activity.id else None, address=user.id)
+
+    async def _send_privately(self, turn_context: TurnContext, reply: Reply) -> None:
+        activity = turn_context.activity
+        tenant = ((activity.channel_data or {}).get("tenant") or {}).get("id")
+        params = ConversationParameters(is_group=False, bot=activity.recipient, members=[activity.from_property],
+                                        tenant_id=tenant, channel_data={"tenant": {"id": tenant}})
+
+        async def send(ctx: TurnContext):
+            await ctx.send_activity(card_activity(reply))
+
+        await self.adapter.create_conversation(self.app_id, send, params, activity.channel_id,
+                                               activity.service_url)
+
+
+class TeamsFront:
+    def __init__(self, runtime: Runtime):
+        settings = teams_settings()
+        self.app_id = settings.APP_ID
+        self.anonymous = not settings.APP_ID
+        self.runtime = runtime
+        self.adapter = CloudAdapter(ConfigurationBotFrameworkAuthentication(settings))
+        self.adapter.on_turn_error = self._on_error
+        self.bot = SvcTeamsBot(runtime, self.adapter, self.app_id)
+
+    async def handle(self, request: web.Request) -> web.Response:
+        if "application/json" not in request.headers.get("Content-Type", ""):
+            return web.json_response({"error": "expected an application/json activity"}, status=415)
+        _invoke_answer.set(None)
+        try:
+            response = await self.adapter.process(request, self.bot)
+        except web.HTTPUnauthorized:
+            self.runtime.metrics.requests_refused.labels(platform="teams", reason="auth").inc()
+            log.warning("refused a Teams activity without a valid token")
+            return web.json_response({"error": "unauthorized"}, status=401)
+        except HTTPException as exc:
+            return web.json_response({"error": exc.reason}, status=exc.status)
+        answer = _invoke_answer.get()
+        if answer is not None:
+            return web.json_response(answer, status=200)
+        return response or web.Response(status=201)
+
+    async def _on_error(self, turn_context: TurnContext, error: Exception):
+        log.error("Teams turn failed: %r", error, exc_info=error)
+
+
+class TeamsSender:
+    platform = "teams"
+
+    def __init__(self, front: TeamsFront):
+        self.front = front
+        self.runtime = front.runtime
+
+    def _reference(self, item: Outgoing) -> ConversationReference | dict | None:
+        with self.runtime.ctx.sessions() as s:
+            if item.target_kind == "channel":
+                row = s.get(ConversationRef, item.target)
+                return ConversationReference().deserialize(row.reference) if row and row.active else None
+            row = s.scalar(select(ConversationRef).where(ConversationRef.user_aad_id == item.target,
+                                                         ConversationRef.conversation_type == "personal",
+                                                         ConversationRef.active.is_(True)))
+            if row:
+                return ConversationReference().deserialize(row.reference)
+            # No 1:1 chat yet: open one, if the user was ever seen in a tenant where the bot is installed.
+            ident = s.scalar(select(Identity).where(Identity.platform == "teams", Identity.external_id == item.target))
+            anywhere = s.scalar(select(ConversationRef).where(ConversationRef.active.is_(True))
+                                .order_by(ConversationRef.updated_at.desc()))
+            if ident and ident.address and anywhere:
+                return {"user": ident.address, "aad": item.target, "tenant": anywhere.tenant_id,
+                        "service_url": anywhere.service_url, "bot": anywhere.reference.get("bot")}
+            return None
+
+    async def send(self, item: Outgoing) -> Delivered:
+        reference = await asyncio.to_thread(self._reference, item)
+        if reference is None:
+            where = "conversation" if item.target_kind == "channel" else "user's chat"
+            raise DeliveryError(f"svcbot is not installed in that Teams {where} ({item.target}); "
+                                "add the app there", retry_after=300)
+        activity = card_activity(Reply.from_dict(item.message))
+        sent: dict = {}
+
+        async def deliver(ctx: TurnContext):
+            if item.thread_id:
+                activity.reply_to_id = item.thread_id
+            response = await ctx.send_activity(activity)
+            sent["id"] = response.id if response else ""
+            sent["conversation"] = ctx.activity.conversation.id
+
+        try:
+            if isinstance(reference, dict):
+                params = ConversationParameters(
+                    is_group=False, members=[ChannelAccount(id=reference["user"], aad_object_id=reference["aad"])],
+                    bot=ChannelAccount(**reference["bot"]) if reference["bot"] else None,
+                    tenant_id=reference["tenant"], channel_data={"tenant": {"id": reference["tenant"]}})
+                await self.front.adapter.create_conversation(self.front.app_id, deliver, params, "msteams",
+                                                             reference["service_url"])
+            else:
+                await self.front.adapter.continue_conversation(reference, deliver, self.front.app_id)
+        except HttpOperationError as exc:
+            raise _delivery_error(exc) from None
+        except ClientRequestError as exc:
+            raise DeliveryError(f"no answer from Teams: {exc}", ambiguous=True) from None
+        return Delivered(sent.get("conversation", item.target), sent.get("id", ""))
+
+    async def find_sent(self, item: Outgoing) -> Delivered | None:
+        # The Bot Framework gives bots no way to read a conversation back, so an attempt whose answer
+        # was lost is sent again: at least once in that one case, exactly once otherwise.
+        return None
+
+
+def _delivery_error(exc: HttpOperationError) -> DeliveryError:
+    response = exc.response
+    status = getattr(response, "status_code", None) or getattr(response, "status", 0) or 0
+    headers = getattr(response, "headers", {}) or {}
+    if status == 429:
+        retry_after = float(headers.get("Retry-After", 1))
+        return DeliveryError(f"Teams rate limit; Retry-After {retry_after:g}s", retry_after=retry_after)
+    if status >= 500 or status in (408, 412):
+        return DeliveryError(f"Teams answered {status}")
+    return DeliveryError(f"Teams refused it: {status} {exc}", permanent=True)

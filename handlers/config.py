@@ -1,0 +1,416 @@
+"""The shape of app.yaml: the catalogue, agreements, calendars, people and roles.
+
+Loading is strict: unknown keys, wrong types and dangling references are all reported at once,
+each by its path in the file (``services[2].calendar: unknown calendar 'uk'``), and nothing starts.
+"""
+from __future__ import annotations
+
+import re
+from datetime import date, time
+from pathlib import Path
+from typing import Annotated, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import holidays
+import yaml
+from apscheduler.triggers.cron import CronTrigger
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+SERVICE_STATES = ("operational", "degraded", "partial-outage", "major-outage", "maintenance")
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+ID_PATTERN = r"^[a-z0-9][a-z0-9_-]*$"
+
+
+class ConfigError(Exception):
+    """app.yaml is unusable; ``problems`` lists every fault by its path."""
+
+    def __init__(self, source: str, problems: list[str]):
+        self.source = source
+        self.problems = problems
+        super().__init__(f"{source}: {len(problems)} problem(s)\n" + "\n".join(f"  {p}" for p in problems))
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Interval(Strict):
+    start: time
+    end: time
+
+
+def _parse_interval(text: str, wraps: bool = False) -> Interval:
+    m = re.fullmatch(r"\s*(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s*", str(text))
+    if not m:
+        raise ValueError(f"'{text}' is not an interval like 09:00-17:30")
+    h1, m1, h2, m2 = (int(g) for g in m.groups())
+    if h2 == 24 and m2 == 0:
+        h2, m2 = 23, 59  # "24:00" means until the end of the day
+    try:
+        start, end = time(h1, m1), time(h2, m2)
+    except ValueError as exc:
+        raise ValueError(f"'{text}': {exc}") from None
+    if end == start or (end < start and not wraps):
+        raise ValueError(f"'{text}' ends before it starts")
+    return Interval(start=start, end=end)
+
+
+class HolidaySource(Strict):
+    country: str
+    subdivision: str | None = None
+
+
+class Closure(Strict):
+    date: date
+    reason: str = ""
+
+
+class Calendar(Strict):
+    timezone: str
+    always_open: bool = Field(False, alias="24x7")
+    hours: dict[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"], list[Interval]] = {}
+    holidays: list[HolidaySource] = []
+    closures: list[Closure] = []
+    quiet_hours: Interval | None = None  # may pass midnight: "21:00-07:00"
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @field_validator("hours", mode="before")
+    @classmethod
+    def _intervals(cls, value):
+        if not isinstance(value, dict):
+            return value
+        return {day: [_parse_interval(i) if isinstance(i, str) else i for i in (ivs or [])]
+                for day, ivs in value.items()}
+
+    @field_validator("quiet_hours", mode="before")
+    @classmethod
+    def _quiet(cls, value):
+        return _parse_interval(value, wraps=True) if isinstance(value, str) else value
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown IANA time zone '{value}'") from None
+        return value
+
+
+class Person(Strict):
+    id: Annotated[str, Field(pattern=ID_PATTERN)]
+    name: str
+    slack: str | None = None
+    teams: str | None = None  # Azure AD object id
+    timezone: str | None = None
+    location: str | None = None
+
+    _zone = field_validator("timezone")(lambda cls, v: v if v is None else Calendar._zone(v))
+
+
+class Group(Strict):
+    """An internal team (party to OLAs) or a supplier (party to underpinning contracts)."""
+
+    id: Annotated[str, Field(pattern=ID_PATTERN)]
+    name: str
+    kind: Literal["internal", "supplier"]
+    location: str | None = None
+    calendar: str | None = None
+    channel: str | None = None
+    members: list[str] = []
+
+
+class Roles(Strict):
+    service_managers: list[str] = []
+    cab: list[str] = []
+    emergency_cab: list[str] = []
+
+
+class ChannelTarget(Strict):
+    slack: str | None = None
+    teams: str | None = None
+
+
+class Service(Strict):
+    id: Annotated[str, Field(pattern=ID_PATTERN)]
+    name: str
+    owner: str
+    team: str | None = None
+    tier: Annotated[int, Field(ge=1, le=4)]
+    channel: str | None = None
+    calendar: str
+    suppliers: list[str] = []
+    description: str = ""
+
+
+DURATION = re.compile(
+    r"^\s*(?P<n>\d+(?:\.\d+)?)\s*(?P<biz>business\s+)?(?P<unit>min|mins|minutes?|h|hours?|days?)\s*$")
+
+
+class Duration(Strict):
+    minutes: float
+    business: bool
+    whole_days: int | None = None  # "N business days": due at the end of the Nth working day
+
+    @classmethod
+    def parse(cls, text: str) -> "Duration":
+        m = DURATION.match(str(text))
+        if not m:
+            raise ValueError(f"'{text}' is not a duration like '30 min', '4 business hours', '2 business days'")
+        n, business, unit = float(m["n"]), bool(m["biz"]), m["unit"]
+        if unit.startswith("day"):
+            if not business:
+                raise ValueError(f"'{text}' is ambiguous: say '{m['n']} business days' or '{int(n * 24)} hours'")
+            if n != int(n):
+                raise ValueError(f"'{text}': business days must be whole")
+            return cls(minutes=0, business=True, whole_days=int(n))
+        minutes = n * 60 if unit.startswith("h") else n
+        return cls(minutes=minutes, business=business)
+
+
+class Target(Strict):
+    metric: Literal["response", "resolution", "availability", "satisfaction"]
+    priority: Literal["P1", "P2", "P3", "P4"] | None = None
+    within: Duration | None = None
+    goal: Annotated[float, Field(gt=0, le=100)]
+    warn_at: list[Annotated[float, Field(gt=0, lt=100)]] = [50, 75]
+
+    @field_validator("within", mode="before")
+    @classmethod
+    def _duration(cls, value):
+        return Duration.parse(value) if isinstance(value, (str, int, float)) else value
+
+
+class Agreement(Strict):
+    id: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]*$")]
+    kind: Literal["sla", "ola", "uc"]
+    service: str
+    party: str
+    underpins: str | None = None
+    calendar: str | None = None
+    pause_states: list[str] = []
+    targets: list[Target]
+
+
+class ChangePolicy(Strict):
+    approvals: dict[Literal["low", "medium", "high"], Annotated[int, Field(ge=0)]] = {
+        "low": 0, "medium": 1, "high": 2}
+    emergency_approvals: Annotated[int, Field(ge=1)] = 1
+    reminder_minutes: Annotated[int, Field(ge=0)] = 60
+    approve_reaction: str = "white_check_mark"
+    reject_reaction: str = "x"
+
+
+class Digest(Strict):
+    name: Annotated[str, Field(pattern=ID_PATTERN)]
+    channel: str
+    cron: str
+    timezone: str
+    sections: list[Literal["status", "incidents", "breaches", "at-risk", "changes", "surveys", "csi"]]
+
+    _zone = field_validator("timezone")(lambda cls, v: Calendar._zone(v))
+
+    @field_validator("cron")
+    @classmethod
+    def _cron(cls, value: str) -> str:
+        try:
+            CronTrigger.from_crontab(value)
+        except ValueError as exc:
+            raise ValueError(f"'{value}' is not a crontab expression: {exc}") from None
+        return value
+
+
+class SurveyPolicy(Strict):
+    min_respondents: Annotated[int, Field(ge=1)] = 5
+    retention_days: Annotated[int, Field(ge=1)] = 365
+
+
+class Delivery(Strict):
+    """How the outbox is swept: how often, how long a claim lasts, when to give up on a message."""
+
+    sweep_seconds: Annotated[float, Field(gt=0)] = 2
+    lease_seconds: Annotated[float, Field(gt=0)] = 30
+    give_up_hours: Annotated[float, Field(gt=0)] = 24
+
+
+class BotSettings(Strict):
+    name: str = "svcbot"
+    slash_command: Annotated[str, Field(pattern=r"^/[a-z0-9_-]+$")] = "/svc"
+    timezone: str = "UTC"
+
+    _zone = field_validator("timezone")(lambda cls, v: Calendar._zone(v))
+
+
+class AppConfig(Strict):
+    bot: BotSettings = BotSettings()
+    delivery: Delivery = Delivery()
+    calendars: dict[str, Calendar]
+    people: list[Person] = []
+    groups: list[Group] = []
+    roles: Roles = Roles()
+    channels: dict[str, ChannelTarget] = {}
+    services: list[Service]
+    agreements: list[Agreement] = []
+    changes: ChangePolicy = ChangePolicy()
+    digests: list[Digest] = []
+    surveys: SurveyPolicy = SurveyPolicy()
+
+    # Lookups used everywhere; built once since the model is frozen.
+    def service(self, key: str) -> Service | None:
+        key = key.lower()
+        return next((s for s in self.services if s.id == key or s.name.lower() == key), None)
+
+    def person(self, person_id: str) -> Person | None:
+        return next((p for p in self.people if p.id == person_id), None)
+
+    def person_by_platform(self, platform: str, user_id: str) -> Person | None:
+        return next((p for p in self.people if getattr(p, platform, None) == user_id), None)
+
+    def group(self, group_id: str) -> Group | None:
+        return next((g for g in self.groups if g.id == group_id), None)
+
+
+def _path(loc: tuple) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out or "(top)"
+
+
+def _structure_problems(exc: ValidationError) -> list[str]:
+    problems = []
+    for err in exc.errors():
+        loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith(("function-", "lax-"))))
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key"
+        elif err["type"] == "missing":
+            msg = "required"
+        problems.append(f"{_path(loc)}: {msg}")
+    return problems
+
+
+def _reference_problems(cfg: AppConfig) -> list[str]:
+    problems: list[str] = []
+    people = {p.id for p in cfg.people}
+    groups = {g.id: g for g in cfg.groups}
+    services = {s.id for s in cfg.services}
+    agreements = {a.id: a for a in cfg.agreements}
+
+    def dupes(kind: str, ids: list[str]):
+        seen = set()
+        for i, x in enumerate(ids):
+            if x in seen:
+                problems.append(f"{kind}[{i}].id: duplicate id '{x}'")
+            seen.add(x)
+
+    def ref(path: str, value: str | None, known, what: str):
+        if value is not None and value not in known:
+            problems.append(f"{path}: unknown {what} '{value}'")
+
+    dupes("people", [p.id for p in cfg.people])
+    dupes("groups", [g.id for g in cfg.groups])
+    dupes("services", [s.id for s in cfg.services])
+    dupes("agreements", [a.id for a in cfg.agreements])
+    for platform in ("slack", "teams"):
+        seen: dict[str, int] = {}
+        for i, p in enumerate(cfg.people):
+            uid = getattr(p, platform)
+            if uid and uid in seen:
+                problems.append(f"people[{i}].{platform}: '{uid}' is also people[{seen[uid]}]")
+            seen.setdefault(uid, i)
+
+    for name, cal in cfg.calendars.items():
+        if not cal.always_open and not any(cal.hours.values()):
+            problems.append(f"calendars.{name}.hours: no working hours (say 24x7: true for a 24x7 calendar)")
+        for day, intervals in cal.hours.items():
+            ordered = sorted(intervals, key=lambda i: i.start)
+            for a, b in zip(ordered, ordered[1:]):
+                if b.start < a.end:
+                    problems.append(f"calendars.{name}.hours.{day}: intervals overlap")
+        for i, h in enumerate(cal.holidays):
+            try:
+                holidays.country_holidays(h.country, subdiv=h.subdivision)
+            except NotImplementedError:
+                problems.append(f"calendars.{name}.holidays[{i}].country: no holiday data for '{h.country}'")
+            except Exception as exc:  # holidays raises plain errors for unknown subdivisions
+                problems.append(f"calendars.{name}.holidays[{i}].subdivision: {exc}")
+
+    for i, p in enumerate(cfg.groups):
+        ref(f"groups[{i}].calendar", p.calendar, cfg.calendars, "calendar")
+        ref(f"groups[{i}].channel", p.channel, cfg.channels, "channel")
+        for j, m in enumerate(p.members):
+            ref(f"groups[{i}].members[{j}]", m, people, "person")
+    for role in ("service_managers", "cab", "emergency_cab"):
+        for j, m in enumerate(getattr(cfg.roles, role)):
+            ref(f"roles.{role}[{j}]", m, people, "person")
+    for name, ch in cfg.channels.items():
+        if not ch.slack and not ch.teams:
+            problems.append(f"channels.{name}: give a slack channel id, a teams conversation id, or both")
+
+    for i, s in enumerate(cfg.services):
+        ref(f"services[{i}].owner", s.owner, people, "person")
+        ref(f"services[{i}].team", s.team, groups, "group")
+        ref(f"services[{i}].channel", s.channel, cfg.channels, "channel")
+        ref(f"services[{i}].calendar", s.calendar, cfg.calendars, "calendar")
+        for j, sup in enumerate(s.suppliers):
+            if sup not in groups or groups[sup].kind != "supplier":
+                problems.append(f"services[{i}].suppliers[{j}]: unknown supplier '{sup}'")
+
+    for i, a in enumerate(cfg.agreements):
+        ref(f"agreements[{i}].service", a.service, services, "service")
+        ref(f"agreements[{i}].calendar", a.calendar, cfg.calendars, "calendar")
+        if a.kind == "sla":
+            if a.underpins:
+                problems.append(f"agreements[{i}].underpins: an SLA underpins nothing; OLAs and UCs underpin SLAs")
+        else:
+            want = "internal" if a.kind == "ola" else "supplier"
+            if a.party not in groups or groups[a.party].kind != want:
+                problems.append(f"agreements[{i}].party: an {a.kind.upper()} needs an {want} group, "
+                                f"not '{a.party}'")
+            if a.underpins is None:
+                problems.append(f"agreements[{i}].underpins: say which SLA this {a.kind.upper()} underpins")
+            elif a.underpins not in agreements or agreements[a.underpins].kind != "sla":
+                problems.append(f"agreements[{i}].underpins: unknown SLA '{a.underpins}'")
+        for j, t in enumerate(a.targets):
+            path = f"agreements[{i}].targets[{j}]"
+            if t.metric in ("response", "resolution") and t.within is None:
+                problems.append(f"{path}.within: a {t.metric} target needs a time allowed")
+            if sorted(t.warn_at) != list(t.warn_at):
+                problems.append(f"{path}.warn_at: thresholds must rise")
+
+    for i, d in enumerate(cfg.digests):
+        ref(f"digests[{i}].channel", d.channel, cfg.channels, "channel")
+    return problems
+
+
+def parse_config(text: str, source: str = "app.yaml") -> AppConfig:
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "(file)"
+        raise ConfigError(source, [f"{where}: not valid YAML: {getattr(exc, 'problem', exc)}"]) from None
+    if not isinstance(raw, dict):
+        raise ConfigError(source, ["(top): expected a mapping of sections (calendars, services, …)"])
+    try:
+        cfg = AppConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(source, _structure_problems(exc)) from None
+    problems = _reference_problems(cfg)
+    if problems:
+        raise ConfigError(source, problems)
+    return cfg
+
+
+def load_config(path: str | Path) -> AppConfig:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(str(path), [f"(file): cannot read: {exc.strerror}"]) from None
+    return parse_config(text, str(path))

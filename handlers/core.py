@@ -1,0 +1,190 @@
+"""The platform-neutral path every front end uses: who asked, what they asked, and what to answer.
+
+A handler validates first, then changes state inside ``ctx.change(cmd)``: the state change, the audit
+record, the outbox rows and the delivery's dedupe key commit together or not at all.
+"""
+from __future__ import annotations
+
+import logging
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Callable, Iterator
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from handlers.config import AppConfig
+from storage.db import utcnow
+from storage.models import AuditRecord, Identity, OutboxMessage, ProcessedDelivery
+
+log = logging.getLogger("svcbot")
+
+PLATFORMS = ("slack", "teams")
+
+
+class UserError(Exception):
+    """Something the person can fix: shown to them with a right example; nothing changed."""
+
+    def __init__(self, message: str, example: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.example = example
+
+
+class Refused(UserError):
+    """Their role does not allow it; told privately, nothing changed."""
+
+
+class AlreadyHandled(Exception):
+    """This exact delivery (a retried event, a double click) was acted on before."""
+
+
+@dataclass
+class Actor:
+    person_id: str
+    name: str
+    platform: str  # slack | teams | console | api
+    roles: frozenset[str] = frozenset()
+    timezone: str = "UTC"
+
+
+@dataclass
+class Command:
+    actor: Actor
+    text: str
+    # A unique key for this delivery (Slack event id, trigger id, Teams activity id): a retry with
+    # the same key changes nothing a second time.
+    delivery_key: str | None = None
+
+
+@dataclass
+class Field:
+    label: str
+    value: str
+
+
+@dataclass
+class Button:
+    label: str
+    # A button runs ordinary command words, so it goes through the same grammar and checks as typing them.
+    run: str
+    style: str | None = None  # primary | danger
+
+
+@dataclass
+class Section:
+    title: str = ""
+    text: str = ""
+    fields: list[Field] = field(default_factory=list)
+    buttons: list[Button] = field(default_factory=list)
+
+
+@dataclass
+class Reply:
+    title: str
+    text: str = ""
+    sections: list[Section] = field(default_factory=list)
+    buttons: list[Button] = field(default_factory=list)
+    footer: str = ""
+    tone: str = "info"  # info | ok | warning | error
+    private: bool = True
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Reply":
+        data = dict(data)
+        data["sections"] = [Section(title=s["title"], text=s["text"], fields=[Field(**f) for f in s["fields"]],
+                                    buttons=[Button(**b) for b in s["buttons"]]) for s in data.get("sections", [])]
+        data["buttons"] = [Button(**b) for b in data.get("buttons", [])]
+        return cls(**data)
+
+    def plain(self) -> str:
+        """The one-line text notifications and screen readers fall back to."""
+        return f"{self.title}: {self.text}" if self.text else self.title
+
+
+def error_reply(message: str, example: str | None = None) -> Reply:
+    return Reply(title="That didn't work", text=message, tone="error",
+                 footer=f"Try: {example}" if example else "")
+
+
+@dataclass
+class Context:
+    config: AppConfig
+    sessions: sessionmaker[Session]
+    now: Callable[[], datetime] = utcnow
+    # Called after a commit that wrote outbox rows, so delivery need not wait for the next sweep.
+    on_outbox: Callable[[], None] = lambda: None
+
+    def roles_of(self, person_id: str) -> frozenset[str]:
+        r = self.config.roles
+        roles = {name for name in ("service_managers", "cab", "emergency_cab") if person_id in getattr(r, name)}
+        return frozenset(roles)
+
+    @contextmanager
+    def change(self, cmd: Command) -> Iterator["Work"]:
+        work = None
+        try:
+            with self.sessions.begin() as session:
+                if cmd.delivery_key:
+                    session.add(ProcessedDelivery(key=cmd.delivery_key, at=self.now()))
+                    session.flush()
+                work = Work(self, session, cmd.actor)
+                yield work
+        except IntegrityError as exc:
+            if cmd.delivery_key and "processed_deliveries" in str(exc.orig):
+                raise AlreadyHandled(cmd.delivery_key) from None
+            raise
+        if work and work.queued:
+            self.on_outbox()
+
+
+class Work:
+    """One transaction's worth of change, audit and outgoing messages."""
+
+    def __init__(self, ctx: Context, session: Session, actor: Actor):
+        self.ctx, self.session, self.actor = ctx, session, actor
+        self.queued = 0
+        self.now = ctx.now()
+
+    def audit(self, action: str, subject: str, **detail: Any) -> None:
+        self.session.add(AuditRecord(at=self.now, person_id=self.actor.person_id, platform=self.actor.platform,
+                                     action=action, subject=subject, detail=detail))
+
+    def send(self, platform: str, target_kind: str, target: str, message: Reply, key: str,
+             subject: str = "", thread_id: str | None = None) -> None:
+        self.session.add(OutboxMessage(
+            dedupe_key=key, platform=platform, target_kind=target_kind, target=target, thread_id=thread_id,
+            message=message.to_dict(), subject=subject, status="pending", attempts=0,
+            created_at=self.now, next_attempt_at=self.now))
+        self.queued += 1
+
+    def post_to_channel(self, channel: str, message: Reply, key: str, subject: str = "") -> list[str]:
+        """Post to a logical channel on every platform it is mapped to; returns those platforms."""
+        target = self.ctx.config.channels[channel]
+        platforms = []
+        for platform in PLATFORMS:
+            address = getattr(target, platform)
+            if address:
+                self.send(platform, "channel", address, message, f"{key}:{platform}:{address}", subject)
+                platforms.append(platform)
+        return platforms
+
+    def message_person(self, person_id: str, message: Reply, key: str, subject: str = "") -> int:
+        """A direct message on each platform the person is known on; returns how many were queued."""
+        identities = self.session.scalars(select(Identity).where(Identity.person_id == person_id)).all()
+        for ident in identities:
+            self.send(ident.platform, "person", ident.external_id, message,
+                      f"{key}:{ident.platform}:{ident.external_id}", subject)
+        return len(identities)
+
+
+def prune_processed(ctx: Context, older_than: timedelta = timedelta(days=7)) -> int:
+    """Dedupe keys only matter while a platform may still retry; keep a week of them."""
+    with ctx.sessions.begin() as session:
+        rows = session.query(ProcessedDelivery).filter(ProcessedDelivery.at < ctx.now() - older_than)
+        return rows.delete(synchronize_session=False)

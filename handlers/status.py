@@ -1,0 +1,174 @@
+"""The service catalogue and its status: status, service set, subscribe, unsubscribe."""
+from __future__ import annotations
+
+from sqlalchemy import func, select
+
+from handlers.config import SERVICE_STATES, Service
+from handlers.core import Button, Command, Context, Field, Refused, Reply, Section, UserError
+from storage.models import ServiceStatus, StatusChange, Subscription
+
+STATE_ICON = {
+    "operational": "🟢",
+    "degraded": "🟡",
+    "partial-outage": "🟠",
+    "major-outage": "🔴",
+    "maintenance": "🔧",
+}
+STATE_TONE = {"operational": "ok", "degraded": "warning", "partial-outage": "warning",
+              "major-outage": "error", "maintenance": "info"}
+SET_EXAMPLE = "service set payments degraded Card payments are slow; we are on it"
+
+
+def find_service(ctx: Context, key: str | None, example: str) -> Service:
+    if not key:
+        raise UserError("Say which service.", example)
+    service = ctx.config.service(key)
+    if service is None:
+        known = ", ".join(s.id for s in ctx.config.services)
+        raise UserError(f"There is no service '{key}'. Services: {known}.", example)
+    return service
+
+
+def show(ctx: Context, cmd: Command, args: list[str]) -> Reply:
+    if len(args) > 1:
+        raise UserError("`status` takes at most one service.", "status payments")
+    if args:
+        return _one(ctx, cmd, find_service(ctx, args[0], "status payments"))
+    with ctx.sessions() as s:
+        states = {row.service_id: row for row in s.scalars(select(ServiceStatus))}
+    worst = "operational"
+    sections = []
+    for svc in sorted(ctx.config.services, key=lambda s: (s.tier, s.name)):
+        row = states.get(svc.id)
+        state = row.state if row else "operational"
+        if SERVICE_STATES.index(state) > SERVICE_STATES.index(worst) and state != "maintenance":
+            worst = state
+        line = f"{STATE_ICON[state]} *{svc.name}* (`{svc.id}`, tier {svc.tier}) — {state}"
+        if row and row.message:
+            line += f": {row.message}"
+        sections.append(Section(text=line))
+    title = "All services operational" if worst == "operational" else "Some services are affected"
+    return Reply(title=title, sections=sections, tone=STATE_TONE[worst],
+                 footer=f"{len(ctx.config.services)} services · `status SERVICE` for one")
+
+
+def _one(ctx: Context, cmd: Command, svc: Service) -> Reply:
+    cfg = ctx.config
+    with ctx.sessions() as s:
+        row = s.get(ServiceStatus, svc.id)
+        history = s.scalars(select(StatusChange).where(StatusChange.service_id == svc.id)
+                            .order_by(StatusChange.id.desc()).limit(5)).all()
+        subscribers = s.scalar(select(func.count()).select_from(Subscription)
+                               .where(Subscription.service_id == svc.id))
+        subscribed = s.get(Subscription, (cmd.actor.person_id, svc.id)) is not None
+    state = row.state if row else "operational"
+    owner = cfg.person(svc.owner)
+    team = cfg.group(svc.team) if svc.team else None
+    fields = [
+        Field("Status", f"{STATE_ICON[state]} {state}"),
+        Field("Since", row.since.strftime("%Y-%m-%d %H:%M UTC") if row else "—"),
+        Field("Tier", str(svc.tier)),
+        Field("Owner", owner.name if owner else svc.owner),
+        Field("Team", f"{team.name} ({team.location})" if team and team.location else team.name if team else "—"),
+        Field("Calendar", svc.calendar),
+        Field("Suppliers", ", ".join(cfg.group(x).name for x in svc.suppliers) or "—"),
+        Field("Subscribers", str(subscribers)),
+    ]
+    sections = [Section(text=row.message if row and row.message else svc.description, fields=fields)]
+    if history:
+        lines = [f"{h.at:%Y-%m-%d %H:%M} {STATE_ICON[h.previous_state]}→{STATE_ICON[h.state]} {h.state}"
+                 + (f": {h.message}" if h.message else "") for h in history]
+        sections.append(Section(title="Recent changes", text="\n".join(lines)))
+    button = (Button("Unsubscribe", f"unsubscribe {svc.id}") if subscribed
+              else Button("Subscribe", f"subscribe {svc.id}", "primary"))
+    return Reply(title=f"{svc.name}", sections=sections, buttons=[button], tone=STATE_TONE[state])
+
+
+def may_set_status(ctx: Context, person_id: str, svc: Service) -> bool:
+    team = ctx.config.group(svc.team) if svc.team else None
+    return (person_id == svc.owner or "service_managers" in ctx.roles_of(person_id)
+            or (team is not None and person_id in team.members))
+
+
+def service_cmd(ctx: Context, cmd: Command, args: list[str]) -> Reply:
+    if not args or args[0] != "set":
+        raise UserError("Use `service set SERVICE STATE [message]`.", SET_EXAMPLE)
+    if len(args) < 3:
+        raise UserError("Say the service and its new state.", SET_EXAMPLE)
+    svc = find_service(ctx, args[1], SET_EXAMPLE)
+    state = args[2].lower()
+    if state not in SERVICE_STATES:
+        raise UserError(f"'{args[2]}' is not a state. States: {', '.join(SERVICE_STATES)}.", SET_EXAMPLE)
+    message = " ".join(args[3:]).strip()
+    if not may_set_status(ctx, cmd.actor.person_id, svc):
+        owner = ctx.config.person(svc.owner)
+        raise Refused(f"Only {svc.name}'s owner ({owner.name if owner else svc.owner}), its team or a "
+                      f"service manager can set its status.")
+
+    with ctx.change(cmd) as work:
+        row = work.session.get(ServiceStatus, svc.id)
+        previous = row.state if row else "operational"
+        if previous == state and not message:
+            raise UserError(f"{svc.name} is already {state}; add a message to post an update.",
+                            f"service set {svc.id} {state} Still investigating")
+        if row is None:
+            row = ServiceStatus(service_id=svc.id, state=state, message=message, since=work.now,
+                                updated_by=cmd.actor.person_id)
+            work.session.add(row)
+        else:
+            if previous != state:
+                row.since = work.now
+            row.state, row.message, row.updated_by = state, message, cmd.actor.person_id
+        change = StatusChange(service_id=svc.id, previous_state=previous, state=state, message=message,
+                              at=work.now, person_id=cmd.actor.person_id, platform=cmd.actor.platform)
+        work.session.add(change)
+        work.session.flush()
+        work.audit("service.set", f"service:{svc.id}", previous=previous, state=state, message=message)
+
+        announcement = _announcement(svc, previous, state, message, cmd.actor.name)
+        key = f"status:{change.id}"
+        platforms = work.post_to_channel(svc.channel, announcement, key, f"service:{svc.id}") if svc.channel else []
+        subscribers = work.session.scalars(select(Subscription.person_id)
+                                           .where(Subscription.service_id == svc.id)).all()
+        direct = sum(work.message_person(pid, announcement, key, f"service:{svc.id}") for pid in subscribers)
+
+    where = []
+    if platforms:
+        where.append(f"#{svc.channel} ({' and '.join(p.title() for p in platforms)})")
+    if subscribers:
+        where.append(f"{len(subscribers)} subscriber{'s' if len(subscribers) != 1 else ''}")
+    verb = "is now" if previous != state else "is still"
+    return Reply(title=f"{STATE_ICON[state]} {svc.name} {verb} {state}", text=message,
+                 footer=("Announced to " + " and ".join(where)) if where else "No channel or subscribers to tell",
+                 tone="ok")
+
+
+def _announcement(svc: Service, previous: str, state: str, message: str, by: str) -> Reply:
+    title = (f"{STATE_ICON[state]} {svc.name}: {state}" if previous != state
+             else f"{STATE_ICON[state]} {svc.name}: update")
+    fields = [Field("Status", state), Field("Was", previous), Field("Set by", by)]
+    return Reply(title=title, text=message, sections=[Section(fields=fields)],
+                 buttons=[Button("Subscribe", f"subscribe {svc.id}")], tone=STATE_TONE[state], private=False)
+
+
+def subscribe(ctx: Context, cmd: Command, args: list[str]) -> Reply:
+    svc = find_service(ctx, args[0] if len(args) == 1 else None, "subscribe payments")
+    with ctx.change(cmd) as work:
+        if work.session.get(Subscription, (cmd.actor.person_id, svc.id)):
+            return Reply(title=f"You already follow {svc.name}", tone="info")
+        work.session.add(Subscription(person_id=cmd.actor.person_id, service_id=svc.id, created_at=work.now))
+        work.audit("service.subscribe", f"service:{svc.id}")
+    return Reply(title=f"You now follow {svc.name}",
+                 text="Its announcements will reach you by direct message.", tone="ok",
+                 buttons=[Button("Unsubscribe", f"unsubscribe {svc.id}")])
+
+
+def unsubscribe(ctx: Context, cmd: Command, args: list[str]) -> Reply:
+    svc = find_service(ctx, args[0] if len(args) == 1 else None, "unsubscribe payments")
+    with ctx.change(cmd) as work:
+        sub = work.session.get(Subscription, (cmd.actor.person_id, svc.id))
+        if sub is None:
+            return Reply(title=f"You were not following {svc.name}", tone="info")
+        work.session.delete(sub)
+        work.audit("service.unsubscribe", f"service:{svc.id}")
+    return Reply(title=f"You no longer follow {svc.name}", tone="ok")

@@ -1,0 +1,79 @@
+"""The engine, sessions and migrations. SQLite embedded by default; PostgreSQL for several replicas."""
+from __future__ import annotations
+
+import os
+from datetime import datetime, timezone
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.orm import Session, sessionmaker
+
+DEFAULT_URL = "sqlite:///svcbot.db"
+MIGRATIONS = Path(__file__).parent / "migrations"
+# Held while migrating so that replicas starting together do not race (PostgreSQL only).
+UPGRADE_LOCK_ID = 0x5FCB07
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def database_url() -> str:
+    return os.environ.get("SVCBOT_DATABASE_URL") or DEFAULT_URL
+
+
+def make_engine(url: str | None = None) -> Engine:
+    url = url or database_url()
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_setup(dbapi_conn, _record):
+            # Let SQLAlchemy, not pysqlite, decide when transactions begin (see below).
+            dbapi_conn.isolation_level = None
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.execute("PRAGMA busy_timeout=30000")
+            cur.close()
+
+        @event.listens_for(engine, "begin")
+        def _sqlite_begin(conn):
+            # Take the write lock up front: a read-then-write transaction that started deferred
+            # fails at once when another writer got in between, instead of waiting its turn.
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+        return engine
+    return create_engine(url, pool_pre_ping=True)
+
+
+def session_factory(engine: Engine) -> sessionmaker[Session]:
+    return sessionmaker(engine, expire_on_commit=False)
+
+
+def alembic_config(engine: Engine) -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    cfg.attributes["engine"] = engine
+    return cfg
+
+
+def upgrade(engine: Engine) -> None:
+    """Bring the schema to the newest revision."""
+    cfg = alembic_config(engine)
+    if engine.dialect.name == "postgresql":
+        with engine.connect() as conn:
+            conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": UPGRADE_LOCK_ID})
+            try:
+                cfg.attributes["connection"] = conn
+                command.upgrade(cfg, "head")
+                conn.commit()
+            finally:
+                conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": UPGRADE_LOCK_ID})
+                conn.commit()
+    else:
+        with engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "head")

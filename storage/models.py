@@ -1,0 +1,142 @@
+"""What svcbot keeps at run time. The catalogue itself is configuration (app.yaml), not rows."""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import JSON, DateTime, ForeignKey, Index, Integer, String, Text, TypeDecorator, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class UTCDateTime(TypeDecorator):
+    """Aware UTC datetimes on every database; SQLite has no time zones of its own."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store; pass an aware one")
+        return value.astimezone(timezone.utc).replace(tzinfo=None)
+
+    def process_result_value(self, value, dialect):
+        return None if value is None else value.replace(tzinfo=timezone.utc)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JSON()}
+
+
+class Person(Base):
+    __tablename__ = "people"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    timezone: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime]
+
+
+class Identity(Base):
+    """A person's account on one platform: Slack user id, or Teams AAD object id."""
+
+    __tablename__ = "identities"
+    __table_args__ = (UniqueConstraint("platform", "external_id"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    platform: Mapped[str] = mapped_column(String(16))
+    external_id: Mapped[str] = mapped_column(String(128))
+    person_id: Mapped[str] = mapped_column(ForeignKey("people.id"), index=True)
+    # Teams addresses a user by a channel account id ("29:…"), not by the AAD object id.
+    address: Mapped[str | None] = mapped_column(String(256))
+
+
+class ServiceStatus(Base):
+    __tablename__ = "service_status"
+    service_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    state: Mapped[str] = mapped_column(String(32))
+    message: Mapped[str] = mapped_column(Text, default="")
+    since: Mapped[datetime]
+    updated_by: Mapped[str | None] = mapped_column(ForeignKey("people.id"))
+
+
+class StatusChange(Base):
+    __tablename__ = "status_history"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    service_id: Mapped[str] = mapped_column(String(64), index=True)
+    previous_state: Mapped[str] = mapped_column(String(32))
+    state: Mapped[str] = mapped_column(String(32))
+    message: Mapped[str] = mapped_column(Text, default="")
+    at: Mapped[datetime]
+    person_id: Mapped[str | None] = mapped_column(ForeignKey("people.id"))
+    platform: Mapped[str] = mapped_column(String(16))
+
+
+class Subscription(Base):
+    __tablename__ = "subscriptions"
+    person_id: Mapped[str] = mapped_column(ForeignKey("people.id"), primary_key=True)
+    service_id: Mapped[str] = mapped_column(String(64), primary_key=True, index=True)
+    created_at: Mapped[datetime]
+
+
+class AuditRecord(Base):
+    __tablename__ = "audit_log"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[datetime] = mapped_column(index=True)
+    person_id: Mapped[str | None] = mapped_column(String(64))
+    platform: Mapped[str] = mapped_column(String(16))
+    action: Mapped[str] = mapped_column(String(64))
+    subject: Mapped[str] = mapped_column(String(128), index=True)
+    detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class OutboxMessage(Base):
+    """One message to one place, written with the change that caused it, sent by the deliverer."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (Index("ix_outbox_due", "status", "next_attempt_at"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    dedupe_key: Mapped[str] = mapped_column(String(256), unique=True)
+    platform: Mapped[str] = mapped_column(String(16))
+    # channel: a Slack channel id or Teams conversation id; person: a Slack user id or Teams AAD id
+    target_kind: Mapped[str] = mapped_column(String(16))
+    target: Mapped[str] = mapped_column(String(256))
+    thread_id: Mapped[str | None] = mapped_column(String(256))  # a Slack thread ts or Teams reply-to id
+    message: Mapped[dict[str, Any]]
+    subject: Mapped[str] = mapped_column(String(128), default="")
+    # pending → sending → sent | failed
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime]
+    next_attempt_at: Mapped[datetime]
+    lease_until: Mapped[datetime | None]
+    sent_at: Mapped[datetime | None]
+    last_error: Mapped[str | None] = mapped_column(Text)
+    # An attempt ended without an answer (timeout, crash): the platform may have it already,
+    # so the next attempt first looks for it instead of posting again.
+    maybe_sent: Mapped[bool] = mapped_column(default=False)
+    # What the platform answered, so that later edits update the same message.
+    platform_channel: Mapped[str | None] = mapped_column(String(256))
+    platform_message_id: Mapped[str | None] = mapped_column(String(256))
+
+
+class ProcessedDelivery(Base):
+    """A platform delivery already acted on (Slack event id, Teams activity id …)."""
+
+    __tablename__ = "processed_deliveries"
+    key: Mapped[str] = mapped_column(String(256), primary_key=True)
+    at: Mapped[datetime]
+
+
+class ConversationRef(Base):
+    """Where the Teams bot was installed: the only places it can post to proactively."""
+
+    __tablename__ = "teams_conversations"
+    conversation_id: Mapped[str] = mapped_column(String(256), primary_key=True)
+    conversation_type: Mapped[str] = mapped_column(String(32))  # personal | channel | groupChat
+    service_url: Mapped[str] = mapped_column(String(512))
+    tenant_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    team_id: Mapped[str | None] = mapped_column(String(256))
+    user_aad_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    reference: Mapped[dict[str, Any]]
+    active: Mapped[bool] = mapped_column(default=True)
+    updated_at: Mapped[datetime]
