@@ -29,6 +29,8 @@ def main(argv: list[str] | None = None) -> int:
 
     logging.basicConfig(level=os.environ.get("SVCBOT_LOG_LEVEL", "WARNING" if args.command == "console" else "INFO"),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for noisy in ("apscheduler", "alembic"):  # a line per sweep or per migration plugin drowns the rest
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         config = load_config(_config_path(args))
     except ConfigError as exc:

@@ -16,6 +16,8 @@ STATE_ICON = {
 }
 STATE_TONE = {"operational": "ok", "degraded": "warning", "partial-outage": "warning",
               "major-outage": "error", "maintenance": "info"}
+STATE_PHRASE = {"maintenance": "under maintenance", "partial-outage": "in a partial outage",
+                "major-outage": "in a major outage"}
 SET_EXAMPLE = "service set payments degraded Card payments are slow; we are on it"
 
 
@@ -138,7 +140,7 @@ def service_cmd(ctx: Context, cmd: Command, args: list[str]) -> Reply:
     if subscribers:
         where.append(f"{len(subscribers)} subscriber{'s' if len(subscribers) != 1 else ''}")
     verb = "is now" if previous != state else "is still"
-    return Reply(title=f"{STATE_ICON[state]} {svc.name} {verb} {state}", text=message,
+    return Reply(title=f"{STATE_ICON[state]} {svc.name} {verb} {STATE_PHRASE.get(state, state)}", text=message,
                  footer=("Announced to " + " and ".join(where)) if where else "No channel or subscribers to tell",
                  tone="ok")
 

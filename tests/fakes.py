@@ -1,0 +1,199 @@
+"""Loopback stand-ins for Slack's Web API and a Teams (Bot Framework) connector.
+
+Each runs an aiohttp server on 127.0.0.1 in a thread of its own and records every call it gets, so
+tests can start the real svcbot server as a subprocess and see exactly what it sent.
+"""
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import threading
+import time
+from dataclasses import dataclass, field
+from urllib.parse import parse_qs
+
+from aiohttp import web
+
+
+@dataclass
+class Call:
+    method: str
+    params: dict
+    headers: dict
+    at: float = field(default_factory=time.monotonic)
+
+
+class LoopbackServer:
+    def __init__(self):
+        self.calls: list[Call] = []
+        self._lock = threading.Lock()
+        self._loop = asyncio.new_event_loop()
+        self._ready = threading.Event()
+        self.port = 0
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+
+    def routes(self, app: web.Application) -> None:
+        raise NotImplementedError
+
+    def start(self):
+        self._thread.start()
+        self._ready.wait(10)
+        return self
+
+    def _serve(self):
+        asyncio.set_event_loop(self._loop)
+        self._released = asyncio.Event()
+        app = web.Application()
+        self.routes(app)
+        runner = self._runner = web.AppRunner(app, shutdown_timeout=0.5)
+        self._loop.run_until_complete(runner.setup())
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        self._loop.run_until_complete(site.start())
+        self.port = site._server.sockets[0].getsockname()[1]
+        self._ready.set()
+        self._loop.run_forever()
+
+    def stop(self):
+        # Clean up first so that handlers still waiting (a scripted "hang") are cancelled, not leaked.
+        self._loop.call_soon_threadsafe(self._released.set)
+        asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def record(self, method: str, params: dict, headers) -> Call:
+        call = Call(method, params, dict(headers))
+        with self._lock:
+            self.calls.append(call)
+        return call
+
+    def called(self, method: str) -> list[Call]:
+        with self._lock:
+            return [c for c in self.calls if c.method == method]
+
+    def wait_for(self, method: str, count: int = 1, timeout: float = 15.0, where=None) -> list[Call]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            calls = [c for c in self.called(method) if where is None or where(c)]
+            if len(calls) >= count:
+                return calls
+            time.sleep(0.02)
+        raise AssertionError(f"expected {count} {method} call(s), got {len(self.called(method))}: "
+                             f"{[c.params for c in self.called(method)]}")
+
+
+class FakeSlack(LoopbackServer):
+    """Slack's Web API at /api/<method>, and response URLs at /hooks/<anything>.
+
+    ``script(method, *answers)`` queues answers for the next calls of a method: an int status
+    (429 comes with ``Retry-After: 1``), a dict body, or ``"hang"`` to record the call and never answer.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.scripts: dict[str, list] = {}
+        self.posted: list[dict] = []  # messages that "exist" in channels, for conversations.history
+        self._ts = itertools.count(1)
+
+    def script(self, method: str, *answers) -> None:
+        self.scripts.setdefault(method, []).extend(answers)
+
+    def routes(self, app):
+        app.router.add_route("*", "/api/{method}", self._api)
+        app.router.add_post("/hooks/{rest:.*}", self._hook)
+
+    async def _params(self, request) -> dict:
+        if request.method == "GET":
+            return dict(request.query)
+        if request.content_type == "application/json":
+            return await request.json()
+        return {k: v[0] for k, v in parse_qs(await request.text()).items()}
+
+    async def _hook(self, request):
+        self.record("response_url", await request.json(), request.headers)
+        return web.Response(text="ok")
+
+    async def _api(self, request):
+        method = request.match_info["method"]
+        params = await self._params(request)
+        self.record(method, params, request.headers)
+        script = self.scripts.get(method)
+        if script:
+            answer = script.pop(0)
+            if answer == "hang":
+                self._store(method, params)
+                await self._released.wait()
+            if isinstance(answer, int):
+                headers = {"Retry-After": "1"} if answer == 429 else {}
+                return web.json_response({"ok": False, "error": "ratelimited" if answer == 429 else "fatal_error"},
+                                         status=answer, headers=headers)
+            if isinstance(answer, dict):
+                return web.json_response(answer)
+        return web.json_response(self._answer(method, params))
+
+    def _store(self, method, params) -> dict:
+        ts = f"{int(time.time())}.{next(self._ts):06d}"
+        channel = params.get("channel", "")
+        if channel.startswith("U"):
+            channel = "D" + channel[1:]
+        message = {"type": "message", "ts": ts, "channel": channel, "text": params.get("text"),
+                   "thread_ts": params.get("thread_ts")}
+        if params.get("metadata"):
+            meta = params["metadata"]
+            message["metadata"] = json.loads(meta) if isinstance(meta, str) else meta
+        self.posted.append(message)
+        return message
+
+    def _answer(self, method: str, params: dict) -> dict:
+        if method == "auth.test":
+            return {"ok": True, "user_id": "U0SVCBOT", "bot_id": "B0SVCBOT", "team_id": "T0NORTH", "team": "Northwind"}
+        if method == "chat.postMessage":
+            message = self._store(method, params)
+            return {"ok": True, "channel": message["channel"], "ts": message["ts"], "message": message}
+        if method == "conversations.open":
+            return {"ok": True, "channel": {"id": "D" + params.get("users", "")[1:]}}
+        if method in ("conversations.history", "conversations.replies"):
+            found = [m for m in self.posted if m["channel"] == params.get("channel")]
+            return {"ok": True, "messages": list(reversed(found)), "has_more": False}
+        return {"ok": True}
+
+
+class FakeTeamsConnector(LoopbackServer):
+    """The Bot Framework connector API a Teams bot posts to (its activities' serviceUrl)."""
+
+    def __init__(self):
+        super().__init__()
+        self.scripts: list = []
+        self._ids = itertools.count(1)
+
+    def routes(self, app):
+        app.router.add_post("/v3/conversations", self._create)
+        app.router.add_post("/v3/conversations/{conversation}/activities", self._send)
+        app.router.add_post("/v3/conversations/{conversation}/activities/{reply_to}", self._send)
+        app.router.add_put("/v3/conversations/{conversation}/activities/{activity}", self._update)
+
+    async def _create(self, request):
+        body = await request.json()
+        self.record("create_conversation", body, request.headers)
+        return web.json_response({"id": f"a:personal-{next(self._ids)}", "serviceUrl": self.url}, status=201)
+
+    async def _send(self, request):
+        body = await request.json()
+        body["_conversation"] = request.match_info["conversation"]
+        body["_reply_to"] = request.match_info.get("reply_to")
+        self.record("send", body, request.headers)
+        if self.scripts:
+            answer = self.scripts.pop(0)
+            headers = {"Retry-After": "1"} if answer == 429 else {}
+            return web.json_response({"error": {"code": "Throttled", "message": "slow down"}},
+                                     status=answer, headers=headers)
+        return web.json_response({"id": f"activity-{next(self._ids)}"}, status=201)
+
+    async def _update(self, request):
+        body = await request.json()
+        self.record("update", body, request.headers)
+        return web.json_response({"id": request.match_info["activity"]})
