@@ -23,6 +23,10 @@ def main(argv: list[str] | None = None) -> int:
     console.add_argument("--as", dest="person", help="a person id from app.yaml (default: first service manager)")
     console.add_argument("-c", dest="commands", action="append", help="run this command and leave (repeatable)")
     sub.add_parser("check-config", help="validate the configuration and list every problem")
+    manifest = sub.add_parser("manifest", help="an app manifest for this configuration")
+    manifest.add_argument("platform", choices=["slack"])
+    manifest.add_argument("--url", help="public base URL of this server, e.g. https://svcbot.example.com")
+    manifest.add_argument("--socket-mode", action="store_true", help="for Socket Mode (no public URL)")
     db = sub.add_parser("db", help="database maintenance")
     db.add_argument("action", choices=["upgrade"])
     args = parser.parse_args(argv)
@@ -42,6 +46,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "check-config":
         print(f"{_config_path(args)}: OK — {len(config.services)} services, {len(config.agreements)} agreements, "
               f"{len(config.calendars)} calendars, {len(config.people)} people")
+        return 0
+
+    if args.command == "manifest":
+        from bot.manifest import slack_manifest
+        if not args.url and not args.socket_mode:
+            print("svcbot: give --url https://your.host (HTTP) or --socket-mode", file=sys.stderr)
+            return 2
+        print(slack_manifest(config, args.url, args.socket_mode), end="")
         return 0
 
     from bot.runtime import Runtime
