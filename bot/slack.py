@@ -63,6 +63,10 @@ class SlackFront:
         if response.status == 401:
             self.runtime.metrics.requests_refused.labels(platform="slack", reason="signature").inc()
             log.warning("refused a Slack request with a bad signature or a stale timestamp")
+        elif response.status == 404:
+            # Signed, but nothing here listens for it (an event or action svcbot does not use). A 404
+            # would make Slack retry the delivery; accept it and do nothing.
+            return web.Response(status=200)
         return await to_aiohttp_response(response)
 
     async def on_command(self, ack, command, respond):
