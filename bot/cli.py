@@ -24,9 +24,11 @@ def main(argv: list[str] | None = None) -> int:
     console.add_argument("-c", dest="commands", action="append", help="run this command and leave (repeatable)")
     sub.add_parser("check-config", help="validate the configuration and list every problem")
     manifest = sub.add_parser("manifest", help="an app manifest for this configuration")
-    manifest.add_argument("platform", choices=["slack"])
+    manifest.add_argument("platform", choices=["slack", "teams"])
     manifest.add_argument("--url", help="public base URL of this server, e.g. https://svcbot.example.com")
-    manifest.add_argument("--socket-mode", action="store_true", help="for Socket Mode (no public URL)")
+    manifest.add_argument("--socket-mode", action="store_true", help="Slack: for Socket Mode (no public URL)")
+    manifest.add_argument("--app-id", help="Teams: the Azure Bot's app id (default $MICROSOFT_APP_ID)")
+    manifest.add_argument("--output", default="svcbot-teams.zip", help="Teams: where to write the package")
     db = sub.add_parser("db", help="database maintenance")
     db.add_argument("action", choices=["upgrade"])
     args = parser.parse_args(argv)
@@ -48,6 +50,18 @@ def main(argv: list[str] | None = None) -> int:
               f"{len(config.calendars)} calendars, {len(config.people)} people")
         return 0
 
+    if args.command == "manifest" and args.platform == "teams":
+        from urllib.parse import urlparse
+
+        from bot.manifest import teams_package
+        app_id = args.app_id or os.environ.get("MICROSOFT_APP_ID")
+        host = urlparse(args.url or "").hostname
+        if not app_id or not host:
+            print("svcbot: give --app-id (or set MICROSOFT_APP_ID) and --url https://your.host", file=sys.stderr)
+            return 2
+        teams_package(config, app_id, host, args.output)
+        print(f"wrote {args.output}: upload it in Teams (Apps → Manage your apps → Upload an app)")
+        return 0
     if args.command == "manifest":
         from bot.manifest import slack_manifest
         if not args.url and not args.socket_mode:

@@ -1,5 +1,10 @@
-"""`svcbot manifest slack`: a Slack app manifest that matches this configuration."""
+"""`svcbot manifest slack|teams`: a Slack app manifest, or a Teams app package, for this configuration."""
 from __future__ import annotations
+
+import json
+import struct
+import zipfile
+import zlib
 
 import yaml
 
@@ -38,3 +43,42 @@ def slack_manifest(config: AppConfig, base_url: str | None, socket_mode: bool) -
                      "token_rotation_enabled": False},
     }
     return yaml.safe_dump(manifest, sort_keys=False, allow_unicode=True)
+
+
+def teams_package(config: AppConfig, app_id: str, host: str, path: str) -> None:
+    """Write a Teams app package (manifest.json and its two icons, zipped) for the bot ``app_id``."""
+    manifest = {
+        "$schema": "https://developer.microsoft.com/en-us/json-schemas/teams/v1.17/MicrosoftTeams.schema.json",
+        "manifestVersion": "1.17",
+        "version": "1.0.0",
+        "id": app_id,
+        "developer": {"name": config.bot.name, "websiteUrl": f"https://{host}/",
+                      "privacyUrl": f"https://{host}/", "termsOfUseUrl": f"https://{host}/"},
+        "name": {"short": config.bot.name[:30], "full": f"{config.bot.name}: IT service operations"},
+        "description": {"short": "Service status, changes, SLAs and surveys where your team talks",
+                        "full": "Service status and announcements, change approvals, SLA breach notices, "
+                                "pulse surveys and digests for IT service management."},
+        "icons": {"color": "color.png", "outline": "outline.png"},
+        "accentColor": "#1D3557",
+        "bots": [{"botId": app_id, "scopes": ["personal", "team", "groupChat"], "isNotificationOnly": False,
+                  "supportsFiles": False,
+                  "commandLists": [{"scopes": ["personal", "team", "groupChat"], "commands": [
+                      {"title": "help", "description": "What the bot can do"},
+                      {"title": "status", "description": "Every service at a glance, or one: status SERVICE"},
+                      {"title": "subscribe", "description": "Follow a service: subscribe SERVICE"}]}]}],
+        "permissions": ["identity", "messageTeamMembers"],
+        "validDomains": [host],
+    }
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as package:
+        package.writestr("manifest.json", json.dumps(manifest, indent=2))
+        package.writestr("color.png", _png(192, (0x1D, 0x35, 0x57, 0xFF)))
+        package.writestr("outline.png", _png(32, (0xFF, 0xFF, 0xFF, 0xFF)))
+
+
+def _png(size: int, rgba: tuple[int, int, int, int]) -> bytes:
+    """A square icon of one colour: Teams requires both icons in the package."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    rows = b"".join(b"\x00" + bytes(rgba) * size for _ in range(size))
+    header = struct.pack(">IIBBBBB", size, size, 8, 6, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b"")
