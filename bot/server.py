@@ -1,6 +1,7 @@
 """One aiohttp server: Slack, Teams, health and metrics, with the scheduler that sweeps the outbox."""
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 from datetime import timedelta
@@ -89,11 +90,14 @@ async def _slack_off(request: web.Request) -> web.Response:
                                        "(set SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET)"}, status=503)
 
 
+def _database_answers(runtime: Runtime) -> None:
+    with runtime.engine.connect() as conn:
+        conn.execute(text("SELECT 1"))
+
+
 async def _healthz(request: web.Request) -> web.Response:
-    runtime = request.app[RUNTIME]
     try:
-        with runtime.engine.connect() as conn:
-            conn.execute(text("SELECT 1"))
+        await asyncio.to_thread(_database_answers, request.app[RUNTIME])
     except Exception as exc:
         return web.json_response({"status": "unhealthy", "database": str(exc)}, status=503)
     return web.json_response({"status": "ok"})
@@ -101,12 +105,11 @@ async def _healthz(request: web.Request) -> web.Response:
 
 async def _metrics(request: web.Request) -> web.Response:
     metrics = request.app[RUNTIME].metrics
-    metrics.refresh()
+    await asyncio.to_thread(metrics.refresh)
     return web.Response(body=generate_latest(metrics.registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
 async def _prune(runtime: Runtime) -> None:
-    import asyncio
     await asyncio.to_thread(prune_processed, runtime.ctx, timedelta(days=7))
 
 
