@@ -76,6 +76,9 @@ def main(argv: list[str] | None = None) -> int:
         upgrade(make_engine())
         print(f"database at {database_url().split('@')[-1]} is up to date")
         return 0
+    if args.command == "console" and args.person and config.person(args.person) is None:
+        print(f"svcbot: no person '{args.person}' in {_config_path(args)}", file=sys.stderr)
+        return 2
     runtime = Runtime(config)
     if args.command == "console":
         from bot.console import run_console

@@ -21,18 +21,39 @@ def _plain(text: str) -> str:
     return BOLD.sub(r"\1", str(text))
 
 
+def _mrkdwn(text: str, limit: int) -> str:
+    """Escape what Slack would read as a mention or link, then cut to Slack's limit for that field."""
+    escaped = str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    if len(escaped) <= limit:
+        return escaped
+    cut = escaped[:limit - 1]
+    amp = cut.rfind("&")
+    if amp != -1 and ";" not in cut[amp:]:  # do not leave half an entity behind
+        cut = cut[:amp]
+    return cut + "…"
+
+
 @lru_cache(maxsize=1)
 def _env() -> Environment:
     env = Environment(loader=PackageLoader("bot", "templates"), undefined=StrictUndefined,
                       autoescape=False, keep_trailing_newline=False)
-    env.filters.update(teams_md=_teams_md, plain=_plain, format_label=lambda s: f"{s:<12}")
+    env.filters.update(teams_md=_teams_md, plain=_plain, mrkdwn=_mrkdwn, format_label=lambda s: f"{s:<12}")
+    env.policies["truncate.leeway"] = 0  # Slack refuses a header of 151 characters
     env.policies["json.dumps_kwargs"] = {"ensure_ascii": False, "sort_keys": False}
     return env
 
 
+SLACK_MAX_BLOCKS = 50
+
+
 def slack_message(reply: Reply) -> dict:
     """{"text": …, "blocks": […]} for chat.postMessage, chat.update, respond or ack."""
-    return json.loads(_env().get_template("slack/message.json.j2").render(reply=reply))
+    message = json.loads(_env().get_template("slack/message.json.j2").render(reply=reply))
+    blocks = message["blocks"]
+    if len(blocks) > SLACK_MAX_BLOCKS:  # keep the head and say what was left out
+        message["blocks"] = blocks[:SLACK_MAX_BLOCKS - 1] + [{"type": "context", "elements": [
+            {"type": "mrkdwn", "text": f"… and {len(blocks) - SLACK_MAX_BLOCKS + 1} more blocks not shown"}]}]
+    return message
 
 
 def teams_card(reply: Reply) -> dict:

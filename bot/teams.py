@@ -49,12 +49,19 @@ def card_activity(reply: Reply) -> Activity:
     return activity
 
 
+def conversation_kind(activity: Activity) -> str:
+    """personal, channel or groupChat; older Teams activities carry no conversationType, only channelData."""
+    data = activity.channel_data or {}
+    return activity.conversation.conversation_type or (
+        "channel" if (data.get("channel") or data.get("team")) else "personal")
+
+
 def save_reference(runtime: Runtime, activity: Activity, active: bool = True) -> None:
     """Remember where the bot can post. Personal chats are also filed under the user's AAD id."""
     ref = TurnContext.get_conversation_reference(activity)
     data = activity.channel_data or {}
     conv = activity.conversation
-    kind = conv.conversation_type or ("channel" if (data.get("channel") or data.get("team")) else "personal")
+    kind = conversation_kind(activity)
     tenant = (data.get("tenant") or {}).get("id") or conv.tenant_id
     user_aad = activity.from_property.aad_object_id if kind == "personal" and activity.from_property else None
     now = runtime.ctx.now()
@@ -109,7 +116,7 @@ class SvcTeamsBot(ActivityHandler):
         result = await self._execute(activity, text)
         if result.outcome == "duplicate":
             return
-        if result.outcome == "refused" and activity.conversation.conversation_type not in (None, "personal"):
+        if result.outcome == "refused" and conversation_kind(activity) != "personal":
             await self._send_privately(turn_context, result.reply)
             return
         await turn_context.send_activity(card_activity(result.reply))
@@ -214,7 +221,11 @@ class TeamsSender:
         async def deliver(ctx: TurnContext):
             if item.thread_id:
                 activity.reply_to_id = item.thread_id
-            response = await ctx.send_activity(activity)
+            try:
+                response = await ctx.send_activity(activity)
+            except Exception as exc:  # noqa: BLE001 - the adapter's turn-error handler would swallow it
+                sent["error"] = exc
+                return
             sent["id"] = response.id if response else ""
             sent["conversation"] = ctx.activity.conversation.id
 
@@ -228,6 +239,8 @@ class TeamsSender:
                                                              reference["service_url"])
             else:
                 await self.front.adapter.continue_conversation(reference, deliver, self.front.app_id)
+            if "error" in sent:  # a failed send must reach the outbox as a failure, not as "sent"
+                raise sent["error"]
         except HttpOperationError as exc:
             raise _delivery_error(exc) from None
         except ClientRequestError as exc:

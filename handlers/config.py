@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import holidays
 import yaml
 from apscheduler.triggers.cron import CronTrigger
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 SERVICE_STATES = ("operational", "degraded", "partial-outage", "major-outage", "maintenance")
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -37,6 +37,11 @@ class Strict(BaseModel):
 class Interval(Strict):
     start: time
     end: time
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_text(cls, value):
+        return _parse_interval(value).model_dump() if isinstance(value, str) else value
 
 
 def _parse_interval(text: str, wraps: bool = False) -> Interval:
@@ -74,14 +79,6 @@ class Calendar(Strict):
     quiet_hours: Interval | None = None  # may pass midnight: "21:00-07:00"
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
-
-    @field_validator("hours", mode="before")
-    @classmethod
-    def _intervals(cls, value):
-        if not isinstance(value, dict):
-            return value
-        return {day: [_parse_interval(i) if isinstance(i, str) else i for i in (ivs or [])]
-                for day, ivs in value.items()}
 
     @field_validator("quiet_hours", mode="before")
     @classmethod
@@ -161,7 +158,8 @@ class Duration(Strict):
         n, business, unit = float(m["n"]), bool(m["biz"]), m["unit"]
         if unit.startswith("day"):
             if not business:
-                raise ValueError(f"'{text}' is ambiguous: say '{m['n']} business days' or '{int(n * 24)} hours'")
+                unit = "day" if n == 1 else "days"
+                raise ValueError(f"'{text}' is ambiguous: say '{m['n']} business {unit}' or '{int(n * 24)} hours'")
             if n != int(n):
                 raise ValueError(f"'{text}': business days must be whole")
             return cls(minutes=0, business=True, whole_days=int(n))
@@ -284,7 +282,8 @@ def _path(loc: tuple) -> str:
 def _structure_problems(exc: ValidationError) -> list[str]:
     problems = []
     for err in exc.errors():
-        loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith(("function-", "lax-"))))
+        loc = tuple(p for p in err["loc"]
+                    if not (isinstance(p, str) and (p.startswith(("function-", "lax-")) or p == "[key]")))
         msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             msg = "unknown key"
@@ -334,11 +333,15 @@ def _reference_problems(cfg: AppConfig) -> list[str]:
                     problems.append(f"calendars.{name}.hours.{day}: intervals overlap")
         for i, h in enumerate(cal.holidays):
             try:
-                holidays.country_holidays(h.country, subdiv=h.subdivision)
+                holidays.country_holidays(h.country)
             except NotImplementedError:
                 problems.append(f"calendars.{name}.holidays[{i}].country: no holiday data for '{h.country}'")
-            except Exception as exc:  # holidays raises plain errors for unknown subdivisions
-                problems.append(f"calendars.{name}.holidays[{i}].subdivision: {exc}")
+                continue
+            try:
+                holidays.country_holidays(h.country, subdiv=h.subdivision)
+            except NotImplementedError:
+                problems.append(f"calendars.{name}.holidays[{i}].subdivision: '{h.country}' has no "
+                                f"subdivision '{h.subdivision}'")
 
     for i, p in enumerate(cfg.groups):
         ref(f"groups[{i}].calendar", p.calendar, cfg.calendars, "calendar")
@@ -370,8 +373,9 @@ def _reference_problems(cfg: AppConfig) -> list[str]:
         else:
             want = "internal" if a.kind == "ola" else "supplier"
             if a.party not in groups or groups[a.party].kind != want:
-                problems.append(f"agreements[{i}].party: an {a.kind.upper()} needs an {want} group, "
-                                f"not '{a.party}'")
+                article = "an" if a.kind == "ola" else "a"
+                problems.append(f"agreements[{i}].party: {article} {a.kind.upper()} needs "
+                                f"{'an' if want == 'internal' else 'a'} {want} group, not '{a.party}'")
             if a.underpins is None:
                 problems.append(f"agreements[{i}].underpins: say which SLA this {a.kind.upper()} underpins")
             elif a.underpins not in agreements or agreements[a.underpins].kind != "sla":
@@ -388,9 +392,38 @@ def _reference_problems(cfg: AppConfig) -> list[str]:
     return problems
 
 
+class _StrictLoader(yaml.SafeLoader):
+    """safe_load, except that a key given twice in one mapping is an error rather than the last one winning."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(None, None, f"duplicate key '{key}'", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
+def _without_unknown_keys(raw, exc: ValidationError):
+    """A copy of raw without the keys pydantic called unknown, or None if other faults remain too."""
+    import copy
+    errors = exc.errors()
+    if any(e["type"] != "extra_forbidden" for e in errors):
+        return None
+    pruned = copy.deepcopy(raw)
+    for e in errors:
+        *parents, key = e["loc"]
+        node = pruned
+        for p in parents:
+            node = node[p]
+        node.pop(key, None)
+    return pruned
+
+
 def parse_config(text: str, source: str = "app.yaml") -> AppConfig:
     try:
-        raw = yaml.safe_load(text)
+        raw = yaml.load(text, Loader=_StrictLoader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "(file)"
@@ -400,7 +433,12 @@ def parse_config(text: str, source: str = "app.yaml") -> AppConfig:
     try:
         cfg = AppConfig.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError(source, _structure_problems(exc)) from None
+        problems = _structure_problems(exc)
+        # Unknown keys (typos, mostly) do not stop the references from being checked too.
+        pruned = _without_unknown_keys(raw, exc)
+        if pruned is not None:
+            problems += _reference_problems(AppConfig.model_validate(pruned))
+        raise ConfigError(source, problems) from None
     problems = _reference_problems(cfg)
     if problems:
         raise ConfigError(source, problems)
