@@ -191,7 +191,8 @@ class FakeTeamsConnector(LoopbackServer):
             headers = {"Retry-After": "1"} if answer == 429 else {}
             return web.json_response({"error": {"code": "Throttled", "message": "slow down"}},
                                      status=answer, headers=headers)
-        return web.json_response({"id": f"activity-{next(self._ids)}"}, status=201)
+        body["_id"] = f"activity-{next(self._ids)}"  # what the connector answered, for tests to match
+        return web.json_response({"id": body["_id"]}, status=201)
 
     async def _update(self, request):
         body = await request.json()
