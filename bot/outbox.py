@@ -68,9 +68,12 @@ class Sender(Protocol):
         """The message if an earlier, unanswered attempt did deliver it; None if it did not."""
 
 
+MIN_RETRY_SECONDS = 1  # a "Retry-After: 0" must not turn a sweep into a busy loop
+
+
 def backoff(attempts: int) -> float:
     base = min(2 ** max(attempts - 1, 0) * 2, MAX_BACKOFF_SECONDS)
-    return base * random.uniform(1.0, 1.2)
+    return min(base * random.uniform(1.0, 1.2), MAX_BACKOFF_SECONDS)
 
 
 class Deliverer:
@@ -127,6 +130,14 @@ class Deliverer:
         lease = now + timedelta(seconds=self.ctx.config.delivery.lease_seconds)
         claimed = []
         with self.ctx.sessions.begin() as s:
+            # A message that waited longer than give_up_hours (say, for a platform configured only now)
+            # is stale: mark it failed rather than announce old news.
+            too_old = now - timedelta(hours=self.ctx.config.delivery.give_up_hours)
+            s.execute(update(OutboxMessage)
+                      .where(OutboxMessage.status == "pending", OutboxMessage.created_at < too_old,
+                             OutboxMessage.platform.in_(list(self.senders)))
+                      .values(status="failed", last_error="expired before it could be delivered")
+                      .execution_options(synchronize_session=False))
             ids = s.scalars(select(OutboxMessage.id).where(self._due(now))
                             .order_by(OutboxMessage.id).limit(BATCH)).all()
             for row_id in ids:
@@ -181,7 +192,8 @@ class Deliverer:
                 log.error("outbox %s to %s %s failed for good: %s", item.id, item.platform, item.target, exc)
                 self._count("failed", item.platform)
             else:
-                wait = exc.retry_after if exc.retry_after is not None else backoff(attempts or 1)
+                wait = max(exc.retry_after, MIN_RETRY_SECONDS) if exc.retry_after is not None \
+                    else backoff(attempts or 1)
                 values = dict(status="pending", lease_until=None, next_attempt_at=now + timedelta(seconds=wait),
                               maybe_sent=item.maybe_sent or exc.ambiguous)
                 log.warning("outbox %s to %s %s: %s; retry in %.1fs", item.id, item.platform, item.target, exc, wait)

@@ -41,25 +41,28 @@ class Runtime:
         return cls(load_config(path), database_url)
 
     def _run(self, platform: str, user_id: str, name: str, text: str, key: str | None,
-             address: str | None) -> Outcome:
-        actor = resolve_actor(self.ctx, platform, user_id, name, address)
+             address: str | None, tenant: str | None) -> Outcome:
+        actor = resolve_actor(self.ctx, platform, user_id, name, address, tenant)
         reply, outcome = dispatch(self.ctx, Command(actor=actor, text=text, delivery_key=key))
         return Outcome(reply, outcome, actor.person_id)
 
     async def execute(self, platform: str, user_id: str, text: str, *, name: str = "",
-                      key: str | None = None, address: str | None = None) -> Outcome:
+                      key: str | None = None, address: str | None = None, tenant: str | None = None) -> Outcome:
         """Run one command for a platform user, off the event loop (the store is synchronous)."""
         started = time.perf_counter()
-        result = await asyncio.to_thread(self._run, platform, user_id, name, text, key, address)
+        result = await asyncio.to_thread(self._run, platform, user_id, name, text, key, address, tenant)
         self.metrics.latency.labels(platform=platform).observe(time.perf_counter() - started)
         self.metrics.commands.labels(platform=platform, command=command_name(text),
                                      outcome=result.outcome).inc()
         return result
 
-    def queue_reply(self, platform: str, target_kind: str, target: str, reply: Reply, key: str,
-                    thread_id: str | None = None) -> bool:
-        """Queue an answer that cannot go back in the HTTP response (a Slack event, say). False if the
-        same delivery already queued one."""
+    async def queue_reply(self, platform: str, target_kind: str, target: str, reply: Reply, key: str,
+                          thread_id: str | None = None) -> bool:
+        """Queue an answer that cannot go back in the HTTP response (to a Slack event, a Teams message):
+        durable like any other message. False if the same delivery already queued one."""
+        return await asyncio.to_thread(self._queue_reply, platform, target_kind, target, reply, key, thread_id)
+
+    def _queue_reply(self, platform, target_kind, target, reply, key, thread_id) -> bool:
         try:
             with self.ctx.sessions.begin() as s:
                 Work(self.ctx, s, None).send(platform, target_kind, target, reply, key, "reply", thread_id)

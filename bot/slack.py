@@ -1,9 +1,10 @@
 """Slack: slash commands, buttons, mentions and direct messages in; Web API calls out.
 
 Bolt checks every request's signature and refuses timestamps older than five minutes. Slash commands
-answer inside the HTTP response when the work is quick, else acknowledge at once and answer through
-the response URL; buttons acknowledge at once. Events (mentions, DMs) are answered through the outbox,
-keyed by the event id, so a retried event is answered once and changes nothing twice.
+answer inside the HTTP response when the work is quick, else acknowledge at once and answer later
+through the response URL; buttons acknowledge at once and answer the same way. Every answer that
+does not travel in the HTTP response goes through the outbox, keyed by the delivery, so a retried
+event is answered once and changes nothing twice.
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.app.async_app import AsyncApp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
+from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from bot import render
 from bot.outbox import Delivered, DeliveryError, Outgoing
@@ -69,7 +71,7 @@ class SlackFront:
             return web.Response(status=200)
         return await to_aiohttp_response(response)
 
-    async def on_command(self, ack, command, respond):
+    async def on_command(self, ack, command):
         key = f"slack:command:{command['trigger_id']}" if command.get("trigger_id") else None
         task = asyncio.ensure_future(self.runtime.execute(
             "slack", command["user_id"], command.get("text", ""), name=command.get("user_name", ""), key=key))
@@ -78,16 +80,19 @@ class SlackFront:
             await ack(**_response(task.result().reply))
             return
         await ack(text="Working on it…", response_type="ephemeral")
-        await respond(**_response((await task).reply))
+        result = await task
+        await self.runtime.queue_reply("slack", "response_url", command["response_url"], result.reply,
+                                       f"reply:{key or command['response_url']}")
 
-    async def on_button(self, ack, body, action, respond):
+    async def on_button(self, ack, body, action):
         await ack()
         user = body["user"]["id"]
         key = f"slack:action:{action.get('action_ts')}:{user}"
         result = await self.runtime.execute("slack", user, action.get("value", ""),
                                             name=body["user"].get("username", ""), key=key)
-        if result.outcome != "duplicate":
-            await respond(replace_original=False, **_response(result.reply))
+        if result.outcome != "duplicate" and body.get("response_url"):
+            await self.runtime.queue_reply("slack", "response_url", body["response_url"], result.reply,
+                                           f"reply:{key}")
 
     async def on_mention(self, body, event):
         await self._event_command(body, event, MENTION.sub("", event.get("text", "")),
@@ -105,10 +110,10 @@ class SlackFront:
         if result.outcome == "duplicate":
             return
         if result.outcome == "refused":  # refusals are private: by direct message, not in the channel
-            self.runtime.queue_reply("slack", "person", event["user"], result.reply, f"reply:slack:{event_id}")
+            await self.runtime.queue_reply("slack", "person", event["user"], result.reply, f"reply:slack:{event_id}")
         else:
-            self.runtime.queue_reply("slack", "channel", event["channel"], result.reply,
-                                     f"reply:slack:{event_id}", thread_id=thread)
+            await self.runtime.queue_reply("slack", "channel", event["channel"], result.reply,
+                                           f"reply:slack:{event_id}", thread_id=thread)
 
     async def on_error(self, error, body):
         log.error("Slack listener failed: %r", error, exc_info=error)
@@ -131,14 +136,37 @@ class SlackSender:
         self.client = client
 
     async def send(self, item: Outgoing) -> Delivered:
-        payload = slack_payload(Reply.from_dict(item.message))
+        reply = Reply.from_dict(item.message)
+        if item.target_kind == "response_url":
+            return await self._respond(item.target, {**_response(reply), "replace_original": False})
+        payload = slack_payload(reply)
         kwargs = {"thread_ts": item.thread_id} if item.thread_id else {}
         response = await self._call(self.client.chat_postMessage(
             channel=item.target, text=payload["text"], blocks=payload["blocks"], unfurl_links=False,
             metadata={"event_type": self.EVENT_TYPE, "event_payload": {"outbox_key": item.key}}, **kwargs))
         return Delivered(response["channel"], response["ts"])
 
+    async def _respond(self, url: str, payload: dict) -> Delivered:
+        """Answer through a response URL (a slash command's or a button's), as Slack's own respond() does."""
+        try:
+            response = await AsyncWebhookClient(url, timeout=10).send_dict(payload)
+        except aiohttp.ClientConnectorError as exc:
+            raise DeliveryError(f"cannot reach Slack: {exc}") from None
+        except (asyncio.TimeoutError, aiohttp.ClientError) as exc:
+            raise DeliveryError(f"no answer from Slack: {exc!r}", ambiguous=True) from None
+        if response.status_code == 200:
+            return Delivered("response_url", "")
+        if response.status_code == 429:
+            retry_after = float(response.headers.get("Retry-After", 1))
+            raise DeliveryError(f"rate limited; Retry-After {retry_after:g}s", retry_after=retry_after)
+        if response.status_code >= 500:
+            raise DeliveryError(f"Slack answered {response.status_code}")
+        # 404 and 410: the response URL expired (they last 30 minutes) or was used up.
+        raise DeliveryError(f"Slack refused the response: {response.status_code} {response.body}", permanent=True)
+
     async def find_sent(self, item: Outgoing) -> Delivered | None:
+        if item.target_kind == "response_url":
+            return None  # answers through a response URL leave nothing to look up; they are ephemeral
         channel = item.target
         if item.target_kind == "person":
             opened = await self._call(self.client.conversations_open(users=item.target))

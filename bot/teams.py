@@ -13,6 +13,7 @@ import logging
 import os
 from types import SimpleNamespace
 
+import jwt
 from aiohttp import web
 from aiohttp.web_exceptions import HTTPException
 from botbuilder.core import ActivityHandler, CardFactory, MessageFactory, TurnContext
@@ -56,13 +57,17 @@ def conversation_kind(activity: Activity) -> str:
         "channel" if (data.get("channel") or data.get("team")) else "personal")
 
 
+def tenant_of(activity: Activity) -> str | None:
+    return ((activity.channel_data or {}).get("tenant") or {}).get("id") or activity.conversation.tenant_id
+
+
 def save_reference(runtime: Runtime, activity: Activity, active: bool = True) -> None:
     """Remember where the bot can post. Personal chats are also filed under the user's AAD id."""
     ref = TurnContext.get_conversation_reference(activity)
     data = activity.channel_data or {}
     conv = activity.conversation
     kind = conversation_kind(activity)
-    tenant = (data.get("tenant") or {}).get("id") or conv.tenant_id
+    tenant = tenant_of(activity)
     user_aad = activity.from_property.aad_object_id if kind == "personal" and activity.from_property else None
     now = runtime.ctx.now()
     with runtime.ctx.sessions.begin() as s:
@@ -116,10 +121,14 @@ class SvcTeamsBot(ActivityHandler):
         result = await self._execute(activity, text)
         if result.outcome == "duplicate":
             return
+        key = f"reply:teams:{activity.conversation.id}:{activity.id}"
         if result.outcome == "refused" and conversation_kind(activity) != "personal":
-            await self._send_privately(turn_context, result.reply)
-            return
-        await turn_context.send_activity(card_activity(result.reply))
+            # Teams has no ephemeral messages: a refusal in a channel goes to the person's 1:1 chat.
+            user = activity.from_property
+            await self.runtime.queue_reply("teams", "person", user.aad_object_id or user.id, result.reply, key)
+        else:
+            await self.runtime.queue_reply("teams", "channel", activity.conversation.id, result.reply, key,
+                                           thread_id=activity.id)
 
     async def _on_execute(self, turn_context: TurnContext) -> dict:
         activity = turn_context.activity
@@ -137,19 +146,8 @@ class SvcTeamsBot(ActivityHandler):
         user = activity.from_property
         return await self.runtime.execute(
             "teams", user.aad_object_id or user.id, text, name=user.name or "",
-            key=f"teams:{activity.conversation.id}:{activity.id}" if activity.id else None, address=user.id)
-
-    async def _send_privately(self, turn_context: TurnContext, reply: Reply) -> None:
-        activity = turn_context.activity
-        tenant = ((activity.channel_data or {}).get("tenant") or {}).get("id")
-        params = ConversationParameters(is_group=False, bot=activity.recipient, members=[activity.from_property],
-                                        tenant_id=tenant, channel_data={"tenant": {"id": tenant}})
-
-        async def send(ctx: TurnContext):
-            await ctx.send_activity(card_activity(reply))
-
-        await self.adapter.create_conversation(self.app_id, send, params, activity.channel_id,
-                                               activity.service_url)
+            key=f"teams:{activity.conversation.id}:{activity.id}" if activity.id else None,
+            address=user.id, tenant=tenant_of(activity))
 
 
 class TeamsFront:
@@ -168,7 +166,7 @@ class TeamsFront:
         _invoke_answer.set(None)
         try:
             response = await self.adapter.process(request, self.bot)
-        except web.HTTPUnauthorized:
+        except (web.HTTPUnauthorized, jwt.PyJWTError):  # no token, or one that is not even a JWT
             self.runtime.metrics.requests_refused.labels(platform="teams", reason="auth").inc()
             log.warning("refused a Teams activity without a valid token")
             return web.json_response({"error": "unauthorized"}, status=401)
@@ -202,12 +200,15 @@ class TeamsSender:
                 return ConversationReference().deserialize(row.reference)
             # No 1:1 chat yet: open one, if the user was ever seen in a tenant where the bot is installed.
             ident = s.scalar(select(Identity).where(Identity.platform == "teams", Identity.external_id == item.target))
-            anywhere = s.scalar(select(ConversationRef).where(ConversationRef.active.is_(True))
+            if ident is None or not ident.address:
+                return None
+            anywhere = s.scalar(select(ConversationRef)
+                                .where(ConversationRef.active.is_(True), ConversationRef.tenant_id == ident.tenant_id)
                                 .order_by(ConversationRef.updated_at.desc()))
-            if ident and ident.address and anywhere:
-                return {"user": ident.address, "aad": item.target, "tenant": anywhere.tenant_id,
-                        "service_url": anywhere.service_url, "bot": anywhere.reference.get("bot")}
-            return None
+            if anywhere is None:
+                return None
+            return {"user": ident.address, "aad": item.target, "tenant": anywhere.tenant_id,
+                    "service_url": anywhere.service_url, "bot": anywhere.reference.get("bot")}
 
     async def send(self, item: Outgoing) -> Delivered:
         reference = await asyncio.to_thread(self._reference, item)
@@ -219,8 +220,9 @@ class TeamsSender:
         sent: dict = {}
 
         async def deliver(ctx: TurnContext):
-            if item.thread_id:
-                activity.reply_to_id = item.thread_id
+            # A post replies to the turn's activity: here a made-up continuation event. Point it at the
+            # thread's message instead, or at nothing so that the post starts a message of its own.
+            ctx.activity.id = item.thread_id
             try:
                 response = await ctx.send_activity(activity)
             except Exception as exc:  # noqa: BLE001 - the adapter's turn-error handler would swallow it

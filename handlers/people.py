@@ -33,17 +33,19 @@ def sync_people(ctx: Context) -> None:
 
 
 def resolve_actor(ctx: Context, platform: str, user_id: str, display_name: str = "",
-                  address: str | None = None) -> Actor:
-    """The person behind a platform account; someone not in app.yaml is remembered on first contact."""
+                  address: str | None = None, tenant: str | None = None) -> Actor:
+    """The person behind a platform account; someone not in app.yaml is remembered on first contact.
+    ``address`` and ``tenant``: where Teams can reach them (their "29:…" id and tenant)."""
     try:
-        person_id, name, tz = _identify(ctx, platform, user_id, display_name, address)
+        person_id, name, tz = _identify(ctx, platform, user_id, display_name, address, tenant)
     except IntegrityError:  # the same person's first two requests arrived together: the other one won
-        person_id, name, tz = _identify(ctx, platform, user_id, display_name, address)
+        person_id, name, tz = _identify(ctx, platform, user_id, display_name, address, tenant)
     return Actor(person_id=person_id, name=name, platform=platform, roles=ctx.roles_of(person_id),
                  timezone=tz or ctx.config.bot.timezone)
 
 
-def _identify(ctx: Context, platform: str, user_id: str, display_name: str, address: str | None):
+def _identify(ctx: Context, platform: str, user_id: str, display_name: str, address: str | None,
+              tenant: str | None):
     with ctx.sessions.begin() as s:
         ident = s.scalar(select(Identity).where(Identity.platform == platform, Identity.external_id == user_id))
         if ident is None:
@@ -52,11 +54,12 @@ def _identify(ctx: Context, platform: str, user_id: str, display_name: str, addr
             if s.get(Person, person_id) is None:
                 s.add(Person(id=person_id, name=display_name or user_id, timezone=None, created_at=ctx.now()))
                 s.flush()
-            ident = Identity(platform=platform, external_id=user_id, person_id=person_id, address=address)
+            ident = Identity(platform=platform, external_id=user_id, person_id=person_id, address=address,
+                             tenant_id=tenant)
             s.add(ident)
             s.flush()
-        elif address and ident.address != address:
-            ident.address = address
+        elif address and (ident.address, ident.tenant_id) != (address, tenant):
+            ident.address, ident.tenant_id = address, tenant
         row = s.get(Person, ident.person_id)
         return row.id, row.name, row.timezone
 

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import logging
-import shlex
+import re
 import uuid
 
 from handlers import help, status
@@ -19,11 +19,15 @@ ROUTES = {
 }
 
 
+# Double quotes group words; apostrophes are ordinary letters, so "We're on it" needs no quoting.
+WORD = re.compile(r'"([^"]*)"|(\S+)')
+
+
 def split_words(text: str) -> list[str]:
-    try:
-        return shlex.split(text.replace("“", '"').replace("”", '"').replace("’", "'"))
-    except ValueError:
-        raise UserError("A quote is not closed.", 'service set payments degraded "Card payments are slow"') from None
+    text = text.replace("“", '"').replace("”", '"')
+    if text.count('"') % 2:
+        raise UserError("A quote is not closed.", 'service set payments degraded "Card payments are slow"')
+    return [m[1] if m[1] is not None else m[2] for m in WORD.finditer(text)]
 
 
 def dispatch(ctx: Context, cmd: Command) -> tuple[Reply, str]:

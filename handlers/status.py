@@ -49,7 +49,12 @@ def show(ctx: Context, cmd: Command, args: list[str]) -> Reply:
         if row and row.message:
             line += f": {row.message}"
         sections.append(Section(text=line))
-    title = "All services operational" if worst == "operational" else "Some services are affected"
+    if worst != "operational":
+        title = "Some services are affected"
+    elif any(row.state == "maintenance" for row in states.values()):
+        title = "Services operational; maintenance under way"
+    else:
+        title = "All services operational"
     return Reply(title=title, sections=sections, tone=STATE_TONE[worst],
                  footer=f"{len(ctx.config.services)} services · `status SERVICE` for one")
 
@@ -93,7 +98,7 @@ def may_set_status(ctx: Context, person_id: str, svc: Service) -> bool:
 
 
 def service_cmd(ctx: Context, cmd: Command, args: list[str]) -> Reply:
-    if not args or args[0] != "set":
+    if not args or args[0].lower() != "set":
         raise UserError("Use `service set SERVICE STATE [message]`.", SET_EXAMPLE)
     if len(args) < 3:
         raise UserError("Say the service and its new state.", SET_EXAMPLE)

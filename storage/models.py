@@ -46,8 +46,9 @@ class Identity(Base):
     platform: Mapped[str] = mapped_column(String(16))
     external_id: Mapped[str] = mapped_column(String(128))
     person_id: Mapped[str] = mapped_column(ForeignKey("people.id"), index=True)
-    # Teams addresses a user by a channel account id ("29:…"), not by the AAD object id.
+    # Teams addresses a user by a channel account id ("29:…") within a tenant, not by the AAD object id.
     address: Mapped[str | None] = mapped_column(String(256))
+    tenant_id: Mapped[str | None] = mapped_column(String(64))
 
 
 class ServiceStatus(Base):
@@ -97,7 +98,8 @@ class OutboxMessage(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     dedupe_key: Mapped[str] = mapped_column(String(256), unique=True)
     platform: Mapped[str] = mapped_column(String(16))
-    # channel: a Slack channel id or Teams conversation id; person: a Slack user id or Teams AAD id
+    # channel: a conversation many read (a Slack channel or DM id, a Teams conversation id);
+    # person: a Slack user id or Teams AAD id; response_url: a Slack response URL
     target_kind: Mapped[str] = mapped_column(String(16))
     target: Mapped[str] = mapped_column(String(256))
     thread_id: Mapped[str | None] = mapped_column(String(256))  # a Slack thread ts or Teams reply-to id

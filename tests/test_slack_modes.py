@@ -95,43 +95,50 @@ def test_socket_mode_answers_a_slash_command_over_the_websocket(start_server):
 
 
 class SlowRuntime:
-    """Stands in for the runtime: the command takes longer than the answer budget."""
+    """Stands in for the runtime: the command takes ``delay`` seconds; queued answers are recorded."""
 
     def __init__(self, runtime, delay: float):
         self.ctx, self.metrics, self.delay = runtime.ctx, runtime.metrics, delay
+        self.queued = []
 
     async def execute(self, platform, user_id, text, **kw):
         await asyncio.sleep(self.delay)
         return Outcome(Reply(title=f"done: {text}"), "ok", "tom")
 
+    async def queue_reply(self, *args, **kw):
+        self.queued.append((args, kw))
+        return True
 
-async def test_slow_slash_command_is_acknowledged_then_answered(runtime, monkeypatch):
+
+COMMAND = {"user_id": "U0TOM0002", "text": "status", "trigger_id": "t1", "response_url": "https://hooks.example/1"}
+
+
+async def test_slow_slash_command_is_acknowledged_then_answered_through_the_outbox(runtime, monkeypatch):
     monkeypatch.setattr(slack_front, "ANSWER_BUDGET_SECONDS", 0.05)
-    front = slack_front.SlackFront(SlowRuntime(runtime, 0.3), "xoxb-test", "secret", "http://127.0.0.1:9/api/")
-    events = []
+    slow = SlowRuntime(runtime, 0.3)
+    front = slack_front.SlackFront(slow, "xoxb-test", "secret", "http://127.0.0.1:9/api/")
+    acks = []
 
     async def ack(**kw):
-        events.append(("ack", kw))
+        acks.append(kw)
+        assert not slow.queued  # acknowledged before the answer exists
 
-    async def respond(**kw):
-        events.append(("respond", kw))
-
-    await front.on_command(ack, {"user_id": "U0TOM0002", "text": "status", "trigger_id": "t1"}, respond)
-    assert [e[0] for e in events] == ["ack", "respond"]
-    assert events[0][1]["text"] == "Working on it…"
-    assert events[1][1]["text"] == "done: status" and events[1][1]["response_type"] == "ephemeral"
+    await front.on_command(ack, COMMAND)
+    assert [a["text"] for a in acks] == ["Working on it…"]
+    [(args, kw)] = slow.queued
+    assert args[:3] == ("slack", "response_url", "https://hooks.example/1")
+    assert args[3].title == "done: status" and args[4] == "reply:slack:command:t1"
 
 
 async def test_quick_slash_command_is_answered_in_the_acknowledgement(runtime):
-    front = slack_front.SlackFront(SlowRuntime(runtime, 0), "xoxb-test", "secret", "http://127.0.0.1:9/api/")
-    events = []
+    quick = SlowRuntime(runtime, 0)
+    front = slack_front.SlackFront(quick, "xoxb-test", "secret", "http://127.0.0.1:9/api/")
+    acks = []
 
     async def ack(**kw):
-        events.append(("ack", kw))
+        acks.append(kw)
 
-    async def respond(**kw):
-        events.append(("respond", kw))
-
-    await front.on_command(ack, {"user_id": "U0TOM0002", "text": "status", "trigger_id": "t1"}, respond)
-    assert [e[0] for e in events] == ["ack"]
-    assert events[0][1]["blocks"][0]["text"]["text"] == "done: status"
+    await front.on_command(ack, COMMAND)
+    assert len(acks) == 1 and acks[0]["blocks"][0]["text"]["text"] == "done: status"
+    assert acks[0]["response_type"] == "ephemeral"
+    assert not quick.queued

@@ -234,7 +234,7 @@ def test_personal_status_is_answered_with_an_adaptive_card_naming_every_service(
     server = start_server()
     activity = personal_message(fake_teams, TOM, "status")
     posted(server, activity)
-    [reply] = sends(fake_teams)
+    [reply] = fake_teams.wait_for("send")
     assert reply.params["_conversation"] == TOM.personal
     assert reply.params["_reply_to"] == activity["id"] and reply.params["replyToId"] == activity["id"]
     assert reply.params["type"] == "message"
@@ -249,7 +249,7 @@ def test_channel_mention_is_stripped_and_answered_in_the_thread(start_server, fa
     server = start_server()
     activity = channel_mention(fake_teams, TOM, "status")
     posted(server, activity)
-    [reply] = sends(fake_teams)
+    [reply] = fake_teams.wait_for("send")
     assert reply.params["_conversation"] == activity["conversation"]["id"]
     assert reply.params["_reply_to"] == activity["id"]
     text = card_text(reply)
@@ -265,12 +265,13 @@ def test_owner_announces_to_the_channel_and_to_a_subscriber(start_server, fake_t
     posted(server, installed_personally(fake_teams, SANNE))
     subscribe = personal_message(fake_teams, SANNE, "subscribe payments")
     posted(server, subscribe)
-    assert "now follow Payments Gateway" in card_text(sends(fake_teams, SANNE.personal)[-1])
+    answer = fake_teams.wait_for("send", where=lambda c: c.params["_conversation"] == SANNE.personal)[-1]
+    assert "now follow Payments Gateway" in card_text(answer)
 
     command = personal_message(fake_teams, TOM, 'service set payments degraded "Card payments are slow"')
     posted(server, command)
     inbound_ids = {subscribe["id"], command["id"]}
-    [answer] = sends(fake_teams, TOM.personal)
+    [answer] = fake_teams.wait_for("send", where=lambda c: c.params["_conversation"] == TOM.personal)
     assert answer.params["_reply_to"] == command["id"]
     assert "Payments Gateway is now degraded" in card_text(answer)
     assert "Announced to #payments (Slack and Teams) and 1 subscriber" in card_text(answer)
@@ -278,9 +279,9 @@ def test_owner_announces_to_the_channel_and_to_a_subscriber(start_server, fake_t
     channel_post = fake_teams.wait_for("send", where=lambda c: c.params["_conversation"] == PAYMENTS_CONV)[0]
     dm = fake_teams.wait_for("send", where=lambda c: c.params["_conversation"] == SANNE.personal
                              and "Payments Gateway: degraded" in card_text(c))[0]
-    # Proactive posts answer nobody's message. (botbuilder's continuation puts a fresh id in the URL,
-    # which Teams ignores; it must not be any inbound activity's id.)
-    assert {channel_post.params["_reply_to"], dm.params["_reply_to"]}.isdisjoint(inbound_ids)
+    # Proactive posts answer nobody's message: they are new messages, not replies.
+    assert channel_post.params["_reply_to"] is None and dm.params["_reply_to"] is None
+    assert "replyToId" not in channel_post.params or channel_post.params["replyToId"] not in inbound_ids
     for call in (channel_post, dm):
         text = card_text(call)
         assert "Payments Gateway: degraded" in text and "Card payments are slow" in text and "Tom Hughes" in text
@@ -298,7 +299,8 @@ def test_owner_announces_to_the_channel_and_to_a_subscriber(start_server, fake_t
         ("payments", "degraded", "Card payments are slow", "tom")
     audit = rows(database_url, AuditRecord, AuditRecord.action == "service.set")
     assert [(a.person_id, a.platform) for a in audit] == [("tom", "teams")]
-    teams_rows = {r.target: r for r in rows(database_url, OutboxMessage, OutboxMessage.platform == "teams")}
+    teams_rows = {r.target: r for r in rows(database_url, OutboxMessage, OutboxMessage.platform == "teams",
+                                            OutboxMessage.subject != "reply")}
     assert set(teams_rows) == {PAYMENTS_CONV, SANNE.aad}
     assert teams_rows[PAYMENTS_CONV].status == "sent"
     assert teams_rows[PAYMENTS_CONV].platform_message_id == channel_post.params["_id"]
@@ -338,17 +340,17 @@ def test_refused_status_change_is_told_privately_and_changes_nothing(start_serve
     posted(server, activity)
 
     if where != "personal":
-        [created] = fake_teams.called("create_conversation")
+        [created] = fake_teams.wait_for("create_conversation")
         params = created.params
         assert params["isGroup"] is False
         assert [m["id"] for m in params["members"]] == [MEERA.account]
         assert params["bot"]["id"] == BOT["id"]
         assert params["channelData"]["tenant"]["id"] == TENANT
-        [refusal] = sends(fake_teams)
+        [refusal] = fake_teams.wait_for("send")
         assert refusal.params["_conversation"].startswith("a:personal-")  # the 1:1 chat just created
     else:
         assert not fake_teams.called("create_conversation")
-        [refusal] = sends(fake_teams)
+        [refusal] = fake_teams.wait_for("send")
         assert refusal.params["_conversation"] == MEERA.personal
     text = card_text(refusal)
     assert "Not allowed" in text and "Tom Hughes" in text
@@ -359,7 +361,7 @@ def test_refused_status_change_is_told_privately_and_changes_nothing(start_serve
     assert not fake_slack.called("chat.postMessage")
     assert rows(database_url, ServiceStatus) == []
     assert rows(database_url, StatusChange) == []
-    assert rows(database_url, OutboxMessage) == []
+    assert [r.subject for r in rows(database_url, OutboxMessage)] == ["reply"]  # only the private answer
     assert rows(database_url, AuditRecord) == []
 
 
@@ -392,7 +394,7 @@ def test_action_submit_message_with_value_runs_the_command(start_server, fake_te
     assert "text" not in activity and activity["type"] == "message"
     posted(server, activity)
     assert [(s.person_id, s.service_id) for s in rows(database_url, Subscription)] == [("sanne", "payments")]
-    [reply] = sends(fake_teams)
+    [reply] = fake_teams.wait_for("send")
     assert reply.params["_conversation"] == activity["conversation"]["id"]
     assert reply.params["_reply_to"] == activity["id"]
     assert "now follow Payments Gateway" in card_text(reply)
@@ -414,7 +416,9 @@ def test_the_same_activity_delivered_twice_changes_state_once(start_server, fake
     time.sleep(1)  # ... and, after a settle, nothing more did
     assert count(database_url, AuditRecord, AuditRecord.action == "service.set") == 1
     assert count(database_url, StatusChange) == 1
-    assert count(database_url, OutboxMessage) == 2  # the Slack and the Teams announcement, once each
+    # the Slack and the Teams announcement, once each, and one answer
+    assert count(database_url, OutboxMessage, OutboxMessage.subject != "reply") == 2
+    assert count(database_url, OutboxMessage, OutboxMessage.subject == "reply") == 1
     replies = sends(fake_teams, TOM.personal)
     assert len(replies) == 1 and replies[0].params["_reply_to"] == activity["id"]
     assert "Payments Gateway is now degraded" in card_text(replies[0])
@@ -424,10 +428,13 @@ def test_the_same_activity_delivered_twice_changes_state_once(start_server, fake
 def test_with_an_app_id_unauthenticated_activities_are_refused(start_server, fake_teams, database_url):
     server = start_server(MICROSOFT_APP_ID="9b1e4f0c-3d1a-4b6e-8f2a-5c7d9e0a1b2c",
                           MICROSOFT_APP_PASSWORD="not-a-real-secret")
-    for activity in (installed_in_channel(fake_teams),
-                     personal_message(fake_teams, TOM, "service set payments major-outage forged")):
-        response = post(server, activity)
-        assert response.status_code == 401, (response.status_code, response.text)
+    forged = personal_message(fake_teams, TOM, "service set payments major-outage forged")
+    attempts = [(installed_in_channel(fake_teams), {}), (forged, {}),
+                (forged, {"Authorization": "Bearer not-a-jwt"}), (forged, {"Authorization": "Bearer a.b.c"}),
+                (forged, {"Authorization": "Basic dG9tOnNlY3JldA=="})]
+    for activity, headers in attempts:
+        response = post(server, activity, **headers)
+        assert response.status_code == 401, (headers, response.status_code, response.text)
     time.sleep(0.5)
     assert rows(database_url, ConversationRef) == []
     assert rows(database_url, ServiceStatus) == []
@@ -435,7 +442,7 @@ def test_with_an_app_id_unauthenticated_activities_are_refused(start_server, fak
     assert rows(database_url, AuditRecord) == []
     assert not fake_teams.calls
     metrics = requests.get(server.url + "/metrics", timeout=5).text
-    assert 'svcbot_requests_refused_total{platform="teams",reason="auth"} 2.0' in metrics
+    assert f'svcbot_requests_refused_total{{platform="teams",reason="auth"}} {len(attempts)}.0' in metrics
 
 
 def test_rate_limited_announcement_arrives_once_later(start_server, fake_teams, database_url, channel_config):

@@ -87,6 +87,7 @@ def upgrade() -> None:
     sa.Column('external_id', sa.String(length=128), nullable=False),
     sa.Column('person_id', sa.String(length=64), nullable=False),
     sa.Column('address', sa.String(length=256), nullable=True),
+    sa.Column('tenant_id', sa.String(length=64), nullable=True),
     sa.ForeignKeyConstraint(['person_id'], ['people.id'], ),
     sa.PrimaryKeyConstraint('id'),
     sa.UniqueConstraint('platform', 'external_id')
