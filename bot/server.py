@@ -4,7 +4,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from datetime import timedelta
 
 from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -12,6 +11,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
 from bot.runtime import Runtime
+from handlers import breaches, outages
 from handlers.core import prune_processed
 
 log = logging.getLogger("svcbot")
@@ -58,7 +58,14 @@ def build_app(runtime: Runtime) -> web.Application:
         # One sweep at a time; a sweep missed while stopped is run once at start, not skipped.
         scheduler.add_job(runtime.deliverer.sweep, "interval", seconds=delivery.sweep_seconds, id="outbox",
                           max_instances=1, coalesce=True, misfire_grace_time=300)
-        scheduler.add_job(_prune, "interval", hours=6, args=[runtime], id="prune", max_instances=1, coalesce=True)
+        scheduler.add_job(_in_thread, "interval", seconds=delivery.sweep_seconds, args=[breaches.sweep, runtime.ctx],
+                          id="clocks", max_instances=1, coalesce=True, misfire_grace_time=300)
+        scheduler.add_job(_in_thread, "interval", minutes=1, args=[outages.burn_sweep, runtime.ctx], id="burn",
+                          max_instances=1, coalesce=True, misfire_grace_time=300)
+        scheduler.add_job(_in_thread, "interval", hours=6, args=[prune_processed, runtime.ctx], id="prune",
+                          max_instances=1, coalesce=True)
+        # Clocks follow app.yaml: measured again, once, when its agreements or calendars changed.
+        scheduler.add_job(_in_thread, args=[breaches.recompute_if_changed, runtime.ctx], id="recompute")
         scheduler.start()
         runtime.deliverer.kick()
         if slack and app_token:
@@ -109,8 +116,9 @@ async def _metrics(request: web.Request) -> web.Response:
     return web.Response(body=generate_latest(metrics.registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
-async def _prune(runtime: Runtime) -> None:
-    await asyncio.to_thread(prune_processed, runtime.ctx, timedelta(days=7))
+async def _in_thread(job, ctx) -> None:
+    """Scheduled sweeps use the synchronous store: run them off the event loop."""
+    await asyncio.to_thread(job, ctx)
 
 
 def serve(runtime: Runtime, port: int) -> None:

@@ -5,7 +5,7 @@ import logging
 import re
 import uuid
 
-from handlers import help, status
+from handlers import help, sla, status, tickets
 from handlers.core import AlreadyHandled, Command, Context, Refused, Reply, UserError, error_reply
 
 log = logging.getLogger("svcbot")
@@ -16,6 +16,8 @@ ROUTES = {
     "service": status.service_cmd,
     "subscribe": status.subscribe,
     "unsubscribe": status.unsubscribe,
+    "incident": tickets.incident_cmd,
+    "sla": sla.sla_cmd,
 }
 
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from sqlalchemy import func, select
 
+from handlers import outages
 from handlers.config import SERVICE_STATES, Service
 from handlers.core import Button, Command, Context, Field, Refused, Reply, Section, UserError
 from storage.models import ServiceStatus, StatusChange, Subscription
@@ -131,13 +132,15 @@ def service_cmd(ctx: Context, cmd: Command, args: list[str]) -> Reply:
         work.session.add(change)
         work.session.flush()
         work.audit("service.set", f"service:{svc.id}", previous=previous, state=state, message=message)
+        outages.status_changed(work, svc.id, previous, state, change.id, message)
 
         announcement = _announcement(svc, previous, state, message, cmd.actor.name)
         key = f"status:{change.id}"
         platforms = work.post_to_channel(svc.channel, announcement, key, f"service:{svc.id}") if svc.channel else []
         subscribers = work.session.scalars(select(Subscription.person_id)
                                            .where(Subscription.service_id == svc.id)).all()
-        direct = sum(work.message_person(pid, announcement, key, f"service:{svc.id}") for pid in subscribers)
+        for pid in subscribers:
+            work.message_person(pid, announcement, key, f"service:{svc.id}")
 
     where = []
     if platforms:

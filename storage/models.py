@@ -142,3 +142,103 @@ class ConversationRef(Base):
     reference: Mapped[dict[str, Any]]
     active: Mapped[bool] = mapped_column(default=True)
     updated_at: Mapped[datetime]
+
+
+class Ticket(Base):
+    """An incident or service request, from chat, the API or an import. INC-<id> is its short name."""
+
+    __tablename__ = "tickets"
+    __table_args__ = (UniqueConstraint("source", "external_id"), Index("ix_tickets_open", "service_id", "state"))
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16), default="incident")  # incident | request
+    source: Mapped[str] = mapped_column(String(32))  # chat | api | servicenow …
+    external_id: Mapped[str | None] = mapped_column(String(128))
+    service_id: Mapped[str] = mapped_column(String(64), index=True)
+    title: Mapped[str] = mapped_column(Text, default="")
+    priority: Mapped[str] = mapped_column(String(4))
+    state: Mapped[str] = mapped_column(String(32))
+    assignment_group: Mapped[str | None] = mapped_column(String(128))
+    supplier: Mapped[str | None] = mapped_column(String(64))  # the supplier it waits on, if any
+    opened_at: Mapped[datetime]
+    responded_at: Mapped[datetime | None]
+    resolved_at: Mapped[datetime | None]
+    closed_at: Mapped[datetime | None]
+    updated_at: Mapped[datetime]
+    opened_by: Mapped[str | None] = mapped_column(String(64))
+
+
+class TicketEvent(Base):
+    """One step of a ticket's history, with the time it happened (not the time svcbot heard of it)."""
+
+    __tablename__ = "ticket_events"
+    __table_args__ = (Index("ix_ticket_events_ticket", "ticket_id", "at", "id"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id"))
+    at: Mapped[datetime]
+    # open | state | priority | assign | supplier | respond | resolve | reopen | close
+    kind: Mapped[str] = mapped_column(String(16))
+    value: Mapped[str | None] = mapped_column(String(128))
+    person_id: Mapped[str | None] = mapped_column(String(64))
+    recorded_at: Mapped[datetime]
+
+
+class SlaClock(Base):
+    """One target of one agreement measured on one ticket; recomputed from the ticket's events."""
+
+    __tablename__ = "sla_clocks"
+    __table_args__ = (UniqueConstraint("ticket_id", "agreement_id", "metric"),
+                      Index("ix_sla_clocks_due", "next_check_at"))
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id"), index=True)
+    agreement_id: Mapped[str] = mapped_column(String(64), index=True)
+    kind: Mapped[str] = mapped_column(String(8))  # sla | ola | uc
+    metric: Mapped[str] = mapped_column(String(16))  # response | resolution
+    priority: Mapped[str] = mapped_column(String(4))
+    target_seconds: Mapped[float]
+    elapsed_seconds: Mapped[float]
+    # running | paused | met | breached (stopped late) ; a running clock may already be past due
+    state: Mapped[str] = mapped_column(String(16))
+    breached: Mapped[bool] = mapped_column(default=False)
+    started_at: Mapped[datetime]
+    due_at: Mapped[datetime | None]
+    stopped_at: Mapped[datetime | None]
+    computed_at: Mapped[datetime]
+    # When the sweep must look again: the next warning or the breach; None when nothing is left to tell.
+    next_check_at: Mapped[datetime | None]
+    notified_level: Mapped[float] = mapped_column(default=0)  # highest threshold announced, 100 = breach
+
+
+class ClockNotice(Base):
+    """A warning or breach notice sent for a clock; unique, so each is announced once."""
+
+    __tablename__ = "clock_notices"
+    __table_args__ = (UniqueConstraint("clock_id", "level"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    clock_id: Mapped[int] = mapped_column(ForeignKey("sla_clocks.id"))
+    level: Mapped[float]
+    at: Mapped[datetime]
+    acknowledged_by: Mapped[str | None] = mapped_column(String(64))
+    acknowledged_at: Mapped[datetime | None]
+
+
+class Outage(Base):
+    """Time a service was down (unplanned) or under approved maintenance, from any source."""
+
+    __tablename__ = "outages"
+    __table_args__ = (UniqueConstraint("source", "fingerprint"), Index("ix_outages_service", "service_id", "started_at"))
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    service_id: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(16))  # unplanned | maintenance
+    source: Mapped[str] = mapped_column(String(32))  # alertmanager | api | status
+    fingerprint: Mapped[str] = mapped_column(String(128))
+    summary: Mapped[str] = mapped_column(Text, default="")
+    started_at: Mapped[datetime]
+    ended_at: Mapped[datetime | None]
+
+
+class Setting(Base):
+    """Small facts the running program keeps, such as the hash of the agreements its clocks follow."""
+
+    __tablename__ = "settings"
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
