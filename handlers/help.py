@@ -16,6 +16,26 @@ TOPICS = {
         ("subscribe payments", "its announcements reach you by direct message"),
         ("unsubscribe payments", "stop them"),
     ]),
+    "incident": ("Incidents and their SLA clocks", [
+        ("incident new payments P2 Card payments fail for Amex", "open a ticket; its SLA, OLA and UC clocks start"),
+        ("incident show INC-12", "the ticket and every clock: how much is used, when it is due"),
+        ("incident ack INC-12", "first response: stops the response clocks"),
+        ("incident hold INC-12", "awaiting the customer: pauses the clocks that pause for it"),
+        ("incident vendor INC-12 cardlink", "waiting on a supplier: its underpinning contract's clock runs"),
+        ("incident resume INC-12", "back to work"),
+        ("incident priority INC-12 P1", "the time used so far counts against the new priority's target"),
+        ("incident assign INC-12 platform-ops", "hand it to another team: their OLA clock runs while they have it"),
+        ("incident resolve INC-12", "stops the resolution clocks"),
+        ("incident reopen INC-12", "resumes them; the time it spent resolved does not count"),
+    ]),
+    "sla": ("Service levels", [
+        ("sla", "attainment this month per agreement, target and priority, and availability"),
+        ("sla payments last-month", "one service, one period (this-month, last-month, 7d, 2026-10, all …)"),
+        ("sla payments all by group", "attainment per assignment group"),
+        ("sla breaches last-month", "the breaches, and the OLA or UC whose time was spent"),
+        ("sla at-risk", "running clocks past their first warning, soonest due first"),
+        ("sla ack 12", "acknowledge a warning or breach notice"),
+    ]),
 }
 TOPICS["unsubscribe"] = TOPICS["subscribe"]
 
