@@ -239,3 +239,21 @@ def test_health_metrics_and_clean_shutdown(start_server, fake_slack):
     assert 'svcbot_commands_total{command="status",outcome="ok",platform="slack"} 1.0' in metrics
     assert "svcbot_outbox_backlog" in metrics
     assert server.stop() == 0
+
+
+def test_incident_from_slack_starts_its_clocks_and_moves_on(start_server, fake_slack, database_url):
+    from storage.models import SlaClock, Ticket
+    server = start_server()
+    opened = blocks_text(slash(server, fake_slack, "incident new payments P1 Card payments fail", TOM).json())
+    assert "INC-1 opened: Card payments fail" in opened
+    assert "SLA SLA-PAY response" in opened and "SLA SLA-PAY resolution" in opened
+    acked = blocks_text(slash(server, fake_slack, "incident ack INC-1", TOM).json())
+    assert "INC-1 acknowledged" in acked
+    refused = blocks_text(slash(server, fake_slack, "incident resolve INC-1", MEERA).json())
+    assert "Not allowed" in refused
+    [ticket] = rows(database_url, Ticket)
+    assert (ticket.state, ticket.priority, ticket.assignment_group) == ("in-progress", "P1", "payments-eng")
+    clocks = {(c.agreement_id, c.metric): c.state for c in rows(database_url, SlaClock)}
+    assert clocks[("SLA-PAY", "response")] == "met"
+    assert clocks[("SLA-PAY", "resolution")] == "running"
+    assert clocks[("OLA-PAY-OPS", "resolution")] == "paused"  # platform-ops does not have it
