@@ -127,7 +127,10 @@ def _check(work: Work, clock: SlaClock, now: datetime) -> int:
         return 0
     level = max(due_levels)
     if level < BREACH and spec.calendar.in_quiet_hours(now):
-        clock.next_check_at = spec.calendar.quiet_hours_end(now)  # a warning can wait till morning
+        # A warning can wait till morning; the breach, if it comes first, cannot.
+        breach_at = m.threshold_at.get(BREACH)
+        morning = spec.calendar.quiet_hours_end(now)
+        clock.next_check_at = min(morning, breach_at) if breach_at and breach_at > now else morning
         return 0
     notice = ClockNotice(clock_id=clock.id, level=level, at=now)
     session.add(notice)
@@ -178,7 +181,7 @@ def notice_reply(session, ctx: Context, ticket: Ticket, clock: SlaClock, spec: C
     fields = [Field("Ticket", f"INC-{ticket.id} · {ticket.priority} · {ticket.state}"),
               Field("Service", ticket.service_id), Field("Target", what), Field("Status", status),
               Field("Used", f"{human(m.elapsed_seconds)} of {human(m.target_seconds)}")]
-    used_by = underpinning_lines(session, ctx, ticket.id, agreement.id)
+    used_by = underpinning_lines(session, ctx, ticket.id, agreement.id, now)
     if used_by:
         fields.append(Field("Time used by", "\n".join(used_by)))
     return Reply(title=title, text=ticket.title, sections=[Section(fields=fields)],
@@ -193,16 +196,41 @@ def target_text(target) -> str:
     return human(w.minutes * 60) + (" business time" if w.business else "")
 
 
-def underpinning_lines(session, ctx: Context, ticket_id: int, sla_id: str) -> list[str]:
-    """The OLAs and UCs under an SLA, each with the time it used on this ticket."""
+def measured_now(session, ctx: Context, clocks: list[SlaClock], now: datetime) -> dict[int, Measure]:
+    """Clocks measured at ``now``. A stored row is exact as of its last event or sweep; a clock still
+    running has used more since, so whoever shows it measures it again."""
+    out: dict[int, Measure] = {}
+    timelines: dict[int, list] = {}
+    for clock in clocks:
+        ticket = session.get(Ticket, clock.ticket_id)
+        spec = spec_of(ctx, clock, ticket.service_id)
+        if spec is None:
+            continue
+        if clock.ticket_id not in timelines:
+            timelines[clock.ticket_id] = replay(events_of(session, clock.ticket_id))
+        m = measure(spec, timelines[clock.ticket_id], now)
+        if m is not None:
+            out[clock.id] = m
+    return out
+
+
+def underpinning_lines(session, ctx: Context, ticket_id: int, sla_id: str, now: datetime) -> list[str]:
+    """The OLAs and UCs under an SLA, each with the time it has used on this ticket by ``now``."""
     under = {a.id for a in ctx.config.agreements if a.underpins == sla_id}
     if not under:
         return []
     clocks = session.scalars(select(SlaClock).where(SlaClock.ticket_id == ticket_id,
                                                     SlaClock.agreement_id.in_(under))
                              .order_by(SlaClock.agreement_id, SlaClock.metric)).all()
-    return [f"{c.kind.upper()} {c.agreement_id} {c.metric}: {human(c.elapsed_seconds)} of "
-            f"{human(c.target_seconds)}{' — breached' if c.breached else ''}" for c in clocks]
+    now_measured = measured_now(session, ctx, clocks, now)
+    lines = []
+    for c in clocks:
+        m = now_measured.get(c.id)
+        if m is None or m.state == "unused":
+            continue
+        lines.append(f"{c.kind.upper()} {c.agreement_id} {c.metric}: {human(m.elapsed_seconds)} of "
+                     f"{human(m.target_seconds)}{' — breached' if m.breached else ''}")
+    return lines
 
 
 def clock_lines(session, ticket_id: int) -> list[str]:

@@ -43,13 +43,14 @@ class Snapshot:
     group: str | None
     supplier: str | None
     responded: bool
-    vendor_answered: bool  # the supplier moved it on after it waited on them (a UC's response)
+    # Suppliers that moved the ticket on after it waited on them (a UC's response); "" for an unnamed one.
+    vendor_answered: frozenset[str]
 
 
 def replay(events: Iterable[Event]) -> list[tuple[datetime, Snapshot]]:
     """The ticket's states over time: each entry holds from its instant until the next one."""
     state, priority, group, supplier, responded = "new", "P3", None, None, False
-    vendor_answered = False
+    vendor_answered: frozenset[str] = frozenset()
     out: list[tuple[datetime, Snapshot]] = []
     for e in sorted(events, key=lambda e: e.at):
         was = state
@@ -74,12 +75,10 @@ def replay(events: Iterable[Event]) -> list[tuple[datetime, Snapshot]]:
         if e.kind in ("resolve", "close") or (e.kind == "state" and state in DONE_STATES):
             responded = True  # resolving answers the customer too
         if was == VENDOR_STATE and state != VENDOR_STATE:
-            vendor_answered = True
-        snap = Snapshot(state, priority, group, supplier, responded, vendor_answered)
-        if out and out[-1][0] == e.at:
-            out[-1] = (e.at, snap)  # several changes at one instant: the last one stands
-        else:
-            out.append((e.at, snap))
+            vendor_answered |= {supplier or ""}
+        # Every step is kept, even several at one instant: the last one stands for the time that
+        # follows, but a clock that could run at the first (a ticket answered as it opened) did start.
+        out.append((e.at, Snapshot(state, priority, group, supplier, responded, vendor_answered)))
     return out
 
 
@@ -145,23 +144,26 @@ def measure(spec: ClockSpec, timeline: list[tuple[datetime, Snapshot]], now: dat
     if target is None:
         return None
     calendar = spec.calendar if target.within.business else ALWAYS
-    total = target_seconds(target, calendar, started_at)
+    # "N business days" run from when this clock starts (an OLA: when its team gets the ticket).
+    first_run = next((at for at, snap in timeline if spec.counts(snap) and not spec.stops(snap)), started_at)
+    total = target_seconds(target, calendar, first_run)
     stopped = spec.stops
     goals = {level: total * level / 100 for level in [*target.warn_at, 100.0]}
 
-    elapsed, stopped_at, engaged = 0.0, None, False
+    elapsed, stopped_at, engaged, counting = 0.0, None, False, False
     reached: dict[float, datetime | None] = {}
     for i, (at, snap) in enumerate(timeline):
         if stopped(snap):
-            stopped_at = stopped_at or at
+            # Reaching the target while the clock could run (even at the instant it opened) is a run.
+            engaged = engaged or counting
+            stopped_at, counting = stopped_at or at, False
             continue
         stopped_at = None  # reopened: the same clock resumes
+        counting = spec.counts(snap)
         end = timeline[i + 1][0] if i + 1 < len(timeline) else now
-        if not spec.counts(snap):
+        if not counting or end <= at:
             continue
         engaged = True
-        if end <= at:
-            continue
         segment = calendar.business_seconds(at, end)
         for level, goal in goals.items():
             if level not in reached and elapsed < goal <= elapsed + segment:
@@ -198,11 +200,13 @@ def _calendar(cal: Calendar) -> BusinessCalendar:
     return known[1]
 
 
-def _stops(kind: str, metric: str) -> Callable[[Snapshot], bool]:
+def _stops(kind: str, metric: str, party: str = "", unnamed: bool = False) -> Callable[[Snapshot], bool]:
+    """``unnamed``: a wait on no named supplier counts as a wait on this one (it serves the service)."""
     if metric == "resolution":
         return lambda s: s.state in DONE_STATES
     if kind == "uc":  # the supplier responds by moving the ticket on
-        return lambda s: s.vendor_answered or s.state in DONE_STATES
+        return lambda s: party in s.vendor_answered or ("" in s.vendor_answered and unnamed) \
+            or s.state in DONE_STATES
     return lambda s: s.responded
 
 
@@ -233,5 +237,6 @@ def specs_for(config: AppConfig, service_id: str) -> list[ClockSpec]:
         for metric in ("response", "resolution"):
             targets = {t.priority or "*": t for t in agreement.targets if t.metric == metric}
             if targets:
-                out.append(ClockSpec(agreement, metric, calendar, targets, counts, _stops(agreement.kind, metric)))
+                stops = _stops(agreement.kind, metric, agreement.party, agreement.party in service.suppliers)
+                out.append(ClockSpec(agreement, metric, calendar, targets, counts, stops))
     return out
