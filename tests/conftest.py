@@ -12,12 +12,13 @@ import subprocess
 import sys
 import time
 import urllib.request
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from urllib.parse import urlencode
 
 import pytest
 import yaml
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, func, select, text
 
 from tests.fakes import FakeSlack, FakeTeamsConnector
 
@@ -60,6 +61,56 @@ def runtime(database_url, config_file):
     rt = Runtime.from_file(str(config_file), database_url)
     yield rt
     rt.engine.dispose()
+
+
+T0 = datetime(2026, 3, 2, 9, 0, tzinfo=timezone.utc)  # a Monday
+
+
+class Clock:
+    """Time as a test sets it: handlers read ctx.now(), so time moves only when the test moves it."""
+
+    def __init__(self, start: datetime = T0):
+        self.t = start
+
+    def __call__(self) -> datetime:
+        return self.t
+
+    def advance(self, **kw) -> None:
+        self.t += timedelta(**kw)
+
+    def to(self, when: datetime) -> None:
+        self.t = when
+
+
+@pytest.fixture
+def clock(runtime):
+    c = Clock()
+    runtime.ctx.now = c
+    return c
+
+
+@pytest.fixture
+def ctx(runtime, clock):
+    return runtime.ctx
+
+
+def db_rows(database_url: str, model, *where) -> list:
+    """Rows as another process (the server under test) left them, read over a connection of our own."""
+    engine = create_engine(database_url)
+    try:
+        with engine.connect() as conn:
+            return conn.execute(select(model).where(*where)).all()
+    finally:
+        engine.dispose()
+
+
+def db_count(database_url: str, model, *where) -> int:
+    engine = create_engine(database_url)
+    try:
+        with engine.connect() as conn:
+            return conn.execute(select(func.count()).select_from(model).where(*where)).scalar_one()
+    finally:
+        engine.dispose()
 
 
 @pytest.fixture

@@ -28,34 +28,13 @@ from handlers.people import resolve_actor
 from handlers.router import dispatch
 from handlers.tickets import open_ticket
 from storage.models import (AuditRecord, ClockNotice, Identity, OutboxMessage, SlaClock, Ticket, TicketEvent)
-from tests.conftest import demo_config
+from tests.conftest import T0, demo_config
 
-T0 = datetime(2026, 3, 2, 9, 0, tzinfo=timezone.utc)  # a Monday
 BREACH = 100.0
 
 
-class Clock:
-    def __init__(self, start: datetime = T0):
-        self.t = start
-
-    def __call__(self) -> datetime:
-        return self.t
-
-    def to(self, when: datetime) -> None:
-        assert when >= self.t, "time does not go back"
-        self.t = when
 
 
-@pytest.fixture
-def clock(runtime):
-    c = Clock()
-    runtime.ctx.now = c
-    return c
-
-
-@pytest.fixture
-def ctx(runtime, clock):
-    return runtime.ctx
 
 
 @pytest.fixture

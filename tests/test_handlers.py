@@ -4,20 +4,18 @@ from __future__ import annotations
 
 import logging
 import re
-from datetime import datetime, timedelta, timezone
 
 import pytest
-
-from handlers import help
 from sqlalchemy import func, select
 
+from handlers import help
 from handlers.core import Actor, Command, Work
 from handlers.people import console_actor, resolve_actor
 from handlers.router import dispatch
 from storage.models import (AuditRecord, Identity, OutboxMessage, Person, ProcessedDelivery, ServiceStatus,
                             StatusChange, Subscription)
+from tests.conftest import T0
 
-T0 = datetime(2026, 3, 2, 9, 0, tzinfo=timezone.utc)
 CHANGE_TABLES = {"service_status": ServiceStatus, "status_history": StatusChange, "audit_log": AuditRecord,
                  "outbox": OutboxMessage}
 ALL_TABLES = {**CHANGE_TABLES, "subscriptions": Subscription, "processed_deliveries": ProcessedDelivery,
@@ -25,27 +23,8 @@ ALL_TABLES = {**CHANGE_TABLES, "subscriptions": Subscription, "processed_deliver
 OVERVIEW_LINE = re.compile(r"\(`(?P<id>[a-z0-9_-]+)`, tier (?P<tier>\d)\) — (?P<state>[a-z-]+)(?::\s(?P<msg>.*))?$")
 
 
-class Clock:
-    def __init__(self, start: datetime = T0):
-        self.t = start
-
-    def __call__(self) -> datetime:
-        return self.t
-
-    def advance(self, **kw) -> None:
-        self.t += timedelta(**kw)
 
 
-@pytest.fixture
-def clock(runtime):
-    c = Clock()
-    runtime.ctx.now = c
-    return c
-
-
-@pytest.fixture
-def ctx(runtime, clock):
-    return runtime.ctx
 
 
 def person(ctx, pid: str, platform: str = "slack"):

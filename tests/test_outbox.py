@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import deque
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 
 import pytest
 from sqlalchemy import event, select
@@ -17,22 +17,10 @@ from handlers.people import resolve_actor
 from handlers.router import dispatch
 from storage.db import make_engine, session_factory
 from storage.models import OutboxMessage
+from tests.conftest import T0
 
-T0 = datetime(2026, 3, 2, 9, 0, tzinfo=timezone.utc)
 
 
-class Clock:
-    def __init__(self, start: datetime = T0):
-        self.t = start
-
-    def __call__(self) -> datetime:
-        return self.t
-
-    def advance(self, **kw) -> None:
-        self.t += timedelta(**kw)
-
-    def to(self, when: datetime) -> None:
-        self.t = when
 
 
 class SenderBug(Exception):
@@ -88,16 +76,6 @@ class HangingSender(FakeSender):
         return Delivered(channel=item.target, message_id=f"{self.name}:late:{item.key}")
 
 
-@pytest.fixture
-def clock(runtime):
-    c = Clock()
-    runtime.ctx.now = c
-    return c
-
-
-@pytest.fixture
-def ctx(runtime, clock):
-    return runtime.ctx
 
 
 def queue(runtime, key: str, platform: str = "slack", target: str = "C0PAYMENTS", kind: str = "channel",

@@ -8,10 +8,9 @@ from urllib.parse import urlencode
 
 import pytest
 import requests
-from sqlalchemy import create_engine, select
 
 from storage.models import AuditRecord, OutboxMessage, ServiceStatus, Subscription
-from tests.conftest import demo_config, load_payload, slack_headers, slash_command_body
+from tests.conftest import db_rows, demo_config, load_payload, slack_headers, slash_command_body
 
 pytestmark = pytest.mark.e2e
 
@@ -30,17 +29,7 @@ def blocks_text(payload: dict) -> str:
     return json.dumps(payload.get("blocks", []), ensure_ascii=False) + payload.get("text", "")
 
 
-def store(database_url):
-    return create_engine(database_url)
 
-
-def rows(database_url, model, *where):
-    engine = store(database_url)
-    try:
-        with engine.connect() as conn:
-            return conn.execute(select(model).where(*where)).all()
-    finally:
-        engine.dispose()
 
 
 def posts_to(fake_slack, channel):
@@ -66,8 +55,8 @@ def test_owner_announces_to_channel_and_subscribers_refusal_is_private(start_ser
     refused = slash(server, fake_slack, "service set payments major-outage everything is down", MEERA).json()
     assert refused["response_type"] == "ephemeral"
     assert "Not allowed" in blocks_text(refused) and "Tom Hughes" in blocks_text(refused)
-    assert rows(database_url, OutboxMessage) == []
-    assert rows(database_url, ServiceStatus) == []
+    assert db_rows(database_url, OutboxMessage) == []
+    assert db_rows(database_url, ServiceStatus) == []
 
     reply = slash(server, fake_slack, 'service set payments degraded "Card payments are slow"', TOM).json()
     assert "degraded" in blocks_text(reply)
@@ -79,11 +68,11 @@ def test_owner_announces_to_channel_and_subscribers_refusal_is_private(start_ser
     # Nobody else was told, nothing twice; the refused attempt posted nothing.
     time.sleep(1)
     assert len(fake_slack.called("chat.postMessage")) == 2
-    [status] = rows(database_url, ServiceStatus)
+    [status] = db_rows(database_url, ServiceStatus)
     assert status.state == "degraded" and status.updated_by == "tom"
-    audit = rows(database_url, AuditRecord, AuditRecord.action == "service.set")
+    audit = db_rows(database_url, AuditRecord, AuditRecord.action == "service.set")
     assert [(a.person_id, a.platform) for a in audit] == [("tom", "slack")]
-    sent = rows(database_url, OutboxMessage, OutboxMessage.target == PAYMENTS_CHANNEL)
+    sent = db_rows(database_url, OutboxMessage, OutboxMessage.target == PAYMENTS_CHANNEL)
     assert sent[0].status == "sent" and sent[0].platform_message_id == channel_post_ts(fake_slack)
 
 
@@ -103,8 +92,8 @@ def test_unsigned_or_stale_requests_are_refused_and_change_nothing(start_server,
     response = requests.post(server.url + "/slack/events", data=body, headers=headers, timeout=10)
     assert response.status_code == 401
     time.sleep(0.5)
-    assert rows(database_url, ServiceStatus) == []
-    assert rows(database_url, OutboxMessage) == []
+    assert db_rows(database_url, ServiceStatus) == []
+    assert db_rows(database_url, OutboxMessage) == []
     assert not fake_slack.called("chat.postMessage")
     metrics = requests.get(server.url + "/metrics", timeout=5).text
     assert 'svcbot_requests_refused_total{platform="slack",reason="signature"} 1.0' in metrics
@@ -126,7 +115,7 @@ def test_retried_event_is_answered_once(start_server, fake_slack, database_url):
     again = requests.post(server.url + "/slack/events", data=body, headers=retry_headers, timeout=10)
     assert again.status_code == 200
     time.sleep(1)
-    assert len(rows(database_url, AuditRecord, AuditRecord.action == "service.set")) == 1
+    assert len(db_rows(database_url, AuditRecord, AuditRecord.action == "service.set")) == 1
     replies = [c for c in fake_slack.called("chat.postMessage") if c.params.get("thread_ts")]
     assert len(replies) == 1 and "degraded" in replies[0].params["text"]
     announcements = posts_to(fake_slack, PAYMENTS_CHANNEL)
@@ -139,7 +128,7 @@ def test_same_slash_command_delivered_twice_changes_once(start_server, fake_slac
     second = slash(server, fake_slack, "service set payments degraded once", TOM, trigger_id="123.456.abc").json()
     assert "degraded" in blocks_text(first)
     assert "Already done" in blocks_text(second)
-    assert len(rows(database_url, AuditRecord, AuditRecord.action == "service.set")) == 1
+    assert len(db_rows(database_url, AuditRecord, AuditRecord.action == "service.set")) == 1
 
 
 def test_malformed_commands_get_an_example_and_change_nothing(start_server, fake_slack, database_url):
@@ -154,8 +143,8 @@ def test_malformed_commands_get_an_example_and_change_nothing(start_server, fake
         assert expected in text, text
         assert "Try: /svc " in text
         assert "Traceback" not in text
-    assert rows(database_url, OutboxMessage) == []
-    assert rows(database_url, AuditRecord) == []
+    assert db_rows(database_url, OutboxMessage) == []
+    assert db_rows(database_url, AuditRecord) == []
 
 
 def test_rate_limited_three_times_arrives_once_honouring_retry_after(start_server, fake_slack, database_url):
@@ -169,7 +158,7 @@ def test_rate_limited_three_times_arrives_once_honouring_retry_after(start_serve
     assert [m["channel"] for m in fake_slack.posted] == [PAYMENTS_CHANNEL]
     gaps = [b.at - a.at for a, b in zip(calls, calls[1:])]
     assert all(gap >= 0.95 for gap in gaps), gaps  # Retry-After: 1 is honoured
-    [row] = rows(database_url, OutboxMessage, OutboxMessage.platform == "slack")
+    [row] = db_rows(database_url, OutboxMessage, OutboxMessage.platform == "slack")
     assert row.status == "sent" and row.attempts == 4
 
 
@@ -180,7 +169,7 @@ def test_server_errors_are_retried_and_permanent_errors_are_not(start_server, fa
     slash(server, fake_slack, "service set payments degraded flaky", TOM)
     fake_slack.wait_for("chat.postMessage", 3, timeout=30)
     time.sleep(1.5)
-    outcome = {r.target: (r.status, r.attempts) for r in rows(database_url, OutboxMessage,
+    outcome = {r.target: (r.status, r.attempts) for r in db_rows(database_url, OutboxMessage,
                                                                OutboxMessage.platform == "slack")}
     # One of the two rows met the 503 and then succeeded; the other met channel_not_found and stopped.
     assert sorted(outcome.values()) == [("failed", 1), ("sent", 2)] or \
@@ -212,7 +201,7 @@ def test_crash_mid_delivery_is_not_posted_twice(start_server, fake_slack, databa
     fake_slack.wait_for("conversations.history", timeout=30)
     time.sleep(1)
     assert len(fake_slack.called("chat.postMessage")) == 1
-    [row] = rows(database_url, OutboxMessage, OutboxMessage.platform == "slack")
+    [row] = db_rows(database_url, OutboxMessage, OutboxMessage.platform == "slack")
     assert row.status == "sent" and row.platform_message_id == fake_slack.posted[0]["ts"]
 
 
@@ -228,7 +217,7 @@ def test_subscribe_button_runs_the_command(start_server, fake_slack, database_ur
     hook = fake_slack.wait_for("response_url")[0]
     assert "now follow Payments Gateway" in blocks_text(hook.params)
     assert hook.params["replace_original"] is False
-    assert [(s.person_id, s.service_id) for s in rows(database_url, Subscription)] == [("sanne", "payments")]
+    assert [(s.person_id, s.service_id) for s in db_rows(database_url, Subscription)] == [("sanne", "payments")]
 
 
 def test_health_metrics_and_clean_shutdown(start_server, fake_slack):
@@ -251,9 +240,9 @@ def test_incident_from_slack_starts_its_clocks_and_moves_on(start_server, fake_s
     assert "INC-1 acknowledged" in acked
     refused = blocks_text(slash(server, fake_slack, "incident resolve INC-1", MEERA).json())
     assert "Not allowed" in refused
-    [ticket] = rows(database_url, Ticket)
+    [ticket] = db_rows(database_url, Ticket)
     assert (ticket.state, ticket.priority, ticket.assignment_group) == ("in-progress", "P1", "payments-eng")
-    clocks = {(c.agreement_id, c.metric): c.state for c in rows(database_url, SlaClock)}
+    clocks = {(c.agreement_id, c.metric): c.state for c in db_rows(database_url, SlaClock)}
     assert clocks[("SLA-PAY", "response")] == "met"
     assert clocks[("SLA-PAY", "resolution")] == "running"
     assert clocks[("OLA-PAY-OPS", "resolution")] == "paused"  # platform-ops does not have it

@@ -12,11 +12,10 @@ from dataclasses import dataclass
 import pytest
 import requests
 import yaml
-from sqlalchemy import create_engine, func, select
 
 from storage.models import (AuditRecord, ConversationRef, OutboxMessage, ServiceStatus, StatusChange,
                             Subscription)
-from tests.conftest import demo_config, load_payload
+from tests.conftest import db_count, db_rows, demo_config, load_payload
 
 pytestmark = pytest.mark.e2e
 
@@ -165,22 +164,8 @@ def card_text(call) -> str:
     return json.dumps(card_of(call), ensure_ascii=False)
 
 
-def rows(database_url, model, *where):
-    engine = create_engine(database_url)
-    try:
-        with engine.connect() as conn:
-            return conn.execute(select(model).where(*where)).all()
-    finally:
-        engine.dispose()
 
 
-def count(database_url, model, *where) -> int:
-    engine = create_engine(database_url)
-    try:
-        with engine.connect() as conn:
-            return conn.execute(select(func.count()).select_from(model).where(*where)).scalar_one()
-    finally:
-        engine.dispose()
 
 
 def wait_until(predicate, timeout: float = 15.0, what: str = "condition"):
@@ -211,10 +196,10 @@ def test_installation_stores_the_conversation_reference(start_server, fake_teams
         activity, conversation = installed_in_channel(fake_teams), PAYMENTS_CONV
     else:
         activity, conversation = installed_personally(fake_teams, SANNE), SANNE.personal
-    assert rows(database_url, ConversationRef) == []
+    assert db_rows(database_url, ConversationRef) == []
     posted(server, activity)
 
-    [ref] = rows(database_url, ConversationRef)
+    [ref] = db_rows(database_url, ConversationRef)
     assert ref.conversation_id == conversation
     assert ref.conversation_type == kind
     assert ref.service_url == fake_teams.url + "/"
@@ -294,12 +279,12 @@ def test_owner_announces_to_the_channel_and_to_a_subscriber(start_server, fake_t
     assert len(sends(fake_teams)) == 4
     assert not fake_teams.called("create_conversation")
 
-    [status] = rows(database_url, ServiceStatus)
+    [status] = db_rows(database_url, ServiceStatus)
     assert (status.service_id, status.state, status.message, status.updated_by) == \
         ("payments", "degraded", "Card payments are slow", "tom")
-    audit = rows(database_url, AuditRecord, AuditRecord.action == "service.set")
+    audit = db_rows(database_url, AuditRecord, AuditRecord.action == "service.set")
     assert [(a.person_id, a.platform) for a in audit] == [("tom", "teams")]
-    teams_rows = {r.target: r for r in rows(database_url, OutboxMessage, OutboxMessage.platform == "teams",
+    teams_rows = {r.target: r for r in db_rows(database_url, OutboxMessage, OutboxMessage.platform == "teams",
                                             OutboxMessage.subject != "reply")}
     assert set(teams_rows) == {PAYMENTS_CONV, SANNE.aad}
     assert teams_rows[PAYMENTS_CONV].status == "sent"
@@ -314,7 +299,7 @@ def test_subscriber_without_a_personal_chat_is_reached_through_a_new_one(start_s
     server = start_server()
     posted(server, installed_in_channel(fake_teams))
     assert posted(server, execute_invoke(fake_teams, SANNE, {"run": "subscribe payments"})).json()["statusCode"] == 200
-    assert [r.conversation_id for r in rows(database_url, ConversationRef)] == [PAYMENTS_CONV]
+    assert [r.conversation_id for r in db_rows(database_url, ConversationRef)] == [PAYMENTS_CONV]
     posted(server, execute_invoke(fake_teams, TOM, {"run": "service set payments partial-outage EU cards fail"}))
 
     [created] = fake_teams.wait_for("create_conversation")
@@ -325,7 +310,7 @@ def test_subscriber_without_a_personal_chat_is_reached_through_a_new_one(start_s
     fake_teams.wait_for("send", where=lambda c: c.params["_conversation"] == PAYMENTS_CONV)
     time.sleep(1)  # settle
     assert len(fake_teams.called("create_conversation")) == 1 and len(sends(fake_teams)) == 2
-    [row] = rows(database_url, OutboxMessage, OutboxMessage.target == SANNE.aad)
+    [row] = db_rows(database_url, OutboxMessage, OutboxMessage.target == SANNE.aad)
     assert row.status == "sent" and row.platform_channel == dm.params["_conversation"]
 
 
@@ -359,10 +344,10 @@ def test_refused_status_change_is_told_privately_and_changes_nothing(start_serve
     assert not [c for c in sends(fake_teams) if c.params["_conversation"].startswith(PAYMENTS_CONV)]
     assert len(sends(fake_teams)) == 1
     assert not fake_slack.called("chat.postMessage")
-    assert rows(database_url, ServiceStatus) == []
-    assert rows(database_url, StatusChange) == []
-    assert [r.subject for r in rows(database_url, OutboxMessage)] == ["reply"]  # only the private answer
-    assert rows(database_url, AuditRecord) == []
+    assert db_rows(database_url, ServiceStatus) == []
+    assert db_rows(database_url, StatusChange) == []
+    assert [r.subject for r in db_rows(database_url, OutboxMessage)] == ["reply"]  # only the private answer
+    assert db_rows(database_url, AuditRecord) == []
 
 
 def test_action_execute_runs_the_command_and_answers_in_the_invoke_response(start_server, fake_teams,
@@ -374,8 +359,8 @@ def test_action_execute_runs_the_command_and_answers_in_the_invoke_response(star
     assert body["statusCode"] == 200
     assert body["type"] == "application/vnd.microsoft.activity.message"
     assert "now follow Payments Gateway" in body["value"]
-    assert [(s.person_id, s.service_id) for s in rows(database_url, Subscription)] == [("sanne", "payments")]
-    assert [(a.person_id, a.platform) for a in rows(database_url, AuditRecord)] == [("sanne", "teams")]
+    assert [(s.person_id, s.service_id) for s in db_rows(database_url, Subscription)] == [("sanne", "payments")]
+    assert [(a.person_id, a.platform) for a in db_rows(database_url, AuditRecord)] == [("sanne", "teams")]
 
     # The sample's own data carries no command: a 400 in the body, nothing changed.
     bad = post(server, execute_invoke(fake_teams, SANNE, {"feedback": "test invokes"}))
@@ -384,7 +369,7 @@ def test_action_execute_runs_the_command_and_answers_in_the_invoke_response(star
     assert bad.json()["type"] == "application/vnd.microsoft.error"
     not_words = post(server, execute_invoke(fake_teams, SANNE, {"run": 42}))
     assert not_words.json()["statusCode"] == 400
-    assert len(rows(database_url, AuditRecord)) == 1
+    assert len(db_rows(database_url, AuditRecord)) == 1
     assert not fake_teams.calls  # every answer went back in the HTTP response
 
 
@@ -393,7 +378,7 @@ def test_action_submit_message_with_value_runs_the_command(start_server, fake_te
     activity = card_submit(fake_teams, SANNE, "subscribe payments")
     assert "text" not in activity and activity["type"] == "message"
     posted(server, activity)
-    assert [(s.person_id, s.service_id) for s in rows(database_url, Subscription)] == [("sanne", "payments")]
+    assert [(s.person_id, s.service_id) for s in db_rows(database_url, Subscription)] == [("sanne", "payments")]
     [reply] = fake_teams.wait_for("send")
     assert reply.params["_conversation"] == activity["conversation"]["id"]
     assert reply.params["_reply_to"] == activity["id"]
@@ -414,11 +399,11 @@ def test_the_same_activity_delivered_twice_changes_state_once(start_server, fake
 
     fake_slack.wait_for("chat.postMessage")  # the announcement went out ...
     time.sleep(1)  # ... and, after a settle, nothing more did
-    assert count(database_url, AuditRecord, AuditRecord.action == "service.set") == 1
-    assert count(database_url, StatusChange) == 1
+    assert db_count(database_url, AuditRecord, AuditRecord.action == "service.set") == 1
+    assert db_count(database_url, StatusChange) == 1
     # the Slack and the Teams announcement, once each, and one answer
-    assert count(database_url, OutboxMessage, OutboxMessage.subject != "reply") == 2
-    assert count(database_url, OutboxMessage, OutboxMessage.subject == "reply") == 1
+    assert db_count(database_url, OutboxMessage, OutboxMessage.subject != "reply") == 2
+    assert db_count(database_url, OutboxMessage, OutboxMessage.subject == "reply") == 1
     replies = sends(fake_teams, TOM.personal)
     assert len(replies) == 1 and replies[0].params["_reply_to"] == activity["id"]
     assert "Payments Gateway is now degraded" in card_text(replies[0])
@@ -436,10 +421,10 @@ def test_with_an_app_id_unauthenticated_activities_are_refused(start_server, fak
         response = post(server, activity, **headers)
         assert response.status_code == 401, (headers, response.status_code, response.text)
     time.sleep(0.5)
-    assert rows(database_url, ConversationRef) == []
-    assert rows(database_url, ServiceStatus) == []
-    assert rows(database_url, OutboxMessage) == []
-    assert rows(database_url, AuditRecord) == []
+    assert db_rows(database_url, ConversationRef) == []
+    assert db_rows(database_url, ServiceStatus) == []
+    assert db_rows(database_url, OutboxMessage) == []
+    assert db_rows(database_url, AuditRecord) == []
     assert not fake_teams.calls
     metrics = requests.get(server.url + "/metrics", timeout=5).text
     assert f'svcbot_requests_refused_total{{platform="teams",reason="auth"}} {len(attempts)}.0' in metrics
@@ -460,7 +445,7 @@ def test_rate_limited_announcement_arrives_once_later(start_server, fake_teams, 
     assert all("slow lane" in card_text(c) for c in calls)
     gaps = [b.at - a.at for a, b in zip(calls, calls[1:])]
     assert all(gap >= 0.95 for gap in gaps), gaps  # Retry-After: 1 is honoured
-    [row] = rows(database_url, OutboxMessage, OutboxMessage.platform == "teams")
+    [row] = db_rows(database_url, OutboxMessage, OutboxMessage.platform == "teams")
     assert row.status == "sent" and row.attempts == 3
     assert row.platform_message_id == calls[-1].params["_id"]
 
@@ -475,25 +460,25 @@ def test_removed_bot_marks_the_reference_inactive_and_announcements_wait(start_s
                           conversation=PAYMENTS_CONV)
     someone_left["channelData"]["team"]["id"] = TEAM_ID
     posted(server, someone_left)
-    assert [r.active for r in rows(database_url, ConversationRef)] == [True]
+    assert [r.active for r in db_rows(database_url, ConversationRef)] == [True]
 
     removed = sample("msteams_docs/conversationUpdate_teamMemberRemoved.json", fake_teams, conversation=PAYMENTS_CONV)
     removed["channelData"]["team"]["id"] = TEAM_ID
     removed["membersRemoved"] = [{"id": BOT["id"]}]
     posted(server, removed)
-    [ref] = rows(database_url, ConversationRef)
+    [ref] = db_rows(database_url, ConversationRef)
     assert ref.conversation_id == PAYMENTS_CONV and ref.active is False
 
     answer = posted(server, execute_invoke(fake_teams, TOM, {"run": "service set payments degraded nobody hears"}))
     assert answer.json()["statusCode"] == 200
     fake_slack.wait_for("chat.postMessage")  # the Slack side of the same announcement went out
-    [row] = wait_until(lambda: rows(database_url, OutboxMessage, OutboxMessage.platform == "teams",
+    [row] = wait_until(lambda: db_rows(database_url, OutboxMessage, OutboxMessage.platform == "teams",
                                     OutboxMessage.attempts >= 1, OutboxMessage.status == "pending"),
                        what="the Teams announcement to be tried")
     assert row.target == PAYMENTS_CONV
     assert "not installed" in row.last_error
     time.sleep(0.5)
     assert not sends(fake_teams)
-    [row] = rows(database_url, OutboxMessage, OutboxMessage.platform == "teams")
+    [row] = db_rows(database_url, OutboxMessage, OutboxMessage.platform == "teams")
     assert row.status == "pending" and row.attempts == 1  # waits for a reinstall; no hot retry loop
     assert "unexpected error" not in server.log() and "Traceback" not in server.log()
