@@ -31,6 +31,13 @@ def main(argv: list[str] | None = None) -> int:
     manifest.add_argument("--output", default="svcbot-teams.zip", help="Teams: where to write the package")
     db = sub.add_parser("db", help="database maintenance")
     db.add_argument("action", choices=["upgrade"])
+    imports = sub.add_parser("import", help="import ticket history from another tool")
+    sources = imports.add_subparsers(dest="source", required=True)
+    servicenow = sources.add_parser("servicenow", help="a ServiceNow incident export: the CSV, or a .zip holding it")
+    servicenow.add_argument("file", help="the export: incident_event_log.csv, or a .zip holding one .csv")
+    servicenow.add_argument("--service", required=True, help="the service (id or name) the incidents belong to")
+    servicenow.add_argument("--timezone", help="the zone of the file's times (default: the service calendar's)")
+    servicenow.add_argument("--limit", type=int, help="import only the first N incidents of the file (not rows)")
     args = parser.parse_args(argv)
 
     logging.basicConfig(level=os.environ.get("SVCBOT_LOG_LEVEL", "WARNING" if args.command == "console" else "INFO"),
@@ -70,6 +77,8 @@ def main(argv: list[str] | None = None) -> int:
         print(slack_manifest(config, args.url, args.socket_mode), end="")
         return 0
 
+    if args.command == "import":
+        return _import_servicenow(config, args)
     from bot.runtime import Runtime
     if args.command == "db":
         from storage.db import database_url, make_engine, upgrade
@@ -89,6 +98,39 @@ def main(argv: list[str] | None = None) -> int:
             return 2
     from bot.server import serve
     serve(runtime, args.port)
+    return 0
+
+
+def _import_servicenow(config, args) -> int:
+    service = config.service(args.service)
+    if service is None:
+        known = ", ".join(s.id for s in config.services)
+        print(f"svcbot: no service '{args.service}' in {_config_path(args)} (services: {known}); nothing imported",
+              file=sys.stderr)
+        return 2
+    if not os.path.isfile(args.file) or not os.access(args.file, os.R_OK):
+        print(f"svcbot: cannot read {args.file}; nothing imported", file=sys.stderr)
+        return 2
+    if args.limit is not None and args.limit < 0:
+        print("svcbot: --limit counts incidents; give 0 or more", file=sys.stderr)
+        return 2
+    import time
+
+    from bot.runtime import Runtime
+    from handlers.core import UserError
+    from handlers.imports import import_servicenow
+    runtime = Runtime(config)
+    started = time.perf_counter()
+    try:
+        result = import_servicenow(runtime.ctx, args.file, service.id, args.timezone, args.limit)
+    except UserError as exc:
+        print(f"svcbot: {exc.message.rstrip('.')}; nothing imported", file=sys.stderr)  # all is checked first
+        return 2
+    finally:
+        runtime.engine.dispose()
+    print(f"imported {args.file} into {service.id} in {time.perf_counter() - started:.1f} s")
+    for line in result.lines():
+        print(line)
     return 0
 
 

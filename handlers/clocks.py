@@ -170,7 +170,9 @@ def measure(spec: ClockSpec, timeline: list[tuple[datetime, Snapshot]], now: dat
                 reached[level] = calendar.add(at, goal - elapsed)
         elapsed += segment
     running = stopped_at is None and spec.counts(last)
-    engaged = engaged or running
+    # An SLA always applies: one that ended without running (paused from opening to resolution) is
+    # met, not unused; only OLAs and UCs can go unused.
+    engaged = engaged or running or (stopped_at is not None and spec.agreement.kind == "sla")
     if running:  # the levels still ahead are reached if it keeps running from now
         for level, goal in goals.items():
             if level not in reached:

@@ -71,7 +71,7 @@ def _apply(ticket: Ticket, kind: str, value: str | None, at: datetime) -> None:
                 ticket.resolved_at = ticket.resolved_at or at
             else:
                 ticket.closed_at = at
-        elif ticket.resolved_at and value in OPEN_STATES:
+        elif value in OPEN_STATES:
             ticket.resolved_at = ticket.closed_at = None
     elif kind == "priority":
         ticket.priority = value
@@ -90,6 +90,7 @@ def _apply(ticket: Ticket, kind: str, value: str | None, at: datetime) -> None:
         ticket.state, ticket.resolved_at, ticket.closed_at = "in-progress", None, None
     elif kind == "close":
         ticket.state, ticket.closed_at = "closed", at
+        ticket.responded_at = ticket.responded_at or at
     ticket.updated_at = max(ticket.updated_at, at)
 
 
