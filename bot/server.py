@@ -10,6 +10,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
+from bot import api
 from bot.runtime import Runtime
 from handlers import breaches, outages
 from handlers.core import prune_processed
@@ -47,6 +48,7 @@ def build_app(runtime: Runtime) -> web.Application:
 
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/metrics", _metrics)
+    api.register(app, runtime)
     runtime.deliverer.senders.update(senders)
 
     scheduler = AsyncIOScheduler(timezone="UTC")

@@ -55,7 +55,9 @@ def sync_clocks(work: Work, ticket: Ticket, *, announce_past: bool = True) -> No
         m = measure(spec, timeline, now)
         if m is None:  # the current priority has no target in this agreement
             if clock is not None:
-                _drop(session, clock)
+                # Kept, with what it announced, in case the priority comes back: nothing is told twice.
+                clock.state, clock.breached, clock.due_at, clock.next_check_at = "inactive", False, None, None
+                clock.priority, clock.computed_at = timeline[-1][1].priority, now
             continue
         if clock is None:
             clock = SlaClock(ticket_id=ticket.id, agreement_id=spec.agreement.id, kind=spec.agreement.kind,
@@ -242,6 +244,8 @@ def clock_lines(session, ticket_id: int) -> list[str]:
             when = f"due {c.due_at:%Y-%m-%d %H:%M} UTC"
         elif c.state == "paused":
             when = "paused"
+        elif c.state == "inactive":
+            when = f"no target for {c.priority} in this agreement"
         else:
             when = c.state
         used = 100 * c.elapsed_seconds / c.target_seconds if c.target_seconds else 0

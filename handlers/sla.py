@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import and_, func, select
+from sqlalchemy import and_, case, func, select
 
 from handlers import breaches, outages
 from handlers.core import Command, Context, Field, Reply, Section, UserError
@@ -83,14 +83,66 @@ def sla_cmd(ctx: Context, cmd: Command, args: list[str]) -> Reply:
     return attainment(ctx, service.id if service else None, period, by_group)
 
 
-def attainment(ctx: Context, service_id: str | None, period: Period, by_group: bool = False) -> Reply:
+# --------------------------------------------------------------------------------------------- attainment
+# Each report is computed as plain data by one function (which the JSON API serves as it is) and turned
+# into the chat reply by another, so chat and API always agree.
+
+@dataclass(frozen=True)
+class TargetAttainment:
+    """Met ÷ decided clocks of one agreement, metric and priority (and assignment group, when grouped)."""
+
+    agreement: str
+    agreement_kind: str | None  # sla | ola | uc; None for an agreement no longer in app.yaml
+    party: str | None
+    metric: str
+    priority: str
+    group: str | None  # the assignment group when grouped by group (None: unassigned)
+    measured: int
+    met: int
+    share: float  # % met
+    goal: float | None
+
+    @property
+    def ok(self) -> bool:
+        return self.goal is None or self.share >= self.goal
+
+
+@dataclass(frozen=True)
+class AvailabilityAttainment:
+    """Availability of one service over the period, against an agreement's availability target."""
+
+    agreement: str
+    agreement_kind: str | None
+    party: str | None
+    service: str
+    share: float  # % available
+    agreed_seconds: float
+    downtime_seconds: float
+    goal: float
+
+    @property
+    def ok(self) -> bool:
+        return self.share >= self.goal
+
+
+def late_condition(now: datetime):
+    """Breached: stopped late, or still running past its due time. A stored row is exact as of its last
+    event or sweep; a running clock's due time stays right between them, its elapsed time does not."""
+    return SlaClock.breached | ((SlaClock.state == "running") & (SlaClock.due_at < now))
+
+
+def attainment_data(ctx: Context, service_id: str | None, period: Period,
+                    by_group: bool = False) -> list[TargetAttainment | AvailabilityAttainment]:
     """Met ÷ measured per agreement, metric and priority, for clocks that started in the period. A clock
-    counts once it is decided: met, or breached (stopped late, or still running past its target)."""
-    decided = SlaClock.state.in_(("met", "breached")) | SlaClock.breached
+    counts once it is decided: met, or breached (stopped late, or still running past its target). Then
+    the availability of every service with an availability target. Ticket rows come first, ordered by
+    agreement, metric and priority (and group); availability rows follow in app.yaml's order."""
+    late = late_condition(ctx.now())
+    decided = SlaClock.state.in_(("met", "breached")) | late
     cols = [SlaClock.agreement_id, SlaClock.metric, SlaClock.priority]
     if by_group:
         cols.append(Ticket.assignment_group)
-    query = (select(*cols, func.count(), func.sum(func.cast(SlaClock.breached, func.coalesce(0, 0).type)))
+    query = (select(*cols, func.count(), func.sum(case((late, 1), else_=0)))
              .join(Ticket, Ticket.id == SlaClock.ticket_id)
              .where(decided, period.holds(SlaClock.started_at)).group_by(*cols).order_by(*cols))
     if service_id:
@@ -98,17 +150,20 @@ def attainment(ctx: Context, service_id: str | None, period: Period, by_group: b
     with ctx.sessions() as s:
         rows = s.execute(query).all()
     goals = {(a.id, t.metric, t.priority or "*"): t.goal for a in ctx.config.agreements for t in a.targets}
-    sections: dict[str, list[str]] = {}
+    agreements = {a.id: a for a in ctx.config.agreements}
+
+    def kind_party(agreement_id: str) -> tuple[str | None, str | None]:
+        a = agreements.get(agreement_id)
+        return (a.kind, a.party) if a else (None, None)
+
+    out: list[TargetAttainment | AvailabilityAttainment] = []
     for row in rows:
         agreement_id, metric, priority, *group, measured, late = row
         late = int(late or 0)
         goal = goals.get((agreement_id, metric, priority)) or goals.get((agreement_id, metric, "*"))
-        share = 100 * (measured - late) / measured
-        mark = "✅" if goal is None or share >= goal else "❌"
-        where = f" · {group[0] or 'unassigned'}" if by_group else ""
-        sections.setdefault(agreement_id, []).append(
-            f"{mark} {metric} {priority}{where}: {share:.1f} % met ({measured - late}/{measured})"
-            + (f", goal {goal:g} %" if goal is not None else ""))
+        out.append(TargetAttainment(agreement_id, *kind_party(agreement_id), metric, priority,
+                                    group[0] if by_group else None, measured, measured - late,
+                                    100 * (measured - late) / measured, goal))
     with ctx.sessions() as s:
         for agreement_id, target_service, goal in outages.availability_targets(ctx):
             if service_id and target_service != service_id:
@@ -120,57 +175,181 @@ def attainment(ctx: Context, service_id: str | None, period: Period, by_group: b
             result = outages.service_availability(s, target_service, start, period.end or ctx.now(), ctx.now())
             if result.ratio is None:
                 continue
-            share = 100 * result.ratio
-            sections.setdefault(agreement_id, []).append(
-                f"{'✅' if share >= goal else '❌'} availability {target_service}: {share:.3f} % "
-                f"(down {breaches.human(result.downtime_seconds)}), goal {goal:g} %")
+            out.append(AvailabilityAttainment(agreement_id, *kind_party(agreement_id), target_service,
+                                              100 * result.ratio, result.agreed_seconds, result.downtime_seconds,
+                                              goal))
+    return out
+
+
+def attainment_reply(rows: list[TargetAttainment | AvailabilityAttainment], service_id: str | None, period: Period,
+                     by_group: bool = False) -> Reply:
+    sections: dict[str, list[str]] = {}
+    titles: dict[str, str] = {}
+    for row in rows:
+        titles[row.agreement] = (f"{row.agreement_kind.upper()} {row.agreement} — {row.party}"
+                                 if row.agreement_kind else row.agreement)
+        mark = "✅" if row.ok else "❌"
+        if isinstance(row, TargetAttainment):
+            where = f" · {row.group or 'unassigned'}" if by_group else ""
+            line = (f"{mark} {row.metric} {row.priority}{where}: {row.share:.1f} % met ({row.met}/{row.measured})"
+                    + (f", goal {row.goal:g} %" if row.goal is not None else ""))
+        else:
+            line = (f"{mark} availability {row.service}: {row.share:.3f} % "
+                    f"(down {breaches.human(row.downtime_seconds)}), goal {row.goal:g} %")
+        sections.setdefault(row.agreement, []).append(line)
     if not sections:
         return Reply(title=f"No measured tickets for {service_id or 'any service'} in {period.name}",
                      footer=f"Periods: {PERIOD_HELP}")
-    kinds = {a.id: f"{a.kind.upper()} {a.id} — {a.party}" for a in ctx.config.agreements}
     return Reply(title=f"SLA attainment, {period.name}" + (f": {service_id}" if service_id else ""),
-                 sections=[Section(title=kinds.get(a, a), text="\n".join(lines)) for a, lines in sections.items()],
+                 sections=[Section(title=titles[a], text="\n".join(lines)) for a, lines in sections.items()],
                  footer="met ÷ decided clocks (met, or breached) that started in the period")
 
 
-def _breaches(ctx: Context, period: Period) -> Reply:
+def attainment(ctx: Context, service_id: str | None, period: Period, by_group: bool = False) -> Reply:
+    return attainment_reply(attainment_data(ctx, service_id, period, by_group), service_id, period, by_group)
+
+
+# ----------------------------------------------------------------------------------------------- breaches
+
+@dataclass(frozen=True)
+class ClockUse:
+    """The time one OLA or UC clock used on a ticket: what an SLA breach report names as its cause."""
+
+    kind: str
+    agreement: str
+    metric: str
+    elapsed_seconds: float
+    target_seconds: float
+    breached: bool
+
+
+@dataclass(frozen=True)
+class Breach:
+    ticket_id: int
+    priority: str
+    title: str
+    service: str
+    state: str
+    agreement: str
+    metric: str
+    started_at: datetime
+    due_at: datetime | None
+    stopped_at: datetime | None
+    late_seconds: float
+    used_by: list[ClockUse]  # the OLA and UC clocks under the SLA that ran, and the time each has used
+
+
+BREACHES_SHOWN = 40
+
+
+def breaches_data(ctx: Context, period: Period, limit: int = BREACHES_SHOWN) -> list[Breach]:
+    """Breached SLA clocks that started in the period, newest first, each with the OLAs and UCs under it
+    that ran on the ticket and the time each has used by now."""
+    now = ctx.now()
+    under_by_sla: dict[str, set[str]] = {}
+    for a in ctx.config.agreements:
+        if a.underpins:
+            under_by_sla.setdefault(a.underpins, set()).add(a.id)
+    out = []
     with ctx.sessions() as s:
         rows = s.execute(select(SlaClock, Ticket).join(Ticket, Ticket.id == SlaClock.ticket_id)
-                         .where(SlaClock.breached, SlaClock.kind == "sla", period.holds(SlaClock.started_at))
-                         .order_by(SlaClock.started_at.desc()).limit(40)).all()
-        sections = []
+                         .where(late_condition(now), SlaClock.kind == "sla", period.holds(SlaClock.started_at))
+                         .order_by(SlaClock.started_at.desc()).limit(limit)).all()
+        now_measured = breaches.measured_now(s, ctx, [clock for clock, _ in rows], now)
         for clock, ticket in rows:
-            causes = breaches.underpinning_lines(s, ctx, ticket.id, clock.agreement_id)
-            late = breaches.human(clock.elapsed_seconds - clock.target_seconds)
-            sections.append(Section(
-                title=f"INC-{ticket.id} {ticket.priority} · {clock.agreement_id} {clock.metric} · late by {late}",
-                text=ticket.title,
-                fields=[Field("Service", ticket.service_id), Field("State", ticket.state),
-                        Field("Time used by", "\n".join(causes) or "no OLA or UC clocks")]))
+            sla_now = now_measured.get(clock.id)
+            late_seconds = (sla_now.elapsed_seconds - sla_now.target_seconds) if sla_now else \
+                clock.elapsed_seconds - clock.target_seconds
+            under = under_by_sla.get(clock.agreement_id)
+            used = s.scalars(select(SlaClock).where(SlaClock.ticket_id == ticket.id,
+                                                    SlaClock.agreement_id.in_(under))
+                             .order_by(SlaClock.agreement_id, SlaClock.metric)).all() if under else []
+            measured = breaches.measured_now(s, ctx, used, now)
+            uses = [ClockUse(c.kind, c.agreement_id, c.metric, m.elapsed_seconds, m.target_seconds, m.breached)
+                    for c in used if (m := measured.get(c.id)) is not None and m.state != "unused"]
+            out.append(Breach(ticket.id, ticket.priority, ticket.title, ticket.service_id, ticket.state,
+                              clock.agreement_id, clock.metric, clock.started_at, clock.due_at, clock.stopped_at,
+                              late_seconds, uses))
+    return out
+
+
+def breaches_reply(rows: list[Breach], period: Period) -> Reply:
+    sections = []
+    for b in rows:
+        causes = [f"{c.kind.upper()} {c.agreement} {c.metric}: {breaches.human(c.elapsed_seconds)} of "
+                  f"{breaches.human(c.target_seconds)}{' — breached' if c.breached else ''}" for c in b.used_by]
+        late = breaches.human(b.late_seconds)
+        sections.append(Section(
+            title=f"INC-{b.ticket_id} {b.priority} · {b.agreement} {b.metric} · late by {late}", text=b.title,
+            fields=[Field("Service", b.service), Field("State", b.state),
+                    Field("Time used by", "\n".join(causes) or "no OLA or UC clocks")]))
     if not sections:
         return Reply(title=f"No SLA breaches in {period.name}", tone="ok")
     return Reply(title=f"SLA breaches, {period.name}", sections=sections, tone="warning",
-                 footer="newest first; at most 40 shown")
+                 footer=f"newest first; at most {BREACHES_SHOWN} shown")
 
 
-def _at_risk(ctx: Context) -> Reply:
+def _breaches(ctx: Context, period: Period) -> Reply:
+    return breaches_reply(breaches_data(ctx, period), period)
+
+
+# ------------------------------------------------------------------------------------------------ at risk
+
+@dataclass(frozen=True)
+class AtRisk:
+    """A running clock past its first warning (or past due), measured now."""
+
+    ticket_id: int
+    priority: str
+    service: str
+    kind: str
+    agreement: str
+    metric: str
+    used: float  # % of the target used by now
+    elapsed_seconds: float
+    target_seconds: float
+    due_at: datetime
+    late: bool  # due_at has passed
+
+
+AT_RISK_SHOWN = 40
+
+
+def at_risk_data(ctx: Context) -> list[AtRisk]:
+    """Running clocks past their agreement's first warning level, or past due, soonest due first."""
     now = ctx.now()
     with ctx.sessions() as s:
         rows = s.execute(select(SlaClock, Ticket).join(Ticket, Ticket.id == SlaClock.ticket_id)
                          .where(SlaClock.state == "running", SlaClock.due_at.is_not(None))
                          .order_by(SlaClock.due_at).limit(200)).all()
-    lines = []
+        now_measured = breaches.measured_now(s, ctx, [clock for clock, _ in rows], now)
+    out = []
     for clock, ticket in rows:
-        used = 100 * clock.elapsed_seconds / clock.target_seconds if clock.target_seconds else 0
+        m = now_measured.get(clock.id)
+        if m is None or not m.running:
+            continue
+        used = m.used
         spec_warn = min((t.warn_at[0] for a in ctx.config.agreements if a.id == clock.agreement_id
                          for t in a.targets if t.warn_at), default=50)
         if used < spec_warn and clock.due_at > now:
             continue
-        when = f"late since {clock.due_at:%Y-%m-%d %H:%M}" if clock.due_at <= now else \
-            f"due {clock.due_at:%Y-%m-%d %H:%M} UTC"
-        lines.append(f"INC-{ticket.id} {ticket.priority} {ticket.service_id} · {clock.kind.upper()} "
-                     f"{clock.agreement_id} {clock.metric}: {used:.0f} % used, {when}")
+        out.append(AtRisk(ticket.id, ticket.priority, ticket.service_id, clock.kind, clock.agreement_id,
+                          clock.metric, used, m.elapsed_seconds, m.target_seconds, clock.due_at,
+                          clock.due_at <= now))
+    return out
+
+
+def at_risk_reply(rows: list[AtRisk]) -> Reply:
+    lines = []
+    for r in rows:
+        when = f"late since {r.due_at:%Y-%m-%d %H:%M}" if r.late else f"due {r.due_at:%Y-%m-%d %H:%M} UTC"
+        lines.append(f"INC-{r.ticket_id} {r.priority} {r.service} · {r.kind.upper()} "
+                     f"{r.agreement} {r.metric}: {r.used:.0f} % used, {when}")
     if not lines:
         return Reply(title="No clocks at risk", tone="ok")
-    return Reply(title=f"{len(lines)} clock{'s' * (len(lines) != 1)} at risk", text="\n".join(lines[:40]),
+    return Reply(title=f"{len(lines)} clock{'s' * (len(lines) != 1)} at risk", text="\n".join(lines[:AT_RISK_SHOWN]),
                  tone="warning", footer="running clocks past their first warning, soonest due first")
+
+
+def _at_risk(ctx: Context) -> Reply:
+    return at_risk_reply(at_risk_data(ctx))

@@ -1,0 +1,1226 @@
+"""The JSON API for other systems, under /api/v1: tickets and their history, outages, the service catalogue
+and its availability, the SLA reports, the Prometheus Alertmanager webhook, and the OpenAPI document that
+describes all of them.
+
+- Every endpoint but the OpenAPI document wants ``Authorization: Bearer $SVCBOT_API_TOKEN`` (compared in
+  constant time). Without the variable the API is off and says so (503); a missing or wrong token is 401.
+- Every write runs as the API actor (platform ``api``, person ``api``) inside ``ctx.change(...)``, so the
+  audit and outbox rows commit with the change or not at all. The Alertmanager webhook writes through
+  ``handlers.outages.apply_alerts``, which keeps its own transaction with the same actor.
+- ``OPENAPI`` below is the one description of the API: routes are registered from its paths, and request
+  bodies and query parameters are checked against its schemas by ``check``.
+- A bad request gets ``{"error": ..., "problems": [...]}`` and changes nothing: 400 (not JSON, a bad query
+  parameter, a malformed Alertmanager payload), 404 (an unknown ticket, outage or service in the path),
+  409 (the request conflicts with what is stored), 422 (JSON that does not fit the schema or names
+  something unknown). Anything unexpected is logged with a reference and answered 500 with it.
+"""
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import hmac
+import json
+import logging
+import os
+import re
+import uuid
+from datetime import datetime, timezone
+from typing import Any, Callable
+
+from aiohttp import web
+from sqlalchemy import or_, select
+from sqlalchemy.exc import IntegrityError
+
+from handlers import availability as availability_math
+from handlers import breaches, outages, sla, tickets
+from handlers.alertmanager import PayloadError, parse_rfc3339, parse_webhook
+from handlers.clocks import DONE_STATES, OPEN_STATES, measure, replay
+from handlers.core import Actor, AlreadyHandled, Command, Context, UserError
+from storage.models import ClockNotice, Outage, ServiceStatus, SlaClock, Ticket, TicketEvent
+
+log = logging.getLogger("svcbot.api")
+
+PREFIX = "/api/v1"
+OPENAPI_PATH = f"{PREFIX}/openapi.json"
+ACTOR = Actor(person_id="api", name="API", platform="api")
+SERVICE_LABEL = "service"  # the Alertmanager label that names the service
+OUTAGE_NUMBER = re.compile(r"^OUT-?(\d+)$", re.IGNORECASE)
+AUTO_FINGERPRINT = "#"  # outages posted without an id get "#<uuid>", which no client id can be
+FINGERPRINT_MAX = 128 - 33  # outages.fingerprint holds "<alert fingerprint>:<startsAt isoformat>"
+UTC = timezone.utc
+
+
+# ================================================================================== the OpenAPI document
+
+def _ref(name: str) -> dict:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _time(description: str, nullable: bool = False) -> dict:
+    return {"type": ["string", "null"] if nullable else "string", "format": "date-time",
+            "description": description}
+
+
+def _json(schema: dict, description: str) -> dict:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _error(description: str) -> dict:
+    return _json(_ref("Error"), description)
+
+
+ID_TEXT = {"type": "string", "pattern": r"^[A-Za-z0-9][A-Za-z0-9._:@-]*$", "maxLength": 100}
+PERIOD_TEXT = ("this-month (default), last-month, this-week, today, Nd (the last N days, e.g. 30d), "
+               "YYYY-MM (a calendar month), or all; months, weeks and days in the bot's time zone")
+CLOCK_STATES = ["running", "paused", "met", "breached", "unused"]
+SERVICE_STATES = ["operational", "degraded", "partial-outage", "major-outage", "maintenance"]
+OUTAGE_KINDS = ["unplanned", "maintenance", "partial"]
+
+SCHEMAS: dict[str, dict] = {
+    "Error": {
+        "type": "object", "required": ["error", "problems"],
+        "properties": {
+            "error": {"type": "string", "description": "what was wrong, in a sentence"},
+            "problems": {"type": "array", "items": {"type": "string"},
+                         "description": "every fault, each by the field or parameter it concerns"},
+            "reference": {"type": "string", "description": "500 only: the reference in the server's log"},
+        },
+    },
+    "TicketCreate": {
+        "type": "object", "additionalProperties": False, "required": ["service", "priority", "title"],
+        "properties": {
+            "service": {"type": "string", "minLength": 1, "maxLength": 64,
+                        "description": "a service id (or name) from the catalogue"},
+            "priority": {"type": "string", "enum": list(tickets.PRIORITIES)},
+            "title": {"type": "string", "minLength": 1, "maxLength": 1000},
+            "external_id": {"type": "string", "pattern": r"^[^/]+$", "maxLength": 128,
+                            "description": "the ticket's id in the sending system; makes the request idempotent "
+                                           "(the same external_id again answers 200 with the stored ticket and "
+                                           "changes nothing) and addresses it as ext:EXTERNAL_ID"},
+            "kind": {"type": "string", "enum": ["incident", "request"], "default": "incident"},
+            "opened_at": _time("when it was opened (default now); not in the future"),
+            "group": {"type": "string", "maxLength": 128,
+                      "description": "the internal team it is assigned to; unassigned if left out"},
+            "state": {"type": "string", "enum": list(OPEN_STATES), "default": "new",
+                      "description": "the state it starts in; a clock that pauses in that state does not run "
+                                     "until the ticket leaves it"},
+        },
+    },
+    "TicketEventCreate": {
+        "type": "object", "additionalProperties": False, "required": ["kind"],
+        "properties": {
+            "kind": {"type": "string", "enum": list(tickets.EVENT_KINDS),
+                     "description": "state (value: a state), priority (value: P1-P4), assign (value: an internal "
+                                    "team, or null for unassigned), supplier (value: a supplier, or null), "
+                                    "respond, resolve, reopen, close (no value)"},
+            "value": {"type": ["string", "null"], "maxLength": 128},
+            "at": _time("when it happened (default now); not before the ticket was opened, not in the future; "
+                        "events may arrive in any order"),
+            "event_id": {"type": "string", "minLength": 1, "maxLength": 200,
+                         "description": "your id for this event: a second request with the same event_id changes "
+                                        "nothing and answers 200 with \"duplicate\": true (remembered for 7 days)"},
+        },
+    },
+    "TicketEvent": {
+        "type": "object", "required": ["kind", "value", "at", "recorded_at", "by"],
+        "properties": {
+            "kind": {"type": "string", "enum": ["open", *tickets.EVENT_KINDS]},
+            "value": {"type": ["string", "null"]},
+            "at": _time("when it happened"),
+            "recorded_at": _time("when svcbot heard of it"),
+            "by": {"type": ["string", "null"], "description": "the person (or api) who recorded it"},
+        },
+    },
+    "ClockLevel": {
+        "type": "object", "required": ["level", "at"],
+        "properties": {"level": {"type": "number", "description": "% of the target; 100 is the breach"},
+                       "at": _time("when the level was (or, while the clock runs, will be) reached")},
+    },
+    "ClockNotice": {
+        "type": "object", "required": ["level", "at", "acknowledged_by", "acknowledged_at"],
+        "properties": {"level": {"type": "number"}, "at": _time("when it was announced"),
+                       "acknowledged_by": {"type": ["string", "null"]},
+                       "acknowledged_at": _time("when it was acknowledged", nullable=True)},
+    },
+    "Clock": {
+        "type": "object",
+        "required": ["agreement", "kind", "metric", "priority", "target_seconds", "elapsed_seconds", "state",
+                     "breached", "started_at", "due_at", "stopped_at", "computed_at", "levels", "notices"],
+        "properties": {
+            "agreement": {"type": "string"},
+            "kind": {"type": "string", "enum": ["sla", "ola", "uc"]},
+            "metric": {"type": "string", "enum": ["response", "resolution"]},
+            "priority": {"type": "string", "enum": list(tickets.PRIORITIES)},
+            "target_seconds": {"type": "number"},
+            "elapsed_seconds": {"type": "number", "description": "time counted, as of computed_at"},
+            "state": {"type": "string", "enum": CLOCK_STATES},
+            "breached": {"type": "boolean"},
+            "started_at": _time("the start of the ticket's history"),
+            "due_at": _time("when it is due, while it runs; null while paused or stopped", nullable=True),
+            "stopped_at": _time("when its measurement ended (responded, resolved)", nullable=True),
+            "computed_at": _time("when it was measured: at the request, from the ticket's whole history"),
+            "levels": {"type": "array", "items": _ref("ClockLevel"),
+                       "description": "the warning levels and the breach (100), each with its instant"},
+            "notices": {"type": "array", "items": _ref("ClockNotice"),
+                        "description": "the warnings and breach announced, each once"},
+        },
+    },
+    "Ticket": {
+        "type": "object",
+        "required": ["id", "number", "kind", "source", "external_id", "service", "title", "priority", "state",
+                     "group", "supplier", "opened_at", "responded_at", "resolved_at", "closed_at", "updated_at",
+                     "events", "clocks"],
+        "properties": {
+            "id": {"type": "string", "pattern": r"^INC-\d+$"},
+            "number": {"type": "integer"},
+            "kind": {"type": "string", "enum": ["incident", "request"]},
+            "source": {"type": "string", "description": "api, chat, or an import's name"},
+            "external_id": {"type": ["string", "null"]},
+            "service": {"type": "string"},
+            "title": {"type": "string"},
+            "priority": {"type": "string", "enum": list(tickets.PRIORITIES)},
+            "state": {"type": "string", "enum": list(tickets.STATES)},
+            "group": {"type": ["string", "null"]},
+            "supplier": {"type": ["string", "null"]},
+            "opened_at": _time("when it was opened"),
+            "responded_at": _time("first response", nullable=True),
+            "resolved_at": _time("resolution", nullable=True),
+            "closed_at": _time("closure", nullable=True),
+            "updated_at": _time("its latest event"),
+            "events": {"type": "array", "items": _ref("TicketEvent"), "description": "its history, by time"},
+            "clocks": {"type": "array", "items": _ref("Clock"),
+                       "description": "one per SLA, OLA and UC target that applies to it"},
+            "duplicate": {"type": "boolean",
+                          "description": "POST only: true when the request repeated one already handled"},
+        },
+    },
+    "Outage": {
+        "type": "object",
+        "required": ["id", "number", "external_id", "service", "kind", "source", "summary", "started_at",
+                     "ended_at"],
+        "properties": {
+            "id": {"type": "string", "pattern": r"^OUT-\d+$"},
+            "number": {"type": "integer"},
+            "external_id": {"type": ["string", "null"], "description": "the id it was posted with, if any"},
+            "service": {"type": "string"},
+            "kind": {"type": "string", "enum": OUTAGE_KINDS},
+            "source": {"type": "string", "description": "api, alertmanager or status"},
+            "summary": {"type": "string"},
+            "started_at": _time("start"),
+            "ended_at": _time("end; null while it lasts", nullable=True),
+            "duplicate": {"type": "boolean",
+                          "description": "POST only: true when the request repeated one already handled"},
+        },
+    },
+    "OutageCreate": {
+        "type": "object", "additionalProperties": False, "required": ["service", "kind", "started_at"],
+        "properties": {
+            "service": {"type": "string", "minLength": 1, "maxLength": 64},
+            "kind": {"type": "string", "enum": OUTAGE_KINDS,
+                     "description": "unplanned counts as downtime; maintenance is approved time left out of "
+                                    "agreed service time; partial is recorded but is not downtime"},
+            "started_at": _time("start; only maintenance may be in the future"),
+            "ended_at": _time("end, if known; not before the start; only maintenance may end in the future"),
+            "summary": {"type": "string", "maxLength": 2000},
+            "id": {**ID_TEXT, "description": "your id for it: posting the same id again answers 200 with the stored "
+                                            "outage and changes nothing; also usable in /outages/{id}/end"},
+        },
+    },
+    "OutageEnd": {
+        "type": "object", "additionalProperties": False,
+        "properties": {"ended_at": _time("when it ended (default now); not before its start, not in the future")},
+    },
+    "ServiceStatus": {
+        "type": "object", "required": ["state", "message", "since"],
+        "properties": {"state": {"type": "string", "enum": SERVICE_STATES}, "message": {"type": "string"},
+                       "since": _time("when it entered this state; null if it never changed", nullable=True)},
+    },
+    "Service": {
+        "type": "object",
+        "required": ["id", "name", "description", "owner", "team", "tier", "calendar", "channel", "suppliers",
+                     "status", "open_outages"],
+        "properties": {
+            "id": {"type": "string"}, "name": {"type": "string"}, "description": {"type": "string"},
+            "owner": {"type": "string"}, "team": {"type": ["string", "null"]},
+            "tier": {"type": "integer", "minimum": 1, "maximum": 4}, "calendar": {"type": "string"},
+            "channel": {"type": ["string", "null"]},
+            "suppliers": {"type": "array", "items": {"type": "string"}},
+            "status": _ref("ServiceStatus"),
+            "open_outages": {"type": "array", "items": _ref("Outage")},
+        },
+    },
+    "ServiceList": {"type": "object", "required": ["services"],
+                    "properties": {"services": {"type": "array", "items": _ref("Service")}}},
+    "Period": {
+        "type": "object", "required": ["name", "start", "end"],
+        "properties": {"name": {"type": "string"}, "start": _time("start; null for all time", nullable=True),
+                       "end": _time("end; null for up to now", nullable=True)},
+    },
+    "AvailabilityTarget": {
+        "type": "object",
+        "required": ["agreement", "goal", "met", "error_budget_seconds", "budget_remaining_seconds"],
+        "properties": {
+            "agreement": {"type": "string"}, "goal": {"type": "number", "description": "% available"},
+            "met": {"type": ["boolean", "null"]},
+            "error_budget_seconds": {"type": "number", "description": "downtime the goal allows over the period"},
+            "budget_remaining_seconds": {"type": "number", "description": "negative once overspent"},
+        },
+    },
+    "Availability": {
+        "type": "object",
+        "required": ["service", "period", "agreed_seconds", "downtime_seconds", "availability", "targets",
+                     "outages"],
+        "properties": {
+            "service": {"type": "string"}, "period": _ref("Period"),
+            "agreed_seconds": {"type": "number", "description": "the period up to now, less approved maintenance"},
+            "downtime_seconds": {"type": "number", "description": "unplanned outage time outside maintenance"},
+            "availability": {"type": ["number", "null"],
+                             "description": "% of agreed service time up; null with nothing to measure"},
+            "targets": {"type": "array", "items": _ref("AvailabilityTarget")},
+            "outages": {"type": "array", "items": _ref("Outage"), "description": "outages in the period"},
+        },
+    },
+    "TargetAttainment": {
+        "type": "object",
+        "required": ["agreement", "agreement_kind", "party", "metric", "priority", "group", "measured", "met",
+                     "share", "goal", "ok"],
+        "properties": {
+            "agreement": {"type": "string"}, "agreement_kind": {"type": ["string", "null"]},
+            "party": {"type": ["string", "null"]}, "metric": {"type": "string"}, "priority": {"type": "string"},
+            "group": {"type": ["string", "null"], "description": "with by=group: the assignment group"},
+            "measured": {"type": "integer", "description": "decided clocks: met, or breached"},
+            "met": {"type": "integer"}, "share": {"type": "number", "description": "% met"},
+            "goal": {"type": ["number", "null"]}, "ok": {"type": "boolean"},
+        },
+    },
+    "AvailabilityAttainment": {
+        "type": "object",
+        "required": ["agreement", "agreement_kind", "party", "service", "share", "agreed_seconds",
+                     "downtime_seconds", "goal", "ok"],
+        "properties": {
+            "agreement": {"type": "string"}, "agreement_kind": {"type": ["string", "null"]},
+            "party": {"type": ["string", "null"]}, "service": {"type": "string"},
+            "share": {"type": "number", "description": "% available"}, "agreed_seconds": {"type": "number"},
+            "downtime_seconds": {"type": "number"}, "goal": {"type": "number"}, "ok": {"type": "boolean"},
+        },
+    },
+    "Attainment": {
+        "type": "object", "required": ["period", "service", "by", "targets", "availability"],
+        "properties": {
+            "period": _ref("Period"), "service": {"type": ["string", "null"]},
+            "by": {"type": ["string", "null"], "enum": ["group", None]},
+            "targets": {"type": "array", "items": _ref("TargetAttainment")},
+            "availability": {"type": "array", "items": _ref("AvailabilityAttainment")},
+        },
+    },
+    "ClockUse": {
+        "type": "object",
+        "required": ["kind", "agreement", "metric", "elapsed_seconds", "target_seconds", "breached"],
+        "properties": {"kind": {"type": "string", "enum": ["ola", "uc"]}, "agreement": {"type": "string"},
+                       "metric": {"type": "string"}, "elapsed_seconds": {"type": "number"},
+                       "target_seconds": {"type": "number"}, "breached": {"type": "boolean"}},
+    },
+    "Breach": {
+        "type": "object",
+        "required": ["ticket", "ticket_id", "priority", "title", "service", "state", "agreement", "metric",
+                     "started_at", "due_at", "stopped_at", "late_seconds", "used_by"],
+        "properties": {
+            "ticket": {"type": "string", "pattern": r"^INC-\d+$"}, "ticket_id": {"type": "integer"},
+            "priority": {"type": "string"}, "title": {"type": "string"}, "service": {"type": "string"},
+            "state": {"type": "string"}, "agreement": {"type": "string"}, "metric": {"type": "string"},
+            "started_at": _time("clock start"), "due_at": _time("due, while running", nullable=True),
+            "stopped_at": _time("stopped", nullable=True), "late_seconds": {"type": "number"},
+            "used_by": {"type": "array", "items": _ref("ClockUse"),
+                        "description": "the OLAs and UCs under the SLA and the time each used"},
+        },
+    },
+    "Breaches": {
+        "type": "object", "required": ["period", "breaches"],
+        "properties": {"period": _ref("Period"),
+                       "breaches": {"type": "array", "items": _ref("Breach"),
+                                    "description": f"newest first, {sla.BREACHES_SHOWN} at most"}},
+    },
+    "AtRiskClock": {
+        "type": "object",
+        "required": ["ticket", "ticket_id", "priority", "service", "kind", "agreement", "metric", "used",
+                     "elapsed_seconds", "target_seconds", "due_at", "late"],
+        "properties": {
+            "ticket": {"type": "string", "pattern": r"^INC-\d+$"}, "ticket_id": {"type": "integer"},
+            "priority": {"type": "string"}, "service": {"type": "string"},
+            "kind": {"type": "string", "enum": ["sla", "ola", "uc"]}, "agreement": {"type": "string"},
+            "metric": {"type": "string"}, "used": {"type": "number", "description": "% used when last measured"},
+            "elapsed_seconds": {"type": "number"}, "target_seconds": {"type": "number"},
+            "due_at": _time("due"), "late": {"type": "boolean"},
+        },
+    },
+    "AtRisk": {
+        "type": "object", "required": ["at_risk"],
+        "properties": {"at_risk": {"type": "array", "items": _ref("AtRiskClock"),
+                                   "description": "running clocks past their first warning, soonest due first"}},
+    },
+    "AlertmanagerAlert": {
+        "type": "object", "required": ["status", "labels", "startsAt"],
+        "properties": {
+            "status": {"type": "string", "enum": ["firing", "resolved"]},
+            "labels": {"type": "object", "additionalProperties": {"type": "string"},
+                       "description": f"the '{SERVICE_LABEL}' label names the service; alerts without it are "
+                                      "skipped with a note"},
+            "annotations": {"type": "object", "additionalProperties": {"type": "string"}},
+            "startsAt": {"type": "string", "format": "date-time"},
+            "endsAt": {"type": "string", "format": "date-time",
+                       "description": "required when resolved; Go's zero time while firing"},
+            "generatorURL": {"type": "string"},
+            "fingerprint": {"type": "string", "minLength": 1, "maxLength": FINGERPRINT_MAX},
+        },
+    },
+    "AlertmanagerWebhook": {
+        "type": "object", "required": ["version", "alerts"],
+        "description": "Alertmanager's webhook_config message, payload version 4",
+        "properties": {
+            "version": {"type": "string", "enum": ["4"]}, "groupKey": {"type": "string"},
+            "truncatedAlerts": {"type": "integer", "minimum": 0}, "status": {"type": "string"},
+            "receiver": {"type": "string"},
+            "groupLabels": {"type": "object", "additionalProperties": {"type": "string"}},
+            "commonLabels": {"type": "object", "additionalProperties": {"type": "string"}},
+            "commonAnnotations": {"type": "object", "additionalProperties": {"type": "string"}},
+            "externalURL": {"type": "string"},
+            "alerts": {"type": "array", "items": _ref("AlertmanagerAlert")},
+        },
+    },
+    "AlertmanagerResult": {
+        "type": "object", "required": ["opened", "closed", "repeated", "unknown_service", "notes"],
+        "properties": {
+            "opened": {"type": "integer", "description": "outages opened"},
+            "closed": {"type": "integer", "description": "outages ended"},
+            "repeated": {"type": "integer", "description": "alerts already recorded (Alertmanager repeats)"},
+            "unknown_service": {"type": "integer", "description": "alerts naming a service not in the catalogue"},
+            "notes": {"type": "array", "items": {"type": "string"},
+                      "description": "what was left out, and why"},
+        },
+    },
+}
+
+RESPONSES = {
+    "BadRequest": _error("Not JSON, or a bad query parameter; nothing changed"),
+    "Unauthorized": {**_error("No bearer token, or the wrong one"),
+                     "headers": {"WWW-Authenticate": {"schema": {"type": "string"},
+                                                      "description": "Bearer realm=\"svcbot\""}}},
+    "NotFound": _error("No such ticket, outage or service"),
+    "Conflict": _error("The request conflicts with what is stored; nothing changed"),
+    "Unprocessable": _error("The body does not fit the schema, or names something unknown; nothing changed"),
+    "ApiOff": _error("SVCBOT_API_TOKEN is not set on this server: the API is off"),
+    "ServerError": _error("Something unexpected; the answer carries a reference to the server's log"),
+}
+
+PARAMETERS = {
+    "TicketRef": {"name": "ref", "in": "path", "required": True,
+                  "description": "INC-N, or ext:EXTERNAL_ID for a ticket created with an external_id",
+                  "schema": {"type": "string"}},
+    "OutageId": {"name": "id", "in": "path", "required": True,
+                 "description": "OUT-N, or the id the outage was posted with", "schema": {"type": "string"}},
+    "ServiceId": {"name": "id", "in": "path", "required": True, "description": "a service id (or name)",
+                  "schema": {"type": "string"}},
+    "Period": {"name": "period", "in": "query", "required": False, "description": PERIOD_TEXT,
+               "schema": {"type": "string", "default": "this-month", "maxLength": 20}},
+    "Service": {"name": "service", "in": "query", "required": False, "description": "one service id (or name)",
+                "schema": {"type": "string", "maxLength": 64}},
+    "By": {"name": "by", "in": "query", "required": False, "description": "group: per assignment group too",
+           "schema": {"type": "string", "enum": ["group"]}},
+}
+
+
+def _param(name: str) -> dict:
+    return {"$ref": f"#/components/parameters/{name}"}
+
+
+def _answer(name: str) -> dict:
+    return {"$ref": f"#/components/responses/{name}"}
+
+
+def _operation(op_id: str, summary: str, ok: dict, *, errors=(), params=(), body: str | None = None,
+               body_required: bool = True, public: bool = False, description: str = "") -> dict:
+    op: dict[str, Any] = {"operationId": op_id, "summary": summary, "tags": [op_id.split("_")[0]]}
+    if description:
+        op["description"] = description
+    if params:
+        op["parameters"] = [_param(p) for p in params]
+    if body:
+        op["requestBody"] = {"required": body_required, "content": {"application/json": {"schema": _ref(body)}}}
+    op["responses"] = dict(ok)
+    if public:
+        op["security"] = []
+    else:
+        op["responses"].update({"401": _answer("Unauthorized"), "503": _answer("ApiOff")})
+    for status, name in errors:
+        op["responses"][status] = _answer(name)
+    op["responses"]["500"] = _answer("ServerError")
+    return op
+
+
+_WRITE_ERRORS = (("400", "BadRequest"), ("422", "Unprocessable"))
+
+OPENAPI: dict[str, Any] = {
+    "openapi": "3.1.0",
+    "info": {
+        "title": "svcbot API", "version": "1.0.0",
+        "description": "Tickets and their history, outages, services and availability, SLA reports and the "
+                       "Prometheus Alertmanager webhook. Times are RFC 3339 with an offset; answers are in UTC. "
+                       "Every endpoint but this document wants `Authorization: Bearer $SVCBOT_API_TOKEN`. A bad "
+                       "request gets `{\"error\", \"problems\"}` and changes nothing.",
+    },
+    "jsonSchemaDialect": "https://spec.openapis.org/oas/3.1/dialect/base",
+    "security": [{"bearerAuth": []}],
+    "tags": [{"name": n} for n in ("openapi", "tickets", "services", "outages", "sla", "alertmanager")],
+    "paths": {
+        f"{PREFIX}/openapi.json": {"get": _operation(
+            "openapi_document", "This document", {"200": _json({"type": "object"}, "The OpenAPI 3.1 document")},
+            public=True)},
+        f"{PREFIX}/tickets": {"post": _operation(
+            "tickets_create", "Open a ticket",
+            {"201": {**_json(_ref("Ticket"), "Opened; its clocks started"),
+                     "headers": {"Location": {"schema": {"type": "string"}}}},
+             "200": _json(_ref("Ticket"), "A ticket with this external_id exists already: it, unchanged")},
+            errors=_WRITE_ERRORS, body="TicketCreate")},
+        f"{PREFIX}/tickets/{{ref}}": {"get": _operation(
+            "tickets_get", "A ticket, its history and its clocks", {"200": _json(_ref("Ticket"), "The ticket")},
+            errors=(("404", "NotFound"),), params=("TicketRef",))},
+        f"{PREFIX}/tickets/{{ref}}/events": {"post": _operation(
+            "tickets_event", "Add a step to a ticket's history",
+            {"200": _json(_ref("Ticket"), "Recorded (or a repeated event_id: nothing changed, duplicate true); "
+                                          "the clocks are measured again from the whole history")},
+            errors=(*_WRITE_ERRORS, ("404", "NotFound"), ("409", "Conflict")), params=("TicketRef",),
+            body="TicketEventCreate",
+            description="An event may arrive late: the history is kept in time order and the clocks follow it. "
+                        "`reopen` needs a ticket resolved or closed at that time, `resolve` one open at that time, "
+                        "`close` one not closed already.")},
+        f"{PREFIX}/services": {"get": _operation(
+            "services_list", "The catalogue with each service's current status",
+            {"200": _json(_ref("ServiceList"), "Every service")})},
+        f"{PREFIX}/services/{{id}}/availability": {"get": _operation(
+            "services_availability", "A service's availability over a period",
+            {"200": _json(_ref("Availability"), "(agreed service time − downtime) ÷ agreed service time")},
+            errors=(("400", "BadRequest"), ("404", "NotFound")), params=("ServiceId", "Period"))},
+        f"{PREFIX}/outages": {"post": _operation(
+            "outages_create", "Record an outage or maintenance window",
+            {"201": _json(_ref("Outage"), "Recorded"),
+             "200": _json(_ref("Outage"), "An outage with this id exists already: it, unchanged")},
+            errors=_WRITE_ERRORS, body="OutageCreate")},
+        f"{PREFIX}/outages/{{id}}/end": {"post": _operation(
+            "outages_end", "End an outage recorded through the API",
+            {"200": _json(_ref("Outage"), "Ended (or already ended at that instant: duplicate true)")},
+            errors=(*_WRITE_ERRORS, ("404", "NotFound"), ("409", "Conflict")), params=("OutageId",),
+            body="OutageEnd", body_required=False, description="Without a body it ends now.")},
+        f"{PREFIX}/sla": {"get": _operation(
+            "sla_attainment", "Attainment per agreement, metric and priority, and availability",
+            {"200": _json(_ref("Attainment"), "What `sla [SERVICE] [PERIOD] [by group]` shows")},
+            errors=(("400", "BadRequest"),), params=("Service", "Period", "By"))},
+        f"{PREFIX}/sla/breaches": {"get": _operation(
+            "sla_breaches", "SLA breaches and the OLA or UC time under them",
+            {"200": _json(_ref("Breaches"), "What `sla breaches [PERIOD]` shows")},
+            errors=(("400", "BadRequest"),), params=("Period",))},
+        f"{PREFIX}/sla/at-risk": {"get": _operation(
+            "sla_at_risk", "Running clocks past their first warning",
+            {"200": _json(_ref("AtRisk"), "What `sla at-risk` shows, every one")},
+            errors=(("400", "BadRequest"),))},
+        f"{PREFIX}/alertmanager": {"post": _operation(
+            "alertmanager_webhook", "Prometheus Alertmanager webhook (payload version 4)",
+            {"200": _json(_ref("AlertmanagerResult"), "Applied: firing alerts open outages of the service "
+                                                      f"named by the '{SERVICE_LABEL}' label, resolved ones end them")},
+            errors=(("400", "BadRequest"),), body="AlertmanagerWebhook",
+            description="Point a webhook_config at this URL with `http_config.authorization.credentials` set to "
+                        "the token. Each firing episode of an alert (fingerprint and startsAt) is one outage, "
+                        "however often Alertmanager repeats it. A malformed payload is answered 400 with every "
+                        "problem by its JSON path, so Alertmanager does not retry it.")},
+    },
+    "components": {
+        "schemas": SCHEMAS,
+        "parameters": PARAMETERS,
+        "responses": RESPONSES,
+        "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer",
+                                           "description": "the value of SVCBOT_API_TOKEN"}},
+    },
+}
+
+
+# ================================================================================== checking against it
+
+def resolve(node: dict) -> dict:
+    """Follow a local $ref ("#/components/…") in OPENAPI."""
+    while "$ref" in node:
+        target: Any = OPENAPI
+        for part in node["$ref"].removeprefix("#/").split("/"):
+            target = target[part]
+        node = target
+    return node
+
+
+_TYPES: dict[str, Callable[[Any], bool]] = {
+    "object": lambda v: isinstance(v, dict),
+    "array": lambda v: isinstance(v, list),
+    "string": lambda v: isinstance(v, str),
+    "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
+    "number": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+    "boolean": lambda v: isinstance(v, bool),
+    "null": lambda v: v is None,
+}
+_TYPE_WORDS = {"object": "an object", "array": "a list", "string": "a string", "integer": "a whole number",
+               "number": "a number", "boolean": "true or false", "null": "null"}
+
+
+def json_type(value: Any) -> str:
+    for name in ("null", "boolean", "integer", "number", "string", "array", "object"):
+        if _TYPES[name](value):
+            return _TYPE_WORDS[name]
+    return type(value).__name__
+
+
+def _show(value: Any) -> str:
+    shown = json.dumps(value, ensure_ascii=False)
+    return shown if len(shown) <= 60 else shown[:57] + "..."
+
+
+def _at(path: str, name: str) -> str:
+    return name if path == "(body)" else f"{path}.{name}"
+
+
+def check(schema: dict, value: Any, path: str = "(body)", *, closed: bool = False) -> list[str]:
+    """Every way ``value`` departs from ``schema`` (the subset of JSON Schema this document uses), each as
+    "path: what is wrong". ``closed`` treats every object with properties as if it had
+    additionalProperties: false (the tests use it to find fields an answer has but the document lacks)."""
+    schema = resolve(schema)
+    types = schema.get("type")
+    if types is not None:
+        types = [types] if isinstance(types, str) else types
+        if not any(_TYPES[t](value) for t in types):
+            return [f"{path}: expected {' or '.join(_TYPE_WORDS[t] for t in types)}, got {json_type(value)}"]
+    if "enum" in schema and value not in schema["enum"]:
+        allowed = ", ".join(str(v) for v in schema["enum"] if v is not None)
+        return [f"{path}: expected one of {allowed}, got {_show(value)}"]
+    if value is None:
+        return []
+    problems: list[str] = []
+    if isinstance(value, str):
+        if len(value) < schema.get("minLength", 0):
+            problems.append(f"{path}: must not be empty" if schema["minLength"] == 1 else
+                            f"{path}: shorter than {schema['minLength']} characters")
+        if len(value) > schema.get("maxLength", len(value)):
+            problems.append(f"{path}: longer than {schema['maxLength']} characters")
+        if "pattern" in schema and not re.search(schema["pattern"], value):
+            problems.append(f"{path}: {_show(value)} does not match {schema['pattern']}")
+        if schema.get("format") == "date-time" and parse_rfc3339(value) is None:
+            problems.append(f"{path}: expected an RFC 3339 date-time with an offset, like "
+                            f"2025-01-10T16:00:00Z, got {_show(value)}")
+    if _TYPES["number"](value):
+        if "minimum" in schema and value < schema["minimum"]:
+            problems.append(f"{path}: less than {schema['minimum']}")
+        if "maximum" in schema and value > schema["maximum"]:
+            problems.append(f"{path}: more than {schema['maximum']}")
+    if isinstance(value, dict):
+        props = schema.get("properties", {})
+        extra = schema.get("additionalProperties", False if closed and props else True)
+        for name in schema.get("required", []):
+            if name not in value:
+                problems.append(f"{_at(path, name)}: required")
+        for name, item in value.items():
+            if name in props:
+                problems += check(props[name], item, _at(path, name), closed=closed)
+            elif extra is False:
+                problems.append(f"{_at(path, name)}: unknown field; fields: {', '.join(props)}")
+            elif isinstance(extra, dict):
+                problems += check(extra, item, _at(path, name), closed=closed)
+    if isinstance(value, list) and "items" in schema:
+        for i, item in enumerate(value):
+            problems += check(schema["items"], item, f"{path}[{i}]", closed=closed)
+    return problems
+
+
+def operation(op_id: str) -> tuple[str, str, dict]:
+    """(method, path, operation) of an operationId in OPENAPI."""
+    for path, ops in OPENAPI["paths"].items():
+        for method, op in ops.items():
+            if op["operationId"] == op_id:
+                return method, path, op
+    raise KeyError(op_id)
+
+
+# ================================================================================== errors and plumbing
+
+class _Raced(Exception):
+    """Another request stored the same idempotency key first."""
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, error: str, problems: list[str] | None = None, headers: dict | None = None):
+        super().__init__(error)
+        self.status, self.error, self.problems, self.headers = status, error, problems or [], headers or {}
+
+    def response(self) -> web.Response:
+        return web.json_response({"error": self.error, "problems": self.problems}, status=self.status,
+                                 headers=self.headers)
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return None if moment is None else moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def plain(value: Any) -> Any:
+    """Dataclasses, dicts and lists with datetimes in them, as JSON values."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    if isinstance(value, datetime):
+        return _iso(value)
+    return value
+
+
+async def _body(request: web.Request, schema: str, *, optional: bool = False) -> dict:
+    raw = await request.read()
+    if not raw.strip():
+        if optional:
+            return {}
+        raise ApiError(400, "The request needs a JSON body", ["(body): empty"])
+    try:
+        data = json.loads(raw)
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        raise ApiError(400, "The request body is not JSON", [f"(body): {exc}"]) from None
+    problems = check(_ref(schema), data)
+    if problems:
+        raise ApiError(422, "The request body is not valid", problems)
+    return data
+
+
+def _query(request: web.Request, op_id: str, ctx: Context | None = None) -> dict[str, Any]:
+    """The query parameters an operation documents, checked against their schemas; 400 for anything else.
+    A period comes back as an sla.Period (this month when not given), a service as its app.yaml entry."""
+    _, _, op = operation(op_id)
+    documented = {p["name"]: p for p in map(resolve, op.get("parameters", [])) if p["in"] == "query"}
+    problems: list[str] = []
+    values: dict[str, str] = {}
+    seen: set[str] = set()
+    for name in request.query.keys():
+        if name in seen:
+            continue
+        seen.add(name)
+        if name not in documented:
+            problems.append(f"{name}: unknown parameter" + (f"; parameters: {', '.join(documented)}"
+                                                             if documented else "; this endpoint takes none"))
+            continue
+        given = request.query.getall(name)
+        if len(given) > 1:
+            problems.append(f"{name}: given {len(given)} times")
+            continue
+        found = check(documented[name]["schema"], given[0], name)
+        problems += found
+        if not found:
+            values[name] = given[0]
+    if "period" in documented:
+        try:
+            values["period"] = sla.parse_period(values.get("period"), ctx.now(), ctx.config.bot.timezone)
+        except UserError as exc:
+            problems.append(f"period: {exc.message}")
+    if "service" in values:
+        problems += _service_problems(ctx, values["service"], "service")
+        values["service"] = ctx.config.service(values["service"])
+    if problems:
+        raise ApiError(400, "Bad query parameters", problems)
+    return values
+
+
+def _time_of(text: str | None, now: datetime) -> datetime:
+    return now if text is None else parse_rfc3339(text)  # the schema has checked the format
+
+
+def _not_future(field: str, moment: datetime, now: datetime) -> list[str]:
+    return [f"{field}: {_iso(moment)} is in the future (it is {_iso(now)} here)"] if moment > now else []
+
+
+def _period_view(period: sla.Period) -> dict:
+    return {"name": period.name, "start": _iso(period.start), "end": _iso(period.end)}
+
+
+def _service_problems(ctx: Context, key: str, field: str) -> list[str]:
+    if ctx.config.service(key) is not None:
+        return []
+    return [f"{field}: there is no service '{key}'; services: {', '.join(s.id for s in ctx.config.services)}"]
+
+
+def _service(ctx: Context, key: str, field: str, status: int):
+    problems = _service_problems(ctx, key, field)
+    if problems:
+        raise ApiError(status, f"There is no service '{key}'", problems)
+    return ctx.config.service(key)
+
+
+def _group(ctx: Context, key: str, field: str, kind: str) -> list[str]:
+    group = ctx.config.group(key)
+    if group is not None and group.kind == kind:
+        return []
+    known = ", ".join(g.id for g in ctx.config.groups if g.kind == kind)
+    what = "internal team" if kind == "internal" else "supplier"
+    return [f"{field}: there is no {what} '{key}'; {what}s: {known}"]
+
+
+# ================================================================================== views
+
+def ticket_number(ticket: Ticket) -> str:
+    return tickets.number(ticket)
+
+
+def ticket_view(ctx: Context, session, ticket: Ticket) -> dict:
+    """The ticket, its history and its clocks. A stored clock is exact as of its last event or sweep, and a
+    running one has used more since, so each is measured again from the history, now (as chat's notices
+    do); one whose agreement has gone from app.yaml is shown as last stored."""
+    events = session.scalars(select(TicketEvent).where(TicketEvent.ticket_id == ticket.id)
+                             .order_by(TicketEvent.at, TicketEvent.id)).all()
+    clocks = session.scalars(select(SlaClock).where(SlaClock.ticket_id == ticket.id)
+                             .order_by(SlaClock.kind, SlaClock.agreement_id, SlaClock.metric)).all()
+    notices: dict[int, list[ClockNotice]] = {}
+    if clocks:
+        for n in session.scalars(select(ClockNotice).where(ClockNotice.clock_id.in_([c.id for c in clocks]))
+                                 .order_by(ClockNotice.level, ClockNotice.id)):
+            notices.setdefault(n.clock_id, []).append(n)
+    timeline = replay(breaches.events_of(session, ticket.id))
+    now = ctx.now()
+    clock_views = []
+    for c in clocks:
+        spec = breaches.spec_of(ctx, c, ticket.service_id)
+        m = measure(spec, timeline, now) if spec else None
+        view = {"agreement": c.agreement_id, "kind": c.kind, "metric": c.metric, "priority": c.priority}
+        if m is not None:
+            view.update(target_seconds=m.target_seconds, elapsed_seconds=m.elapsed_seconds, state=m.state,
+                        breached=m.breached, started_at=_iso(m.started_at), due_at=_iso(m.due_at),
+                        stopped_at=_iso(m.stopped_at), computed_at=_iso(now))
+        else:
+            view.update(target_seconds=c.target_seconds, elapsed_seconds=c.elapsed_seconds, state=c.state,
+                        breached=c.breached, started_at=_iso(c.started_at), due_at=_iso(c.due_at),
+                        stopped_at=_iso(c.stopped_at), computed_at=_iso(c.computed_at))
+        levels = sorted((level, at) for level, at in (m.threshold_at.items() if m else ()) if at is not None)
+        view["levels"] = [{"level": float(level), "at": _iso(at)} for level, at in levels]
+        view["notices"] = [{"level": n.level, "at": _iso(n.at), "acknowledged_by": n.acknowledged_by,
+                            "acknowledged_at": _iso(n.acknowledged_at)} for n in notices.get(c.id, [])]
+        clock_views.append(view)
+    return {
+        "id": ticket_number(ticket), "number": ticket.id, "kind": ticket.kind, "source": ticket.source,
+        "external_id": ticket.external_id, "service": ticket.service_id, "title": ticket.title,
+        "priority": ticket.priority, "state": ticket.state, "group": ticket.assignment_group,
+        "supplier": ticket.supplier, "opened_at": _iso(ticket.opened_at), "responded_at": _iso(ticket.responded_at),
+        "resolved_at": _iso(ticket.resolved_at), "closed_at": _iso(ticket.closed_at),
+        "updated_at": _iso(ticket.updated_at),
+        "events": [{"kind": e.kind, "value": e.value, "at": _iso(e.at), "recorded_at": _iso(e.recorded_at),
+                    "by": e.person_id} for e in events],
+        "clocks": clock_views,
+    }
+
+
+def outage_view(outage: Outage) -> dict:
+    external = outage.fingerprint if outage.source == "api" and not outage.fingerprint.startswith(
+        AUTO_FINGERPRINT) else None
+    return {"id": f"OUT-{outage.id}", "number": outage.id, "external_id": external, "service": outage.service_id,
+            "kind": outage.kind, "source": outage.source, "summary": outage.summary or "",
+            "started_at": _iso(outage.started_at), "ended_at": _iso(outage.ended_at)}
+
+
+def _find_ticket(session, ref: str) -> Ticket:
+    m = tickets.NUMBER.match(ref)
+    if m:
+        ticket = session.get(Ticket, int(m[1]))
+    elif ref.startswith("ext:") and len(ref) > 4:
+        found = session.scalars(select(Ticket).where(Ticket.external_id == ref[4:])
+                                .order_by(Ticket.source != "api", Ticket.id)).all()
+        ticket = found[0] if found else None
+        if len(found) > 1 and ticket.source != "api":  # from several imports, none through the API
+            raise ApiError(409, f"Several tickets have the external id '{ref[4:]}'",
+                           [f"ref: {', '.join(ticket_number(t) for t in found)}; say which by number"])
+    else:
+        raise ApiError(404, f"There is no ticket '{ref}'", ["ref: say INC-N, or ext:EXTERNAL_ID"])
+    if ticket is None:
+        raise ApiError(404, f"There is no ticket '{ref}'", [f"ref: no ticket '{ref}'"])
+    return ticket
+
+
+def _find_outage(session, key: str) -> Outage:
+    m = OUTAGE_NUMBER.match(key)
+    outage = session.get(Outage, int(m[1])) if m else session.scalar(
+        select(Outage).where(Outage.source == "api", Outage.fingerprint == key))
+    if outage is None:
+        raise ApiError(404, f"There is no outage '{key}'", [f"id: no outage '{key}'; say OUT-N or the id it was "
+                                                             "posted with"])
+    return outage
+
+
+# ================================================================================== the endpoints
+
+class Api:
+    def __init__(self, runtime):
+        self.runtime = runtime
+        token = os.environ.get("SVCBOT_API_TOKEN") or ""
+        self.token = token.encode() if token else None
+
+    @property
+    def ctx(self) -> Context:
+        return self.runtime.ctx
+
+    # ------------------------------------------------------------------ access
+
+    def authorize(self, request: web.Request) -> None:
+        if self.token is None:
+            raise ApiError(503, "The JSON API is off: SVCBOT_API_TOKEN is not set on this server",
+                           ["server: set SVCBOT_API_TOKEN to turn the API on"])
+        header = request.headers.get("Authorization", "")
+        scheme, _, given = header.partition(" ")
+        if not header:
+            problem, error = "Authorization: missing; send Authorization: Bearer TOKEN", None
+        elif scheme.lower() != "bearer" or not given.strip():
+            problem, error = "Authorization: not a bearer token; send Authorization: Bearer TOKEN", "invalid_request"
+        elif not hmac.compare_digest(given.strip().encode(), self.token):
+            problem, error = "Authorization: wrong token", "invalid_token"
+        else:
+            return
+        self.runtime.metrics.requests_refused.labels(platform="api", reason="token").inc()
+        challenge = 'Bearer realm="svcbot"' + (f', error="{error}"' if error else "")
+        raise ApiError(401, "A valid bearer token is needed", [problem], {"WWW-Authenticate": challenge})
+
+    @web.middleware
+    async def middleware(self, request: web.Request, handler):
+        if not (request.path == PREFIX or request.path.startswith(PREFIX + "/")):
+            return await handler(request)
+        try:
+            if request.path != OPENAPI_PATH:
+                self.authorize(request)
+            return await handler(request)
+        except ApiError as exc:
+            return exc.response()
+        except web.HTTPException as exc:  # no such route, method not allowed, body too large …
+            headers = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
+            problems = {404: [f"path: no endpoint {request.path}; see {OPENAPI_PATH}"],
+                        405: [f"method: {request.method} is not allowed here; allowed: {exc.headers.get('Allow')}"]}
+            return web.json_response({"error": exc.reason, "problems": problems.get(exc.status, [exc.text or ""])},
+                                     status=exc.status, headers=headers)
+        except Exception:
+            ref = uuid.uuid4().hex[:8]
+            log.exception("API request failed [ref %s]: %s %s", ref, request.method, request.path)
+            return web.json_response({"error": f"Something went wrong. Reference: {ref}",
+                                      "problems": [], "reference": ref}, status=500)
+
+    # ------------------------------------------------------------------ openapi
+
+    async def openapi_document(self, request: web.Request) -> web.Response:
+        return web.json_response(OPENAPI)
+
+    # ------------------------------------------------------------------ tickets
+
+    async def tickets_create(self, request: web.Request) -> web.Response:
+        body = await _body(request, "TicketCreate")
+        ctx, now = self.ctx, self.ctx.now()
+        opened_at = _time_of(body.get("opened_at"), now)
+        problems = _service_problems(ctx, body["service"], "service") + _not_future("opened_at", opened_at, now)
+        if "group" in body:
+            problems += _group(ctx, body["group"], "group", "internal")
+        if problems:
+            raise ApiError(422, "The request body is not valid", problems)
+        service = ctx.config.service(body["service"])
+        status, view = await asyncio.to_thread(self._create_ticket, service.id, body, opened_at)
+        headers = {"Location": f"{PREFIX}/tickets/{view['id']}"} if status == 201 else None
+        return web.json_response(view, status=status, headers=headers)
+
+    def _existing_ticket(self, external_id: str | None) -> dict | None:
+        if not external_id:
+            return None
+        with self.ctx.sessions() as s:
+            ticket = s.scalar(select(Ticket).where(Ticket.source == "api", Ticket.external_id == external_id))
+            return {**ticket_view(self.ctx, s, ticket), "duplicate": True} if ticket else None
+
+    def _create_ticket(self, service_id: str, body: dict, opened_at: datetime) -> tuple[int, dict]:
+        external_id = body.get("external_id")
+        existing = self._existing_ticket(external_id)
+        if existing:
+            return 200, existing
+        ctx = self.ctx
+        cmd = Command(ACTOR, f"api: open a ticket on {service_id}" + (f" ({external_id})" if external_id else ""))
+        try:
+            with ctx.change(cmd) as work:
+                ticket = tickets.open_ticket(
+                    work, source="api", service_id=service_id, priority=body["priority"], title=body["title"],
+                    at=opened_at, external_id=external_id, kind=body.get("kind", "incident"),
+                    group=body.get("group"), state=body.get("state", "new"), opened_by=ACTOR.person_id)
+                work.audit(f"{ticket.kind}.new", ticket_number(ticket), service=service_id,
+                           priority=ticket.priority, external_id=external_id, opened_at=_iso(opened_at))
+                breaches.sync_clocks(work, ticket)
+                view = {**ticket_view(ctx, work.session, ticket), "duplicate": False}
+        except IntegrityError:
+            existing = self._existing_ticket(external_id)  # the same external_id, posted twice at once
+            if existing is None:
+                raise
+            return 200, existing
+        return 201, view
+
+    async def tickets_get(self, request: web.Request) -> web.Response:
+        ref = request.match_info["ref"]
+
+        def read():
+            with self.ctx.sessions() as s:
+                return ticket_view(self.ctx, s, _find_ticket(s, ref))
+        return web.json_response(await asyncio.to_thread(read))
+
+    async def tickets_event(self, request: web.Request) -> web.Response:
+        ref = request.match_info["ref"]
+        body = await _body(request, "TicketEventCreate")
+        now = self.ctx.now()
+        kind, value = body["kind"], body.get("value")
+        at = _time_of(body.get("at"), now)
+        problems = _not_future("at", at, now) + self._value_problems(kind, value)
+        if problems:
+            raise ApiError(422, "The request body is not valid", problems)
+        event_id = body.get("event_id")
+        view = await asyncio.to_thread(self._add_event, ref, kind, value, at, event_id)
+        return web.json_response(view)
+
+    def _value_problems(self, kind: str, value: str | None) -> list[str]:
+        if kind == "state":
+            ok = value in tickets.STATES
+            return [] if ok else [f"value: a state event needs a state; states: {', '.join(tickets.STATES)}"]
+        if kind == "priority":
+            return [] if value in tickets.PRIORITIES else [
+                f"value: a priority event needs a priority; priorities: {', '.join(tickets.PRIORITIES)}"]
+        if kind == "assign":
+            return _group(self.ctx, value, "value", "internal") if value is not None else []
+        if kind == "supplier":
+            return _group(self.ctx, value, "value", "supplier") if value is not None else []
+        return [] if value is None else [f"value: a {kind} event takes no value"]
+
+    def _add_event(self, ref: str, kind: str, value: str | None, at: datetime, event_id: str | None) -> dict:
+        ctx = self.ctx
+        cmd = Command(ACTOR, f"api: {kind} {ref}", delivery_key=f"api:event:{event_id}" if event_id else None)
+        try:
+            with ctx.change(cmd) as work:
+                ticket = _find_ticket(work.session, ref)
+                if at < ticket.opened_at:
+                    raise ApiError(422, "The event is older than the ticket",
+                                   [f"at: {_iso(at)} is before {ticket_number(ticket)} was opened "
+                                    f"({_iso(ticket.opened_at)})"])
+                self._check_transition(work.session, ticket, kind, at)
+                try:
+                    tickets.record(work, ticket, kind, value, at)
+                except UserError as exc:
+                    raise ApiError(422, "The request body is not valid", [exc.message]) from None
+                work.audit(f"{ticket.kind}.{kind}", ticket_number(ticket), value=value, at=_iso(at),
+                           event_id=event_id)
+                breaches.sync_clocks(work, ticket)
+                return {**ticket_view(ctx, work.session, ticket), "duplicate": False}
+        except AlreadyHandled:
+            log.info("API event %s repeated; nothing changed", event_id)
+            with ctx.sessions() as s:
+                return {**ticket_view(ctx, s, _find_ticket(s, ref)), "duplicate": True}
+
+    @staticmethod
+    def _check_transition(session, ticket: Ticket, kind: str, at: datetime) -> None:
+        """reopen, resolve and close must make sense for the ticket as it stood at `at`."""
+        if kind not in ("reopen", "resolve", "close"):
+            return
+        before = [snap for when, snap in replay(breaches.events_of(session, ticket.id)) if when <= at]
+        state = before[-1].state if before else "new"
+        allowed = {"reopen": DONE_STATES, "resolve": OPEN_STATES, "close": (*OPEN_STATES, "resolved")}[kind]
+        if state not in allowed:
+            raise ApiError(409, f"{ticket_number(ticket)} cannot be {kind}{'d' if kind[-1] == 'e' else 'ed'} "
+                                f"at {_iso(at)}",
+                           [f"kind: {ticket_number(ticket)} was {state} at {_iso(at)}; {kind} needs it "
+                            f"{' or '.join(allowed)}"])
+
+    # ------------------------------------------------------------------ services and outages
+
+    async def services_list(self, request: web.Request) -> web.Response:
+        _query(request, "services_list")
+        return web.json_response(await asyncio.to_thread(self._services))
+
+    def _services(self) -> dict:
+        ctx, now = self.ctx, self.ctx.now()
+        with ctx.sessions() as s:
+            states = {row.service_id: row for row in s.scalars(select(ServiceStatus))}
+            current = s.scalars(select(Outage).where(Outage.started_at <= now,
+                                                     or_(Outage.ended_at.is_(None), Outage.ended_at > now))
+                                .order_by(Outage.started_at, Outage.id)).all()
+        out = []
+        for svc in ctx.config.services:
+            row = states.get(svc.id)
+            out.append({
+                "id": svc.id, "name": svc.name, "description": svc.description, "owner": svc.owner,
+                "team": svc.team, "tier": svc.tier, "calendar": svc.calendar, "channel": svc.channel,
+                "suppliers": list(svc.suppliers),
+                "status": {"state": row.state if row else "operational", "message": row.message if row else "",
+                           "since": _iso(row.since) if row else None},
+                "open_outages": [outage_view(o) for o in current if o.service_id == svc.id],
+            })
+        return {"services": out}
+
+    async def services_availability(self, request: web.Request) -> web.Response:
+        service = _service(self.ctx, request.match_info["id"], "id", status=404)
+        period = _query(request, "services_availability", self.ctx)["period"]
+        return web.json_response(await asyncio.to_thread(self._availability, service.id, period))
+
+    def _availability(self, service_id: str, period: sla.Period) -> dict:
+        ctx, now = self.ctx, self.ctx.now()
+        with ctx.sessions() as s:
+            start = period.start or s.scalar(select(Outage.started_at).where(Outage.service_id == service_id)
+                                             .order_by(Outage.started_at).limit(1))
+            end = min(period.end or now, now)
+            result = outages.service_availability(s, service_id, start, end, now) if start else None
+            query = select(Outage).where(Outage.service_id == service_id).order_by(Outage.started_at, Outage.id)
+            if period.start:
+                query = query.where(or_(Outage.ended_at.is_(None), Outage.ended_at > period.start))
+            if period.end:
+                query = query.where(Outage.started_at < period.end)
+            listed = [outage_view(o) for o in s.scalars(query)]
+        agreed = result.agreed_seconds if result else 0.0
+        down = result.downtime_seconds if result else 0.0
+        share = 100 * result.ratio if result and result.ratio is not None else None
+        targets = []
+        for agreement_id, target_service, goal in outages.availability_targets(ctx):
+            if target_service != service_id:
+                continue
+            budget = availability_math.error_budget_seconds(goal / 100, agreed) if goal < 100 else 0.0
+            targets.append({"agreement": agreement_id, "goal": goal, "met": None if share is None else share >= goal,
+                            "error_budget_seconds": budget, "budget_remaining_seconds": budget - down})
+        return {"service": service_id, "period": _period_view(period), "agreed_seconds": agreed,
+                "downtime_seconds": down, "availability": share, "targets": targets, "outages": listed}
+
+    async def outages_create(self, request: web.Request) -> web.Response:
+        body = await _body(request, "OutageCreate")
+        ctx, now = self.ctx, self.ctx.now()
+        started_at = parse_rfc3339(body["started_at"])
+        ended_at = _time_of(body["ended_at"], now) if "ended_at" in body else None
+        problems = _service_problems(ctx, body["service"], "service")
+        if body.get("id") and OUTAGE_NUMBER.match(body["id"]):
+            problems.append(f"id: '{body['id']}' looks like svcbot's own OUT-N numbers; choose another id")
+        if ended_at is not None and ended_at < started_at:
+            problems.append(f"ended_at: {_iso(ended_at)} is before started_at {_iso(started_at)}")
+        if body["kind"] != "maintenance":
+            problems += _not_future("started_at", started_at, now)
+            if ended_at is not None:
+                problems += _not_future("ended_at", ended_at, now)
+        if problems:
+            raise ApiError(422, "The request body is not valid", problems)
+        service = ctx.config.service(body["service"])
+        status, view = await asyncio.to_thread(self._create_outage, service.id, body, started_at, ended_at)
+        return web.json_response(view, status=status)
+
+    def _existing_outage(self, key: str | None) -> dict | None:
+        if not key:
+            return None
+        with self.ctx.sessions() as s:
+            outage = s.scalar(select(Outage).where(Outage.source == "api", Outage.fingerprint == key))
+            return {**outage_view(outage), "duplicate": True} if outage else None
+
+    def _create_outage(self, service_id: str, body: dict, started_at: datetime,
+                       ended_at: datetime | None) -> tuple[int, dict]:
+        key = body.get("id")
+        existing = self._existing_outage(key)
+        if existing:
+            return 200, existing
+        cmd = Command(ACTOR, f"api: {body['kind']} outage of {service_id}" + (f" ({key})" if key else ""))
+        try:
+            with self.ctx.change(cmd) as work:
+                outage = outages.open_outage(work, service_id, body["kind"], "api", key or
+                                             AUTO_FINGERPRINT + uuid.uuid4().hex, started_at, body.get("summary", ""))
+                if outage is None:
+                    raise _Raced(key)
+                if ended_at is not None:
+                    outages.close_outage(work, outage, ended_at)
+                view = {**outage_view(outage), "duplicate": False}
+        except (IntegrityError, _Raced):
+            existing = self._existing_outage(key)  # the same id, posted twice at once
+            if existing is None:
+                raise
+            return 200, existing
+        return 201, view
+
+    async def outages_end(self, request: web.Request) -> web.Response:
+        key = request.match_info["id"]
+        body = await _body(request, "OutageEnd", optional=True)
+        now = self.ctx.now()
+        ended_at = _time_of(body.get("ended_at"), now)
+        problems = _not_future("ended_at", ended_at, now)
+        if problems:
+            raise ApiError(422, "The request body is not valid", problems)
+        return web.json_response(await asyncio.to_thread(self._end_outage, key, ended_at, "ended_at" in body))
+
+    def _end_outage(self, key: str, ended_at: datetime, given: bool) -> dict:
+        cmd = Command(ACTOR, f"api: end outage {key}")
+        with self.ctx.change(cmd) as work:
+            outage = _find_outage(work.session, key)
+            name = f"OUT-{outage.id}"
+            if outage.source != "api":
+                raise ApiError(409, f"{name} came from {outage.source}; it ends there",
+                               [f"id: {name} was recorded by {outage.source}, not through the API"])
+            if ended_at < outage.started_at:
+                raise ApiError(422, "The request body is not valid",
+                               [f"ended_at: {_iso(ended_at)} is before {name} started ({_iso(outage.started_at)})"])
+            if outage.ended_at is not None and outage.ended_at <= work.now:
+                if given and outage.ended_at == ended_at:
+                    return {**outage_view(outage), "duplicate": True}
+                raise ApiError(409, f"{name} has ended already",
+                               [f"id: {name} ended at {_iso(outage.ended_at)}"])
+            outages.close_outage(work, outage, ended_at)
+            return {**outage_view(outage), "duplicate": False}
+
+    # ------------------------------------------------------------------ SLA reports
+
+    async def sla_attainment(self, request: web.Request) -> web.Response:
+        query = _query(request, "sla_attainment", self.ctx)
+        service, period = query.get("service"), query["period"]
+        by_group = query.get("by") == "group"
+        rows = await asyncio.to_thread(sla.attainment_data, self.ctx, service.id if service else None, period,
+                                       by_group)
+        return web.json_response({
+            "period": _period_view(period), "service": service.id if service else None,
+            "by": "group" if by_group else None,
+            "targets": [{**plain(r), "ok": r.ok} for r in rows if isinstance(r, sla.TargetAttainment)],
+            "availability": [{**plain(r), "ok": r.ok} for r in rows if isinstance(r, sla.AvailabilityAttainment)]})
+
+    async def sla_breaches(self, request: web.Request) -> web.Response:
+        period = _query(request, "sla_breaches", self.ctx)["period"]
+        rows = await asyncio.to_thread(sla.breaches_data, self.ctx, period)
+        return web.json_response({"period": _period_view(period),
+                                  "breaches": [{"ticket": f"INC-{r.ticket_id}", **plain(r)} for r in rows]})
+
+    async def sla_at_risk(self, request: web.Request) -> web.Response:
+        _query(request, "sla_at_risk")
+        rows = await asyncio.to_thread(sla.at_risk_data, self.ctx)
+        return web.json_response({"at_risk": [{"ticket": f"INC-{r.ticket_id}", **plain(r)} for r in rows]})
+
+    # ------------------------------------------------------------------ Alertmanager
+
+    async def alertmanager_webhook(self, request: web.Request) -> web.Response:
+        _query(request, "alertmanager_webhook")
+        raw = await request.read()
+        try:
+            payload = json.loads(raw) if raw.strip() else None
+        except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+            raise ApiError(400, "The request body is not JSON", [f"(body): {exc}"]) from None
+        if payload is None:
+            raise ApiError(400, "The request needs a JSON body", ["(body): empty"])
+        try:
+            events, notes = parse_webhook(payload, SERVICE_LABEL)
+        except PayloadError as exc:
+            raise ApiError(400, "Not an Alertmanager webhook payload (version 4)", exc.problems) from None
+        long = [f"alerts: fingerprint {_show(e.fingerprint)} is longer than {FINGERPRINT_MAX} characters"
+                for e in events if len(e.fingerprint) > FINGERPRINT_MAX]
+        if long:
+            raise ApiError(400, "Not an Alertmanager webhook payload (version 4)", long)
+        notes += [f"alerts: {e.fingerprint} names service '{e.service}', which is not in the catalogue"
+                  for e in events if self.ctx.config.service(e.service) is None]
+        counts = await asyncio.to_thread(outages.apply_alerts, self.ctx, events, ACTOR)
+        return web.json_response({**counts, "notes": notes})
+
+
+def register(app: web.Application, runtime) -> None:
+    """Serve the JSON API on ``app``: every operation of OPENAPI, at its path, with auth and errors in JSON."""
+    api = Api(runtime)
+    app.middlewares.append(api.middleware)
+    for path, ops in OPENAPI["paths"].items():
+        for method, op in ops.items():
+            app.router.add_route(method.upper(), path, getattr(api, op["operationId"]))
+    if api.token is None:
+        log.warning("SVCBOT_API_TOKEN is not set: the JSON API under %s answers 503", PREFIX)
