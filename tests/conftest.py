@@ -94,6 +94,17 @@ def ctx(runtime, clock):
     return runtime.ctx
 
 
+def wait_until(predicate, what: str = "condition", timeout: float = 30.0):
+    """The predicate's first truthy value, polled: for what a server under test does in its own time."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
 def db_rows(database_url: str, model, *where) -> list:
     """Rows as another process (the server under test) left them, read over a connection of our own."""
     engine = create_engine(database_url)

@@ -12,7 +12,7 @@ import pytest
 import requests
 
 from storage.models import Outage
-from tests.conftest import db_rows, free_port
+from tests.conftest import db_rows, free_port, wait_until
 
 ALERTMANAGER = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
 TOKEN = "am-test-token"
@@ -71,15 +71,6 @@ def alertmanager(tmp_path):
         proc.wait(10)
         log.close()
 
-
-def wait_until(predicate, what: str, timeout: float = 30):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_firing_and_resolved_alerts_record_one_outage(start_server, alertmanager, database_url):

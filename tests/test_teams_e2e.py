@@ -15,7 +15,7 @@ import yaml
 
 from storage.models import (AuditRecord, ConversationRef, OutboxMessage, ServiceStatus, StatusChange,
                             Subscription)
-from tests.conftest import db_count, db_rows, demo_config, load_payload
+from tests.conftest import db_count, db_rows, demo_config, load_payload, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -167,15 +167,6 @@ def card_text(call) -> str:
 
 
 
-
-def wait_until(predicate, timeout: float = 15.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.fixture
