@@ -765,10 +765,6 @@ def _group(ctx: Context, key: str, field: str, kind: str) -> list[str]:
 
 # ================================================================================== views
 
-def ticket_number(ticket: Ticket) -> str:
-    return tickets.number(ticket)
-
-
 def ticket_view(ctx: Context, session, ticket: Ticket) -> dict:
     """The ticket, its history and its clocks. A stored clock is exact as of its last event or sweep, and a
     running one has used more since, so each is measured again from the history, now (as chat's notices
@@ -803,7 +799,7 @@ def ticket_view(ctx: Context, session, ticket: Ticket) -> dict:
                             "acknowledged_at": _iso(n.acknowledged_at)} for n in notices.get(c.id, [])]
         clock_views.append(view)
     return {
-        "id": ticket_number(ticket), "number": ticket.id, "kind": ticket.kind, "source": ticket.source,
+        "id": tickets.number(ticket), "number": ticket.id, "kind": ticket.kind, "source": ticket.source,
         "external_id": ticket.external_id, "service": ticket.service_id, "title": ticket.title,
         "priority": ticket.priority, "state": ticket.state, "group": ticket.assignment_group,
         "supplier": ticket.supplier, "opened_at": _iso(ticket.opened_at), "responded_at": _iso(ticket.responded_at),
@@ -833,7 +829,7 @@ def _find_ticket(session, ref: str) -> Ticket:
         ticket = found[0] if found else None
         if len(found) > 1 and ticket.source != "api":  # from several imports, none through the API
             raise ApiError(409, f"Several tickets have the external id '{ref[4:]}'",
-                           [f"ref: {', '.join(ticket_number(t) for t in found)}; say which by number"])
+                           [f"ref: {', '.join(tickets.number(t) for t in found)}; say which by number"])
     else:
         raise ApiError(404, f"There is no ticket '{ref}'", ["ref: say INC-N, or ext:EXTERNAL_ID"])
     if ticket is None:
@@ -946,7 +942,7 @@ class Api:
                     work, source="api", service_id=service_id, priority=body["priority"], title=body["title"],
                     at=opened_at, external_id=external_id, kind=body.get("kind", "incident"),
                     group=body.get("group"), state=body.get("state", "new"), opened_by=ACTOR.person_id)
-                work.audit(f"{ticket.kind}.new", ticket_number(ticket), service=service_id,
+                work.audit(f"{ticket.kind}.new", tickets.number(ticket), service=service_id,
                            priority=ticket.priority, external_id=external_id, opened_at=_iso(opened_at))
                 breaches.sync_clocks(work, ticket)
                 view = {**ticket_view(ctx, work.session, ticket), "duplicate": False}
@@ -999,14 +995,14 @@ class Api:
                 ticket = _find_ticket(work.session, ref)
                 if at < ticket.opened_at:
                     raise ApiError(422, "The event is older than the ticket",
-                                   [f"at: {_iso(at)} is before {ticket_number(ticket)} was opened "
+                                   [f"at: {_iso(at)} is before {tickets.number(ticket)} was opened "
                                     f"({_iso(ticket.opened_at)})"])
                 self._check_transition(work.session, ticket, kind, at)
                 try:
                     tickets.record(work, ticket, kind, value, at)
                 except UserError as exc:
                     raise ApiError(422, "The request body is not valid", [exc.message]) from None
-                work.audit(f"{ticket.kind}.{kind}", ticket_number(ticket), value=value, at=_iso(at),
+                work.audit(f"{ticket.kind}.{kind}", tickets.number(ticket), value=value, at=_iso(at),
                            event_id=event_id)
                 breaches.sync_clocks(work, ticket)
                 return {**ticket_view(ctx, work.session, ticket), "duplicate": False}
@@ -1024,9 +1020,9 @@ class Api:
         state = before[-1].state if before else "new"
         allowed = {"reopen": DONE_STATES, "resolve": OPEN_STATES, "close": (*OPEN_STATES, "resolved")}[kind]
         if state not in allowed:
-            raise ApiError(409, f"{ticket_number(ticket)} cannot be {kind}{'d' if kind[-1] == 'e' else 'ed'} "
+            raise ApiError(409, f"{tickets.number(ticket)} cannot be {kind}{'d' if kind[-1] == 'e' else 'ed'} "
                                 f"at {_iso(at)}",
-                           [f"kind: {ticket_number(ticket)} was {state} at {_iso(at)}; {kind} needs it "
+                           [f"kind: {tickets.number(ticket)} was {state} at {_iso(at)}; {kind} needs it "
                             f"{' or '.join(allowed)}"])
 
     # ------------------------------------------------------------------ services and outages

@@ -290,7 +290,7 @@ def recompute_if_changed(ctx: Context) -> int:
         else:
             row.value = fingerprint
     if done:
-        log.info("app.yaml's agreements changed: measured the clocks of %d tickets again", done)
+        log.info("clocks of %d tickets measured again against app.yaml's agreements and calendars", done)
     return done
 
 
