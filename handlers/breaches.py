@@ -13,7 +13,7 @@ import hashlib
 import logging
 from datetime import datetime
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 
 from handlers.clocks import ClockSpec, Event, Measure, measure, replay, specs_for
@@ -65,9 +65,12 @@ def sync_clocks(work: Work, ticket: Ticket, *, announce_past: bool = True) -> No
             session.add(clock)
         store(clock, m, timeline[-1][1].priority, now)
         if not announce_past:
+            # What the rules now say has passed, or what was really announced: a target shortened and then
+            # lengthened again still announces the breach it really reaches.
             passed = [level for level, at in m.threshold_at.items() if at is not None and at <= now]
-            if m.stopped_at is not None or passed:
-                clock.notified_level = max(passed + [clock.notified_level or 0, BREACH if m.stopped_at else 0])
+            announced = session.scalar(select(func.max(ClockNotice.level))
+                                       .where(ClockNotice.clock_id == clock.id)) if clock.id else None
+            clock.notified_level = max(passed + [announced or 0, BREACH if m.stopped_at else 0])
         clock.next_check_at = next_check(m, clock.notified_level)
     for clock in existing.values():  # agreements that no longer apply (app.yaml changed)
         _drop(session, clock)

@@ -748,6 +748,26 @@ def test_a_shorter_target_in_app_yaml_remeasures_clocks_without_announcing_the_p
     assert len(outbox(ctx)) == rows_before
 
 
+def test_a_target_shortened_then_lengthened_again_still_announces_its_real_breach(ctx, clock, restart, tmp_path):
+    breaches.recompute_if_changed(ctx)
+    ticket_id = open_by_chat(ctx, "tom", "payments", "P2")
+    clock.to(at(2, 9, 1))
+    ok(ctx, "tom", f"incident ack INC-{ticket_id}")
+    walk(clock, at(2, 14), ctx)  # 50 % of 8 business hours announced at 13:00
+    shorter = restart(write_config(tmp_path, "shorter.yaml", _p2_resolution_within("4 business hours")))
+    breaches.recompute_if_changed(shorter.ctx)  # 4 h: breached at 13:00 already, history, not announced
+    clock.to(at(2, 14, 30))
+    longer = restart(write_config(tmp_path, "longer.yaml", _p2_resolution_within("12 business hours")))
+    assert breaches.recompute_if_changed(longer.ctx) == 1
+    # 12 business hours: 75 % (9 h) at Monday's 18:00 close, the breach Tue 08:00 + 3 h = 11:00.
+    c = clock_row(ctx, ticket_id, "SLA-PAY", "resolution")
+    assert (c.notified_level, c.next_check_at) == (50, at(2, 18))
+    walk(clock, at(3, 12), longer.ctx, step=timedelta(minutes=30))
+    assert notices(ctx, ticket_id) == [("SLA-PAY", "resolution", 50, at(2, 13)),
+                                       ("SLA-PAY", "resolution", 75, at(2, 18)),
+                                       ("SLA-PAY", "resolution", 100, at(3, 11))]
+
+
 def test_a_longer_target_in_app_yaml_announces_the_levels_still_ahead(ctx, clock, restart, tmp_path):
     breaches.recompute_if_changed(ctx)
     ticket_id = open_by_chat(ctx, "tom", "payments", "P2")
