@@ -34,7 +34,7 @@ from sqlalchemy.exc import IntegrityError
 from handlers import availability as availability_math
 from handlers import breaches, outages, sla, tickets
 from handlers.alertmanager import PayloadError, parse_rfc3339, parse_webhook
-from handlers.clocks import DONE_STATES, OPEN_STATES, measure, replay
+from handlers.clocks import DONE_STATES, OPEN_STATES, replay
 from handlers.core import Actor, AlreadyHandled, Command, Context, UserError
 from storage.models import ClockNotice, Outage, ServiceStatus, SlaClock, Ticket, TicketEvent
 
@@ -778,12 +778,11 @@ def ticket_view(ctx: Context, session, ticket: Ticket) -> dict:
         for n in session.scalars(select(ClockNotice).where(ClockNotice.clock_id.in_([c.id for c in clocks]))
                                  .order_by(ClockNotice.level, ClockNotice.id)):
             notices.setdefault(n.clock_id, []).append(n)
-    timeline = replay(breaches.events_of(session, ticket.id))
     now = ctx.now()
+    measured = breaches.measured_now(session, ctx, clocks, now)
     clock_views = []
     for c in clocks:
-        spec = breaches.spec_of(ctx, c, ticket.service_id)
-        m = measure(spec, timeline, now) if spec else None
+        m = measured.get(c.id)
         view = {"agreement": c.agreement_id, "kind": c.kind, "metric": c.metric, "priority": c.priority}
         if m is not None:
             view.update(target_seconds=m.target_seconds, elapsed_seconds=m.elapsed_seconds, state=m.state,

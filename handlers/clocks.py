@@ -222,9 +222,8 @@ def specs_for(config: AppConfig, service_id: str) -> list[ClockSpec]:
     for agreement in config.agreements:
         if agreement.service != service.id:
             continue
-        calendar_name = agreement.calendar or (
-            config.group(agreement.party).calendar if agreement.kind == "ola" and config.group(agreement.party)
-            and config.group(agreement.party).calendar else service.calendar)
+        team = config.group(agreement.party) if agreement.kind == "ola" else None
+        calendar_name = agreement.calendar or (team and team.calendar) or service.calendar
         calendar = _calendar(config.calendars[calendar_name])
         paused = set(agreement.pause_states)
         if agreement.kind == "sla":
