@@ -6,7 +6,7 @@ each by its path in the file (``services[2].calendar: unknown calendar 'uk'``), 
 from __future__ import annotations
 
 import re
-from datetime import date, time
+from datetime import date, datetime, time
 from pathlib import Path
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -129,6 +129,18 @@ class ChannelTarget(Strict):
     teams: str | None = None
 
 
+class MaintenanceWindow(Strict):
+    """When changes to a service may run, in the service calendar's zone; may pass midnight."""
+
+    days: list[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]]
+    hours: Interval
+
+    @field_validator("hours", mode="before")
+    @classmethod
+    def _hours(cls, value):
+        return _parse_interval(value, wraps=True) if isinstance(value, str) else value
+
+
 class Service(Strict):
     id: Annotated[str, Field(pattern=ID_PATTERN)]
     name: str
@@ -139,6 +151,7 @@ class Service(Strict):
     calendar: str
     suppliers: list[str] = []
     description: str = ""
+    maintenance: list[MaintenanceWindow] = []  # none: changes may run at any time
 
 
 DURATION = re.compile(
@@ -191,13 +204,78 @@ class Agreement(Strict):
     targets: list[Target]
 
 
+RISKS = ("low", "medium", "high")
+ByRisk = dict[Literal["low", "medium", "high"], Annotated[int, Field(ge=0)]]
+
+
+class Freeze(Strict):
+    """A period when no change may run on the services named (all services if none are)."""
+
+    name: str
+    start: datetime
+    end: datetime
+    timezone: str = "UTC"
+    services: list[str] = []
+    _zone = field_validator("timezone")(lambda cls, v: Calendar._zone(v))
+
+    @model_validator(mode="after")
+    def _order(self):
+        start, end = self.span()
+        if end <= start:
+            raise ValueError("a freeze must end after it starts")
+        return self
+
+    def span(self) -> tuple[datetime, datetime]:
+        """Start and end in UTC; times without an offset are in the freeze's own zone."""
+        zone = ZoneInfo(self.timezone)
+        return tuple((t if t.tzinfo else t.replace(tzinfo=zone)).astimezone(ZoneInfo("UTC"))
+                     for t in (self.start, self.end))
+
+    def covers(self, service_id: str) -> bool:
+        return not self.services or service_id in self.services
+
+
+class ChangeModel(Strict):
+    """A standard change: pre-approved, low risk, done the same way every time."""
+
+    id: Annotated[str, Field(pattern=ID_PATTERN)]
+    title: str
+    services: list[str]
+    risk: Literal["low", "medium", "high"] = "low"
+    impact: Literal["low", "medium", "high"] = "low"
+    duration: Duration
+    implementation: str = ""
+    backout: str = ""
+    test: str = ""
+    description: str = ""
+
+    @field_validator("duration", mode="before")
+    @classmethod
+    def _duration(cls, value):
+        return Duration.parse(value) if isinstance(value, (str, int, float)) else value
+
+
 class ChangePolicy(Strict):
-    approvals: dict[Literal["low", "medium", "high"], Annotated[int, Field(ge=0)]] = {
-        "low": 0, "medium": 1, "high": 2}
-    emergency_approvals: Annotated[int, Field(ge=1)] = 1
-    reminder_minutes: Annotated[int, Field(ge=0)] = 60
+    channel: str | None = None  # where every change is announced, besides its services' own channels
+    approvals: ByRisk = {"low": 0, "medium": 1, "high": 2}
+    emergency_approvals: Annotated[int, Field(ge=1)] | ByRisk = 1
+    reminder_minutes: Annotated[int, Field(ge=0)] = 60  # before the planned start
+    approval_reminder_hours: Annotated[float, Field(gt=0)] = 4
     approve_reaction: str = "white_check_mark"
     reject_reaction: str = "x"
+    freezes: list[Freeze] = []
+    models: list[ChangeModel] = []
+
+    def approvals_needed(self, kind: str, risk: str) -> int:
+        if kind == "standard":
+            return 0
+        if kind == "emergency":
+            e = self.emergency_approvals
+            return max(e if isinstance(e, int) else e.get(risk, 1), 1)
+        return self.approvals.get(risk, 0)
+
+    def model(self, model_id: str) -> ChangeModel | None:
+        return next((m for m in self.models if m.id == model_id), None)
 
 
 class Digest(Strict):
@@ -387,6 +465,21 @@ def _reference_problems(cfg: AppConfig) -> list[str]:
             if sorted(t.warn_at) != list(t.warn_at):
                 problems.append(f"{path}.warn_at: thresholds must rise")
 
+    ch = cfg.changes
+    ref("changes.channel", ch.channel, cfg.channels, "channel")
+    if isinstance(ch.emergency_approvals, dict):
+        for risk in RISKS:
+            if ch.emergency_approvals.get(risk, 1) < 1:
+                problems.append(f"changes.emergency_approvals.{risk}: an emergency change needs at least one approval")
+    for i, f in enumerate(ch.freezes):
+        for j, sid in enumerate(f.services):
+            ref(f"changes.freezes[{i}].services[{j}]", sid, services, "service")
+    dupes("changes.models", [m.id for m in ch.models])
+    for i, m in enumerate(ch.models):
+        for j, sid in enumerate(m.services):
+            ref(f"changes.models[{i}].services[{j}]", sid, services, "service")
+        if not m.services:
+            problems.append(f"changes.models[{i}].services: name at least one service")
     for i, d in enumerate(cfg.digests):
         ref(f"digests[{i}].channel", d.channel, cfg.channels, "channel")
     return problems

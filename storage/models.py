@@ -118,7 +118,10 @@ class OutboxMessage(Base):
     maybe_sent: Mapped[bool] = mapped_column(default=False)
     # What the platform answered, so that later edits update the same message.
     platform_channel: Mapped[str | None] = mapped_column(String(256))
-    platform_message_id: Mapped[str | None] = mapped_column(String(256))
+    platform_message_id: Mapped[str | None] = mapped_column(String(256), index=True)
+    # The row whose delivered message this one edits (target_kind "edit") or answers in its thread:
+    # its channel and message id are known only once it has been delivered.
+    anchor_key: Mapped[str | None] = mapped_column(String(256), index=True)
 
 
 class ProcessedDelivery(Base):
@@ -242,3 +245,70 @@ class Setting(Base):
     __tablename__ = "settings"
     key: Mapped[str] = mapped_column(String(64), primary_key=True)
     value: Mapped[str] = mapped_column(Text)
+
+
+class Change(Base):
+    """A request for change. CHG-<id> is its short name."""
+
+    __tablename__ = "changes"
+    __table_args__ = (UniqueConstraint("source", "external_id"), Index("ix_changes_window", "planned_start"),
+                      Index("ix_changes_state", "state", "planned_start"))
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    source: Mapped[str] = mapped_column(String(32))  # chat | api | rabobank …
+    external_id: Mapped[str | None] = mapped_column(String(128))
+    title: Mapped[str] = mapped_column(String(300))
+    description: Mapped[str] = mapped_column(Text, default="")
+    kind: Mapped[str] = mapped_column(String(16))  # standard | normal | emergency
+    model: Mapped[str | None] = mapped_column(String(64))  # the standard change model it follows
+    risk: Mapped[str] = mapped_column(String(16))
+    impact: Mapped[str] = mapped_column(String(16))
+    planned_start: Mapped[datetime]
+    planned_end: Mapped[datetime]
+    actual_start: Mapped[datetime | None]
+    actual_end: Mapped[datetime | None]
+    requester: Mapped[str | None] = mapped_column(String(64))
+    implementer: Mapped[str | None] = mapped_column(String(64))
+    implementation_plan: Mapped[str] = mapped_column(Text, default="")
+    backout_plan: Mapped[str] = mapped_column(Text, default="")
+    test_plan: Mapped[str] = mapped_column(Text, default="")
+    state: Mapped[str] = mapped_column(String(24))
+    outcome: Mapped[str | None] = mapped_column(String(32))  # successful | with-issues | failed
+    approvals_needed: Mapped[int] = mapped_column(Integer, default=0)
+    # A service manager's override of the governance issues (conflicts, freezes, maintenance
+    # windows) present when it was given: {"by", "reason", "at", "issues": [issue keys]}.
+    override: Mapped[dict[str, Any] | None]
+    # Reminders and prompts already sent, by key, so a sweep sends each once; and when the next is due.
+    prompts_sent: Mapped[list[str]] = mapped_column(JSON, default=list)
+    due_at: Mapped[datetime | None] = mapped_column(index=True)
+    # Bumped at every step: the announcement's revision and the calendar event's SEQUENCE.
+    revision: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    closed_at: Mapped[datetime | None]
+
+
+class ChangeService(Base):
+    """A service a change affects, with the change's window copied for fast conflict queries."""
+
+    __tablename__ = "change_services"
+    __table_args__ = (Index("ix_change_services_window", "service_id", "planned_start", "planned_end"),)
+    change_id: Mapped[int] = mapped_column(ForeignKey("changes.id", ondelete="CASCADE"), primary_key=True)
+    service_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    planned_start: Mapped[datetime]
+    planned_end: Mapped[datetime]
+
+
+class ChangeVote(Base):
+    """An approval or a rejection. Withdrawn (not deleted) when the plan's dates or services change."""
+
+    __tablename__ = "change_votes"
+    __table_args__ = (Index("ix_change_votes_change", "change_id", "withdrawn_at"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    change_id: Mapped[int] = mapped_column(ForeignKey("changes.id", ondelete="CASCADE"))
+    person_id: Mapped[str] = mapped_column(String(64))
+    decision: Mapped[str] = mapped_column(String(16))  # approve | reject
+    comment: Mapped[str] = mapped_column(Text, default="")
+    via: Mapped[str] = mapped_column(String(32))  # button | reaction | text | card | api
+    platform: Mapped[str] = mapped_column(String(16))
+    at: Mapped[datetime]
+    withdrawn_at: Mapped[datetime | None]
