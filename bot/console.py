@@ -55,6 +55,8 @@ def _show_outgoing(runtime: Runtime, seen: int) -> int:
     with runtime.ctx.sessions() as s:
         rows = s.scalars(select(OutboxMessage).where(OutboxMessage.id > seen).order_by(OutboxMessage.id)).all()
     for row in rows:
-        where = f"#{row.target}" if row.target_kind == "channel" else f"@{row.target}"
-        print(f"  → queued for {row.platform.title()} {where}: {row.message['title']}")
+        where = f"@{row.target}" if row.target_kind == "person" else f"#{row.target}"
+        what = {"edit": "an edit", "person": "a message"}.get(row.target_kind, "a thread reply" if row.anchor_key
+                                                               else "a post")
+        print(f"  → queued {what} for {row.platform.title()} {where}: {row.message['title']}")
     return rows[-1].id if rows else seen

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
@@ -51,6 +51,7 @@ class Outgoing:
     message: dict[str, Any]
     created_at: datetime
     maybe_sent: bool
+    message_id: str | None = None  # for an edit: the platform's id of the message to replace
 
 
 @dataclass(frozen=True)
@@ -150,9 +151,32 @@ class Deliverer:
                     .execution_options(synchronize_session=False))
                 if result.rowcount == 1:
                     row = s.get(OutboxMessage, row_id, populate_existing=True)
-                    claimed.append((Outgoing(row.id, row.dedupe_key, row.platform, row.target_kind, row.target,
-                                             row.thread_id, row.message, row.created_at, row.maybe_sent), lease))
+                    item = Outgoing(row.id, row.dedupe_key, row.platform, row.target_kind, row.target,
+                                    row.thread_id, row.message, row.created_at, row.maybe_sent)
+                    item = self._anchored(s, row, item, now) if row.anchor_key else item
+                    if item:
+                        claimed.append((item, lease))
         return claimed
+
+    @staticmethod
+    def _anchored(s, row: OutboxMessage, item: Outgoing, now: datetime) -> Outgoing | None:
+        """Point an edit or a thread reply at the message its anchor row delivered; None if it must wait."""
+        anchor = s.scalar(select(OutboxMessage).where(OutboxMessage.dedupe_key == row.anchor_key))
+        if anchor is not None and anchor.status in ("pending", "sending"):
+            # Not delivered yet: give the claim back, without counting it as an attempt.
+            row.status, row.lease_until, row.attempts = "pending", None, row.attempts - 1
+            row.next_attempt_at = max(now, anchor.next_attempt_at) + timedelta(seconds=1)
+            return None
+        delivered = anchor is not None and anchor.status == "sent" and anchor.platform_message_id
+        if item.target_kind == "edit":
+            if not delivered:
+                row.status, row.lease_until = "failed", None
+                row.last_error = "the message it edits was never delivered"
+                return None
+            return replace(item, target=anchor.platform_channel, message_id=anchor.platform_message_id)
+        if not delivered:  # the thread never started: post on its own
+            return item
+        return replace(item, target=anchor.platform_channel, thread_id=anchor.platform_message_id)
 
     async def _deliver(self, item: Outgoing, lease: datetime) -> bool:
         sender = self.senders[item.platform]

@@ -140,6 +140,10 @@ class SlackSender:
         if item.target_kind == "response_url":
             return await self._respond(item.target, {**_response(reply), "replace_original": False})
         payload = slack_payload(reply)
+        if item.target_kind == "edit":
+            response = await self._call(self.client.chat_update(
+                channel=item.target, ts=item.message_id, text=payload["text"], blocks=payload["blocks"]))
+            return Delivered(response["channel"], response["ts"])
         kwargs = {"thread_ts": item.thread_id} if item.thread_id else {}
         response = await self._call(self.client.chat_postMessage(
             channel=item.target, text=payload["text"], blocks=payload["blocks"], unfurl_links=False,
@@ -165,8 +169,10 @@ class SlackSender:
         raise DeliveryError(f"Slack refused the response: {response.status_code} {response.body}", permanent=True)
 
     async def find_sent(self, item: Outgoing) -> Delivered | None:
-        if item.target_kind == "response_url":
-            return None  # answers through a response URL leave nothing to look up; they are ephemeral
+        if item.target_kind in ("response_url", "edit"):
+            # Answers through a response URL leave nothing to look up (they are ephemeral); an edit
+            # made twice leaves the same message.
+            return None
         channel = item.target
         if item.target_kind == "person":
             opened = await self._call(self.client.conversations_open(users=item.target))

@@ -190,7 +190,7 @@ class TeamsSender:
 
     def _reference(self, item: Outgoing) -> ConversationReference | dict | None:
         with self.runtime.ctx.sessions() as s:
-            if item.target_kind == "channel":
+            if item.target_kind in ("channel", "edit"):
                 row = s.get(ConversationRef, item.target)
                 return ConversationReference().deserialize(row.reference) if row and row.active else None
             row = s.scalar(select(ConversationRef).where(ConversationRef.user_aad_id == item.target,
@@ -224,7 +224,11 @@ class TeamsSender:
             # thread's message instead, or at nothing so that the post starts a message of its own.
             ctx.activity.id = item.thread_id
             try:
-                response = await ctx.send_activity(activity)
+                if item.target_kind == "edit":
+                    activity.id = item.message_id
+                    response = await ctx.update_activity(activity)
+                else:
+                    response = await ctx.send_activity(activity)
             except Exception as exc:  # noqa: BLE001 - the adapter's turn-error handler would swallow it
                 sent["error"] = exc
                 return

@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Callable, Iterator
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -37,6 +37,16 @@ class Refused(UserError):
     """Their role does not allow it; told privately, nothing changed."""
 
 
+class FormInvalid(UserError):
+    """A form's fields are wrong: ``errors`` maps each field to what is wrong with it, so the form can
+    be shown again with the messages beside the fields and what was typed kept."""
+
+    def __init__(self, errors: dict[str, str], form: "Form | None" = None, example: str | None = None):
+        super().__init__("; ".join(f"{k}: {v}" for k, v in errors.items()), example)
+        self.errors = errors
+        self.form = form
+
+
 class AlreadyHandled(Exception):
     """This exact delivery (a retried event, a double click) was acted on before."""
 
@@ -57,6 +67,7 @@ class Command:
     # A unique key for this delivery (Slack event id, trigger id, Teams activity id): a retry with
     # the same key changes nothing a second time.
     delivery_key: str | None = None
+    via: str = "text"  # text | button | reaction | card | form | api: how it was given, for the audit
 
 
 @dataclass
@@ -82,6 +93,41 @@ class Section:
 
 
 @dataclass
+class Choice:
+    value: str
+    label: str
+
+
+@dataclass
+class Input:
+    id: str
+    label: str
+    kind: str = "text"  # text | long | choice | multi
+    choices: list[Choice] = field(default_factory=list)
+    value: str | list[str] = ""
+    required: bool = False
+    hint: str = ""
+    error: str = ""
+
+
+@dataclass
+class Form:
+    """Fields to fill in: a Slack modal, an Adaptive Card with inputs, or a one-line example in text."""
+
+    name: str
+    title: str
+    inputs: list[Input]
+    submit: str = "Submit"
+    context: dict[str, Any] = field(default_factory=dict)  # carried back with the answers
+    example: str = ""  # the same thing as one line of text
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Form":
+        inputs = [Input(**{**i, "choices": [Choice(**c) for c in i["choices"]]}) for i in data["inputs"]]
+        return cls(**{**data, "inputs": inputs})
+
+
+@dataclass
 class Reply:
     title: str
     text: str = ""
@@ -90,6 +136,7 @@ class Reply:
     footer: str = ""
     tone: str = "info"  # info | ok | warning | error
     private: bool = True
+    form: Form | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -100,6 +147,7 @@ class Reply:
         data["sections"] = [Section(title=s["title"], text=s["text"], fields=[Field(**f) for f in s["fields"]],
                                     buttons=[Button(**b) for b in s["buttons"]]) for s in data.get("sections", [])]
         data["buttons"] = [Button(**b) for b in data.get("buttons", [])]
+        data["form"] = Form.from_dict(data["form"]) if data.get("form") else None
         return cls(**data)
 
     def plain(self) -> str:
@@ -156,12 +204,35 @@ class Work:
                                      action=action, subject=subject, detail=detail))
 
     def send(self, platform: str, target_kind: str, target: str, message: Reply, key: str,
-             subject: str = "", thread_id: str | None = None) -> None:
+             subject: str = "", thread_id: str | None = None, anchor_key: str | None = None) -> None:
+        """Queue a message. With ``anchor_key`` it goes into the thread of that row's delivered message."""
         self.session.add(OutboxMessage(
             dedupe_key=key, platform=platform, target_kind=target_kind, target=target, thread_id=thread_id,
             message=message.to_dict(), subject=subject, status="pending", attempts=0,
-            created_at=self.now, next_attempt_at=self.now))
+            created_at=self.now, next_attempt_at=self.now, anchor_key=anchor_key))
         self.queued += 1
+
+    def edit(self, anchor_key: str, message: Reply, key: str) -> None:
+        """Replace the message another outbox row posted with this one (chat.update, a Teams update).
+
+        Only the newest content matters: if the post has not gone out yet it simply goes out with the new
+        content, and edits still waiting are superseded by this one."""
+        anchor = self.session.scalar(select(OutboxMessage).where(OutboxMessage.dedupe_key == anchor_key))
+        if anchor is None:
+            return
+        body = message.to_dict()
+        still_waiting = self.session.execute(
+            update(OutboxMessage).where(OutboxMessage.id == anchor.id, OutboxMessage.status == "pending",
+                                        OutboxMessage.maybe_sent.is_(False))
+            .values(message=body).execution_options(synchronize_session=False)).rowcount
+        if still_waiting:
+            self.queued += 1
+            return
+        self.session.execute(
+            update(OutboxMessage).where(OutboxMessage.anchor_key == anchor_key, OutboxMessage.target_kind == "edit",
+                                        OutboxMessage.status == "pending")
+            .values(status="superseded").execution_options(synchronize_session=False))
+        self.send(anchor.platform, "edit", anchor.target, message, key, anchor.subject, anchor_key=anchor_key)
 
     def post_to_channel(self, channel: str, message: Reply, key: str, subject: str = "") -> list[str]:
         """Post to a logical channel on every platform it is mapped to; returns those platforms."""

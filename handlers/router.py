@@ -5,8 +5,8 @@ import logging
 import re
 import uuid
 
-from handlers import help, sla, status, tickets
-from handlers.core import AlreadyHandled, Command, Context, Refused, Reply, UserError, error_reply
+from handlers import changes, help, sla, status, tickets
+from handlers.core import AlreadyHandled, Command, Context, FormInvalid, Refused, Reply, UserError, error_reply
 
 log = logging.getLogger("svcbot")
 
@@ -18,6 +18,13 @@ ROUTES = {
     "unsubscribe": status.unsubscribe,
     "incident": tickets.incident_cmd,
     "sla": sla.sla_cmd,
+    "change": changes.change_cmd,
+}
+
+# Forms (a Slack modal, an Adaptive Card with inputs) and the handlers of their answers.
+FORMS = {
+    "change_new": changes.submit_new,
+    "change_reject": changes.submit_reject,
 }
 
 
@@ -34,24 +41,42 @@ def split_words(text: str) -> list[str]:
 
 def dispatch(ctx: Context, cmd: Command) -> tuple[Reply, str]:
     """Run a command; returns the reply and an outcome for metrics (ok, user_error, refused, duplicate, error)."""
-    try:
+    def run() -> Reply:
         words = split_words(cmd.text)
         if not words:
-            return help.run(ctx, cmd, []), "ok"
+            return help.run(ctx, cmd, [])
         handler = ROUTES.get(words[0].lower())
         if handler is None:
             raise UserError(f"I don't know '{words[0]}'.", "help")
-        return handler(ctx, cmd, words[1:]), "ok"
+        return handler(ctx, cmd, words[1:])
+    reply, outcome, _ = guarded(ctx, cmd, run)
+    return reply, outcome
+
+
+def submit_form(ctx: Context, cmd: Command, form: str, values: dict, context: dict) -> tuple[Reply, str, FormInvalid | None]:
+    """Run a form's answers; the third item, when set, says which fields to show again with what message."""
+    handler = FORMS.get(form)
+    if handler is None:
+        return error_reply("That form is not one svcbot knows; it may come from an older version."), "user_error", None
+    return guarded(ctx, cmd, lambda: handler(ctx, cmd, values, context if isinstance(context, dict) else {}))
+
+
+def guarded(ctx: Context, cmd: Command, run) -> tuple[Reply, str, FormInvalid | None]:
+    """The one place where errors become messages."""
+    try:
+        return run(), "ok", None
     except Refused as exc:
         log.info("refused %s for %s: %s", cmd.text, cmd.actor.person_id, exc.message)
-        return Reply(title="Not allowed", text=exc.message, tone="error"), "refused"
+        return Reply(title="Not allowed", text=exc.message, tone="error"), "refused", None
     except UserError as exc:
         prefix = ctx.config.bot.slash_command + " " if cmd.actor.platform == "slack" else ""
-        return error_reply(exc.message, exc.example and prefix + exc.example), "user_error"
+        invalid = exc if isinstance(exc, FormInvalid) else None
+        return error_reply(exc.message, exc.example and prefix + exc.example), "user_error", invalid
     except AlreadyHandled:
         log.info("duplicate delivery %s ignored", cmd.delivery_key)
-        return Reply(title="Already done", text="This request was handled before; nothing changed."), "duplicate"
+        return Reply(title="Already done", text="This request was handled before; nothing changed."), "duplicate", None
     except Exception:
         ref = uuid.uuid4().hex[:8]
         log.exception("command failed [ref %s]: %r by %s", ref, cmd.text, cmd.actor.person_id)
-        return Reply(title="Something went wrong", text=f"Nothing was changed. Reference: {ref}", tone="error"), "error"
+        return Reply(title="Something went wrong", text=f"Nothing was changed. Reference: {ref}",
+                     tone="error"), "error", None

@@ -280,6 +280,8 @@ class Change(Base):
     # Reminders and prompts already sent, by key, so a sweep sends each once; and when the next is due.
     prompts_sent: Mapped[list[str]] = mapped_column(JSON, default=list)
     due_at: Mapped[datetime | None] = mapped_column(index=True)
+    # The outbox keys of its announcements, one per channel: the messages edited at every step.
+    announcements: Mapped[list[str]] = mapped_column(JSON, default=list)
     # Bumped at every step: the announcement's revision and the calendar event's SEQUENCE.
     revision: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime]

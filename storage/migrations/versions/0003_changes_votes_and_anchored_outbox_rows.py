@@ -39,6 +39,7 @@ def upgrade() -> None:
     sa.Column('override', sa.JSON(), nullable=True),
     sa.Column('prompts_sent', sa.JSON(), nullable=False),
     sa.Column('due_at', sa.DateTime(), nullable=True),
+    sa.Column('announcements', sa.JSON(), nullable=False),
     sa.Column('revision', sa.Integer(), nullable=False),
     sa.Column('created_at', sa.DateTime(), nullable=False),
     sa.Column('updated_at', sa.DateTime(), nullable=False),
