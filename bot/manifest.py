@@ -12,10 +12,11 @@ from handlers.config import AppConfig
 
 # What svcbot calls, and why: posting announcements and answers (chat:write), direct messages to
 # subscribers (im:write), reading back its own posts to avoid duplicates after a lost answer
-# (channels:history, groups:history, im:history), mentions and DMs as commands.
+# (channels:history, groups:history, im:history), mentions and DMs as commands, and approvers'
+# reactions on change announcements (reactions:read).
 BOT_SCOPES = ["commands", "chat:write", "chat:write.public", "im:write", "im:history", "channels:history",
-              "groups:history", "app_mentions:read"]
-BOT_EVENTS = ["app_mention", "message.im"]
+              "groups:history", "app_mentions:read", "reactions:read"]
+BOT_EVENTS = ["app_mention", "message.im", "reaction_added"]
 
 
 def slack_manifest(config: AppConfig, base_url: str | None, socket_mode: bool) -> str:
@@ -65,7 +66,8 @@ def teams_package(config: AppConfig, app_id: str, host: str, path: str) -> None:
                   "commandLists": [{"scopes": ["personal", "team", "groupChat"], "commands": [
                       {"title": "help", "description": "What the bot can do"},
                       {"title": "status", "description": "Every service at a glance, or one: status SERVICE"},
-                      {"title": "subscribe", "description": "Follow a service: subscribe SERVICE"}]}]}],
+                      {"title": "subscribe", "description": "Follow a service: subscribe SERVICE"},
+                      {"title": "change", "description": "Request, approve and follow changes: change new"}]}]}],
         "permissions": ["identity", "messageTeamMembers"],
         "validDomains": [host],
     }

@@ -7,7 +7,7 @@ from functools import lru_cache
 
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
-from handlers.core import Reply
+from handlers.core import Form, Reply
 
 BOLD = re.compile(r"(?<![*\w])\*(?!\s)([^*\n]+?)\*(?![*\w])")
 
@@ -54,6 +54,26 @@ def slack_message(reply: Reply) -> dict:
         message["blocks"] = blocks[:SLACK_MAX_BLOCKS - 1] + [{"type": "context", "elements": [
             {"type": "mrkdwn", "text": f"… and {len(blocks) - SLACK_MAX_BLOCKS + 1} more blocks not shown"}]}]
     return message
+
+
+def slack_modal(form: Form) -> dict:
+    """A modal view for views.open; its answers come back as a view_submission."""
+    metadata = json.dumps({"form": form.name, "context": form.context})
+    return json.loads(_env().get_template("slack/modal.json.j2").render(form=form, metadata=metadata))
+
+
+def form_values(view: dict) -> dict:
+    """The answers of a submitted modal, by field: a string, or a list for a multiple choice."""
+    values = {}
+    for block_id, actions in (view.get("state") or {}).get("values", {}).items():
+        element = next(iter(actions.values()), {}) if actions else {}
+        if "selected_options" in element:
+            values[block_id] = [o["value"] for o in element["selected_options"] or []]
+        elif "selected_option" in element:
+            values[block_id] = (element["selected_option"] or {}).get("value", "")
+        else:
+            values[block_id] = element.get("value") or ""
+    return values
 
 
 def teams_card(reply: Reply) -> dict:

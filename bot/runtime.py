@@ -11,9 +11,9 @@ from sqlalchemy.exc import IntegrityError
 from bot.metrics import Metrics
 from bot.outbox import Deliverer
 from handlers.config import AppConfig, load_config
-from handlers.core import Command, Context, Reply, UserError, Work
+from handlers.core import Command, Context, FormInvalid, Reply, UserError, Work
 from handlers.people import resolve_actor, sync_people
-from handlers.router import ROUTES, dispatch, split_words
+from handlers.router import ROUTES, dispatch, split_words, submit_form
 from storage.db import make_engine, session_factory, upgrade
 
 log = logging.getLogger("svcbot")
@@ -24,6 +24,7 @@ class Outcome:
     reply: Reply
     outcome: str  # ok | user_error | refused | duplicate | error
     person_id: str
+    invalid: FormInvalid | None = None  # a form's answers to show again, field by field
 
 
 class Runtime:
@@ -41,19 +42,33 @@ class Runtime:
         return cls(load_config(path), database_url)
 
     def _run(self, platform: str, user_id: str, name: str, text: str, key: str | None,
-             address: str | None, tenant: str | None) -> Outcome:
+             address: str | None, tenant: str | None, via: str, form: tuple | None) -> Outcome:
         actor = resolve_actor(self.ctx, platform, user_id, name, address, tenant)
-        reply, outcome = dispatch(self.ctx, Command(actor=actor, text=text, delivery_key=key))
+        cmd = Command(actor=actor, text=text, delivery_key=key, via=via)
+        if form is not None:
+            reply, outcome, invalid = submit_form(self.ctx, cmd, *form)
+            return Outcome(reply, outcome, actor.person_id, invalid)
+        reply, outcome = dispatch(self.ctx, cmd)
         return Outcome(reply, outcome, actor.person_id)
 
     async def execute(self, platform: str, user_id: str, text: str, *, name: str = "",
-                      key: str | None = None, address: str | None = None, tenant: str | None = None) -> Outcome:
+                      key: str | None = None, address: str | None = None, tenant: str | None = None,
+                      via: str = "text") -> Outcome:
         """Run one command for a platform user, off the event loop (the store is synchronous)."""
+        return await self._timed(platform, command_name(text), user_id, name, text, key, address, tenant, via, None)
+
+    async def submit(self, platform: str, user_id: str, form: str, values: dict, context: dict, *,
+                     name: str = "", key: str | None = None, address: str | None = None,
+                     tenant: str | None = None) -> Outcome:
+        """Run a form's answers (a Slack modal, an Adaptive Card's inputs) for a platform user."""
+        return await self._timed(platform, "form", user_id, name, f"form {form}", key, address, tenant, "form",
+                                 (form, values, context))
+
+    async def _timed(self, platform, label, *args) -> Outcome:
         started = time.perf_counter()
-        result = await asyncio.to_thread(self._run, platform, user_id, name, text, key, address, tenant)
+        result = await asyncio.to_thread(self._run, platform, *args)
         self.metrics.latency.labels(platform=platform).observe(time.perf_counter() - started)
-        self.metrics.commands.labels(platform=platform, command=command_name(text),
-                                     outcome=result.outcome).inc()
+        self.metrics.commands.labels(platform=platform, command=label, outcome=result.outcome).inc()
         return result
 
     async def queue_reply(self, platform: str, target_kind: str, target: str, reply: Reply, key: str,

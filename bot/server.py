@@ -12,7 +12,7 @@ from sqlalchemy import text
 
 from bot import api
 from bot.runtime import Runtime
-from handlers import breaches, outages
+from handlers import breaches, changes, outages
 from handlers.core import prune_processed
 
 log = logging.getLogger("svcbot")
@@ -62,6 +62,8 @@ def build_app(runtime: Runtime) -> web.Application:
                           max_instances=1, coalesce=True, misfire_grace_time=300)
         scheduler.add_job(_in_thread, "interval", seconds=delivery.sweep_seconds, args=[breaches.sweep, runtime.ctx],
                           id="clocks", max_instances=1, coalesce=True, misfire_grace_time=300)
+        scheduler.add_job(_in_thread, "interval", seconds=delivery.sweep_seconds, args=[changes.sweep, runtime.ctx],
+                          id="changes", max_instances=1, coalesce=True, misfire_grace_time=300)
         scheduler.add_job(_in_thread, "interval", minutes=1, args=[outages.burn_sweep, runtime.ctx], id="burn",
                           max_instances=1, coalesce=True, misfire_grace_time=300)
         scheduler.add_job(_in_thread, "interval", hours=6, args=[prune_processed, runtime.ctx], id="prune",

@@ -9,6 +9,7 @@ event is answered once and changes nothing twice.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import re
 
@@ -23,6 +24,7 @@ from slack_sdk.webhook.async_client import AsyncWebhookClient
 from bot import render
 from bot.outbox import Delivered, DeliveryError, Outgoing
 from bot.runtime import Runtime
+from handlers.changes import announced_change
 from handlers.core import Reply
 
 log = logging.getLogger("svcbot.slack")
@@ -57,6 +59,8 @@ class SlackFront:
         self.app.action(re.compile(r"^svc_run:"))(self.on_button)
         self.app.event("app_mention")(self.on_mention)
         self.app.event("message")(self.on_message)
+        self.app.event("reaction_added")(self.on_reaction)
+        self.app.view("svc_form")(self.on_form)
         self.app.error(self.on_error)
 
     async def handle(self, request: web.Request) -> web.Response:
@@ -77,7 +81,11 @@ class SlackFront:
             "slack", command["user_id"], command.get("text", ""), name=command.get("user_name", ""), key=key))
         done, _ = await asyncio.wait({task}, timeout=ANSWER_BUDGET_SECONDS)
         if done:
-            await ack(**_response(task.result().reply))
+            reply = task.result().reply
+            if reply.form and await self._open_form(command.get("trigger_id"), reply):
+                await ack()
+            else:
+                await ack(**_response(reply))
             return
         await ack(text="Working on it…", response_type="ephemeral")
         result = await task
@@ -89,10 +97,60 @@ class SlackFront:
         user = body["user"]["id"]
         key = f"slack:action:{action.get('action_ts')}:{user}"
         result = await self.runtime.execute("slack", user, action.get("value", ""),
-                                            name=body["user"].get("username", ""), key=key)
+                                            name=body["user"].get("username", ""), key=key, via="button")
+        if result.reply.form and await self._open_form(body.get("trigger_id"), result.reply):
+            return
         if result.outcome != "duplicate" and body.get("response_url"):
             await self.runtime.queue_reply("slack", "response_url", body["response_url"], result.reply,
                                            f"reply:{key}")
+
+    async def _open_form(self, trigger_id: str | None, reply: Reply) -> bool:
+        """Open a form as a modal; False (answer with the reply itself) if Slack would not open it."""
+        if not trigger_id:
+            return False
+        try:
+            await self.client.views_open(trigger_id=trigger_id, view=render.slack_modal(reply.form))
+        except SlackApiError as exc:  # an expired trigger (over 3 s), most often
+            log.warning("could not open the %s form: %s", reply.form.name, exc.response.get("error"))
+            return False
+        return True
+
+    async def on_form(self, ack, body, view):
+        """A modal's answers. Bad fields go back into the open form; a good answer closes it."""
+        user = body["user"]["id"]
+        try:
+            meta = json.loads(view.get("private_metadata") or "{}")
+        except ValueError:
+            meta = {}
+        result = await self.runtime.submit(
+            "slack", user, str(meta.get("form", "")), render.form_values(view), meta.get("context") or {},
+            name=body["user"].get("username", ""), key=f"slack:view:{view.get('id')}:{view.get('hash')}")
+        if result.invalid is not None and result.invalid.errors:
+            fields = {i["block_id"] for i in view.get("blocks", []) if i.get("type") == "input"}
+            errors = {k: v for k, v in result.invalid.errors.items() if k in fields}
+            if errors:
+                await ack(response_action="errors", errors=errors)
+                return
+        await ack()
+        if result.outcome != "duplicate":
+            await self.runtime.queue_reply("slack", "person", user, result.reply, f"reply:slack:view:{view.get('id')}")
+
+    async def on_reaction(self, body, event):
+        """An approver's reaction on a change announcement counts as their approval or rejection."""
+        policy = self.runtime.ctx.config.changes
+        decision = {policy.approve_reaction: "approve", policy.reject_reaction: "reject"}.get(event.get("reaction"))
+        item = event.get("item") or {}
+        if decision is None or item.get("type") != "message":
+            return
+        change = await asyncio.to_thread(announced_change, self.runtime.ctx, "slack", item.get("channel"), item.get("ts"))
+        if change is None:
+            return
+        event_id = body.get("event_id") or f"{item['channel']}:{item['ts']}:{event['user']}:{event['reaction']}"
+        result = await self.runtime.execute("slack", event["user"], f"change {decision} CHG-{change}",
+                                            key=f"slack:event:{event_id}", via="reaction")
+        if result.outcome not in ("ok", "duplicate"):
+            # The reaction stays on the message but counts for nothing: say why, privately.
+            await self.runtime.queue_reply("slack", "person", event["user"], result.reply, f"reply:slack:{event_id}")
 
     async def on_mention(self, body, event):
         await self._event_command(body, event, MENTION.sub("", event.get("text", "")),

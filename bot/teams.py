@@ -113,12 +113,16 @@ class SvcTeamsBot(ActivityHandler):
     async def on_message_activity(self, turn_context: TurnContext):
         activity = turn_context.activity
         value = activity.value if isinstance(activity.value, dict) else {}
-        if "run" in value:  # Action.Submit from one of our cards
-            text = str(value["run"])
+        await asyncio.to_thread(save_reference, self.runtime, activity)
+        if "form" in value:  # Action.Submit of a form card: the inputs' values arrive beside the form's name
+            result = await self._submit(activity, value)
+            if result.invalid is not None and result.invalid.form is not None:
+                result.reply = Reply(title=result.reply.text, form=result.invalid.form, tone="error")
+        elif "run" in value:  # Action.Submit of one of our buttons
+            result = await self._execute(activity, str(value["run"]), via="card")
         else:
             text = TurnContext.remove_recipient_mention(activity) or activity.text or ""
-        await asyncio.to_thread(save_reference, self.runtime, activity)
-        result = await self._execute(activity, text)
+            result = await self._execute(activity, text)
         if result.outcome == "duplicate":
             return
         key = f"reply:teams:{activity.conversation.id}:{activity.id}"
@@ -134,20 +138,41 @@ class SvcTeamsBot(ActivityHandler):
         activity = turn_context.activity
         action = (activity.value or {}).get("action") or {}
         data = action.get("data") or {}
+        if isinstance(data, dict) and isinstance(data.get("form"), str):
+            result = await self._submit(activity, data)
+            if result.invalid is not None and result.invalid.form is not None:
+                # Show the same form again, with what was typed and a message beside each bad field.
+                return _card_answer(Reply(title=result.reply.text, form=result.invalid.form, tone="error"))
+            return _card_answer(result.reply)
         if not isinstance(data, dict) or not isinstance(data.get("run"), str):
             return {"statusCode": 400, "type": "application/vnd.microsoft.error",
                     "value": {"code": "BadRequest", "message": "This button carries no command."}}
-        result = await self._execute(activity, data["run"])
+        result = await self._execute(activity, data["run"], via="card")
+        if result.reply.form:
+            return _card_answer(result.reply)
         # A message answer is shown to the person who pressed the button only; the card stays as it was.
         return {"statusCode": 200, "type": "application/vnd.microsoft.activity.message",
                 "value": result.reply.plain()}
 
-    async def _execute(self, activity: Activity, text: str):
+    async def _execute(self, activity: Activity, text: str, via: str = "text"):
         user = activity.from_property
         return await self.runtime.execute(
             "teams", user.aad_object_id or user.id, text, name=user.name or "",
             key=f"teams:{activity.conversation.id}:{activity.id}" if activity.id else None,
+            address=user.id, tenant=tenant_of(activity), via=via)
+
+    async def _submit(self, activity: Activity, data: dict):
+        user = activity.from_property
+        values = {k: v for k, v in data.items() if k not in ("form", "context")}
+        return await self.runtime.submit(
+            "teams", user.aad_object_id or user.id, data["form"], values, data.get("context") or {},
+            name=user.name or "", key=f"teams:{activity.conversation.id}:{activity.id}" if activity.id else None,
             address=user.id, tenant=tenant_of(activity))
+
+
+def _card_answer(reply: Reply) -> dict:
+    """An Action.Execute answer that replaces the card, for the person who pressed, with this one."""
+    return {"statusCode": 200, "type": "application/vnd.microsoft.card.adaptive", "value": render.teams_card(reply)}
 
 
 class TeamsFront:

@@ -27,7 +27,7 @@ from handlers import change_rules
 from handlers.config import RISKS, Duration
 from handlers.core import (Actor, Button, Choice, Command, Context, Field, Form, FormInvalid, Input, Refused, Reply,
                            Section, UserError, Work)
-from storage.models import Change, ChangeService, ChangeVote, Subscription
+from storage.models import Change, ChangeService, ChangeVote, OutboxMessage, Subscription
 
 log = logging.getLogger("svcbot.changes")
 
@@ -580,6 +580,21 @@ def _to(work: Work, change: Change, state: str) -> None:
 def _channels(ctx: Context, services: list[str]) -> list[str]:
     names = [ctx.config.changes.channel] + [ctx.config.service(s).channel for s in services if ctx.config.service(s)]
     return list(dict.fromkeys(n for n in names if n))
+
+
+def announced_change(ctx: Context, platform: str, channel: str | None, message_id: str | None) -> int | None:
+    """The change whose announcement is this delivered message, if any (for reactions on it)."""
+    if not channel or not message_id:
+        return None
+    with ctx.sessions() as s:
+        keys = s.scalars(select(OutboxMessage.dedupe_key).where(
+            OutboxMessage.platform == platform, OutboxMessage.platform_message_id == message_id,
+            OutboxMessage.platform_channel == channel, OutboxMessage.anchor_key.is_(None))).all()
+    for key in keys:
+        m = re.match(r"^change:(\d+):announce:", key)
+        if m:
+            return int(m[1])
+    return None
 
 
 def _announce(work: Work, change: Change) -> None:

@@ -154,6 +154,15 @@ class FakeSlack(LoopbackServer):
         if method == "chat.postMessage":
             message = self._store(method, params)
             return {"ok": True, "channel": message["channel"], "ts": message["ts"], "message": message}
+        if method == "chat.update":
+            found = next((m for m in self.posted if m["channel"] == params.get("channel")
+                          and m["ts"] == params.get("ts")), None)
+            if found is None:
+                return {"ok": False, "error": "message_not_found"}
+            found["text"] = params.get("text")
+            return {"ok": True, "channel": found["channel"], "ts": found["ts"], "text": found["text"]}
+        if method == "views.open":
+            return {"ok": True, "view": {"id": f"V{next(self._ts):06d}"}}
         if method == "conversations.open":
             return {"ok": True, "channel": {"id": "D" + params.get("users", "")[1:]}}
         if method in ("conversations.history", "conversations.replies"):
