@@ -205,5 +205,7 @@ class FakeTeamsConnector(LoopbackServer):
 
     async def _update(self, request):
         body = await request.json()
+        body["_conversation"] = request.match_info["conversation"]
+        body["_activity"] = request.match_info["activity"]
         self.record("update", body, request.headers)
         return web.json_response({"id": request.match_info["activity"]})
