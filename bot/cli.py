@@ -38,6 +38,10 @@ def main(argv: list[str] | None = None) -> int:
     servicenow.add_argument("--service", required=True, help="the service (id or name) the incidents belong to")
     servicenow.add_argument("--timezone", help="the zone of the file's times (default: the service calendar's)")
     servicenow.add_argument("--limit", type=int, help="import only the first N incidents of the file (not rows)")
+    rabobank = sources.add_parser("rabobank-changes", help="Rabobank's change records (Detail Change.csv, or its .zip)")
+    rabobank.add_argument("file", help="the export: Detail Change.csv, or detail_change.zip holding it")
+    rabobank.add_argument("--service-map", help="a CSV with columns wbs,service: WBS codes to app.yaml services")
+    rabobank.add_argument("--timezone", default="Europe/Amsterdam", help="the zone of the file's times")
     args = parser.parse_args(argv)
 
     logging.basicConfig(level=os.environ.get("SVCBOT_LOG_LEVEL", "WARNING" if args.command == "console" else "INFO"),
@@ -77,6 +81,8 @@ def main(argv: list[str] | None = None) -> int:
         print(slack_manifest(config, args.url, args.socket_mode), end="")
         return 0
 
+    if args.command == "import" and args.source == "rabobank-changes":
+        return _import_rabobank_changes(config, args)
     if args.command == "import":
         return _import_servicenow(config, args)
     from bot.runtime import Runtime
@@ -129,6 +135,30 @@ def _import_servicenow(config, args) -> int:
     finally:
         runtime.engine.dispose()
     print(f"imported {args.file} into {service.id} in {time.perf_counter() - started:.1f} s")
+    for line in result.lines():
+        print(line)
+    return 0
+
+
+def _import_rabobank_changes(config, args) -> int:
+    if not os.path.isfile(args.file) or not os.access(args.file, os.R_OK):
+        print(f"svcbot: cannot read {args.file}; nothing imported", file=sys.stderr)
+        return 2
+    import time
+
+    from bot.runtime import Runtime
+    from handlers.change_import import import_rabobank_changes
+    from handlers.core import UserError
+    runtime = Runtime(config)
+    started = time.perf_counter()
+    try:
+        result = import_rabobank_changes(runtime.ctx, args.file, args.service_map, args.timezone)
+    except UserError as exc:
+        print(f"svcbot: {exc.message.rstrip('.')}; nothing imported", file=sys.stderr)  # all is checked first
+        return 2
+    finally:
+        runtime.engine.dispose()
+    print(f"imported {args.file} in {time.perf_counter() - started:.1f} s")
     for line in result.lines():
         print(line)
     return 0

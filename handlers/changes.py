@@ -112,8 +112,13 @@ def find(session: Session, key: str | int, example: str, lock: bool = False) -> 
     return change
 
 
-def pairs(text: str) -> dict[str, str]:
-    """key=value and key="several words" pairs of a one-line form."""
+def pairs(text: str, example: str) -> dict[str, str]:
+    """key=value and key="several words" pairs of a one-line form; anything else is refused, not dropped."""
+    text = text.replace("“", '"').replace("”", '"')
+    leftover = PAIR.sub(" ", text).split()
+    if leftover:
+        raise UserError(f"'{' '.join(leftover)}' is not part of a key=value pair; put a value with spaces in "
+                        'quotes: title="Patch the VPN gateways".', example)
     return {m[1].lower(): m[2] if m[2] is not None else m[3] for m in PAIR.finditer(text)}
 
 
@@ -123,7 +128,7 @@ def _after_verb(text: str, verb: str) -> str:
 
 
 def _new(ctx: Context, cmd: Command) -> Reply:
-    values = pairs(_after_verb(cmd.text.replace("“", '"').replace("”", '"'), "new"))
+    values = pairs(_after_verb(cmd.text, "new"), NEW_EXAMPLE)
     if not values:
         if cmd.actor.platform in ("slack", "teams"):
             return Reply(title="New request for change", form=new_form(ctx, cmd.actor, {}))
@@ -139,6 +144,8 @@ def _new(ctx: Context, cmd: Command) -> Reply:
 def submit_new(ctx: Context, cmd: Command, values: dict, context: dict) -> Reply:
     """The answers of the new-change form (a Slack modal, a Teams card)."""
     values = {k: v for k, v in values.items() if k in FIELDS}
+    if values.get("model"):  # the model says what the change is; the form's other choices do not apply
+        values = {k: v for k, v in values.items() if k not in ("title", "services", "risk", "impact", "type")}
     try:
         return create(ctx, cmd, values, source="chat")[1]
     except FormInvalid as exc:
@@ -151,8 +158,8 @@ def new_form(ctx: Context, actor: Actor, values: dict, errors: dict | None = Non
     people = [Choice(p.id, p.name) for p in cfg.people]
     level = [Choice(r, r) for r in RISKS]
     inputs = [
-        Input("title", "Title", required=True),
-        Input("services", "Affected services", "multi", [Choice(s.id, s.name) for s in cfg.services], required=True),
+        Input("title", "Title", hint="a standard change takes its title from its model"),
+        Input("services", "Affected services", "multi", [Choice(s.id, s.name) for s in cfg.services]),
         Input("type", "Type", "choice", [Choice(k, k) for k in KINDS], value="normal", required=True),
         Input("model", "Standard change model (for a standard change)", "choice",
               [Choice(m.id, m.title) for m in cfg.changes.models]),
@@ -215,7 +222,8 @@ def _as_list(value) -> list[str]:
     return [v.strip() for v in str(value or "").split(",") if v.strip()]
 
 
-def plan_from(ctx: Context, actor: Actor, values: dict, now: datetime, base: Change | None = None) -> dict:
+def plan_from(ctx: Context, actor: Actor, values: dict, now: datetime, base: Change | None = None,
+              example: str = NEW_EXAMPLE) -> dict:
     """Check a change's fields; returns the columns to set, or raises FormInvalid naming every bad field.
     With ``base`` (an edit), fields not given keep their current values."""
     cfg = ctx.config
@@ -240,9 +248,11 @@ def plan_from(ctx: Context, actor: Actor, values: dict, now: datetime, base: Cha
         out.update(model=model.id, title=model.title, risk=model.risk, impact=model.impact,
                    implementation_plan=model.implementation, backout_plan=model.backout, test_plan=model.test,
                    description=model.description, services=list(model.services))
+    fixed = model or (cfg.changes.model(base.model) if base and base.model else None)
+    if fixed:
         for f in ("title", "services", "risk", "impact"):
             if f in v:
-                errors[f] = f"comes from the standard model '{model.id}'; leave it out"
+                errors[f] = f"comes from the standard model '{fixed.id}'; leave it out"
     if "title" in v and not model:
         if len(v["title"]) > 300:
             errors["title"] = "at most 300 characters"
@@ -282,11 +292,11 @@ def plan_from(ctx: Context, actor: Actor, values: dict, now: datetime, base: Cha
                 errors[f] = str(exc)
     start = out.get("planned_start", base.planned_start if base else None)
     end = out.get("planned_end", base.planned_end if base else None)
-    if model and "end" not in v and start:
-        end = out["planned_end"] = start + _length(model.duration)
+    if fixed and "end" not in v and start and "planned_start" in out:
+        end = out["planned_end"] = start + _length(fixed.duration)
     if start is None and "start" not in errors:
         errors["start"] = "required"
-    if end is None and "end" not in errors:
+    if end is None and "end" not in errors and not (fixed and "start" in errors):
         errors["end"] = "required"
     if start and end and end <= start:
         errors["end"] = "must be after the start"
@@ -299,9 +309,9 @@ def plan_from(ctx: Context, actor: Actor, values: dict, now: datetime, base: Cha
         out["implementer"] = pid
     backout = out.get("backout_plan", base.backout_plan if base else "")
     if kind in ("normal", "emergency") and not backout:
-        errors["backout"] = f"a {kind} change needs a back-out plan"
+        errors["backout"] = f"{'an' if kind == 'emergency' else 'a'} {kind} change needs a back-out plan"
     if errors:
-        raise FormInvalid(errors, example=NEW_EXAMPLE if not model else STANDARD_EXAMPLE)
+        raise FormInvalid(errors, example=STANDARD_EXAMPLE if model else example)
     return out
 
 
@@ -527,11 +537,11 @@ def _past(verb: str) -> str:
 
 
 def edit(ctx: Context, cmd: Command, change_id: int) -> Reply:
-    values = pairs(_after_verb(cmd.text, f"CHG-?{change_id}"))
+    example = f'change edit CHG-{change_id} start="2026-12-02 20:00" end="2026-12-02 22:00"'
+    values = pairs(_after_verb(cmd.text, f"CHG-?{change_id}"), example)
     allowed = set(FIELDS) - {"type", "model"}
     if not values or set(values) - allowed:
-        raise UserError(f"Give the fields to change as key=value pairs ({', '.join(sorted(allowed))}).",
-                        f'change edit CHG-{change_id} start="2026-12-02 20:00" end="2026-12-02 22:00"')
+        raise UserError(f"Give the fields to change as key=value pairs ({', '.join(sorted(allowed))}).", example)
     with ctx.change(cmd) as work:
         change = find(work.session, change_id, "change list", lock=True)
         if not may_run(ctx, cmd.actor.person_id, change):
@@ -539,7 +549,7 @@ def edit(ctx: Context, cmd: Command, change_id: int) -> Reply:
         if change.state not in ("awaiting-approval", "scheduled"):
             raise UserError(f"{number(change)} is {change.state}; only a change still to run can be edited.",
                             f"change show {number(change)}")
-        plan = plan_from(ctx, cmd.actor, values, work.now, base=change)
+        plan = plan_from(ctx, cmd.actor, values, work.now, base=change, example=example)
         plan.pop("kind", None)
         old_services = services_of(work.session, change)
         services = plan.pop("services", old_services)
@@ -551,17 +561,24 @@ def edit(ctx: Context, cmd: Command, change_id: int) -> Reply:
         moved = before != (change.planned_start, change.planned_end, sorted(services))
         work.audit("change.edited", number(change), via=cmd.via, fields=sorted(values), replanned=moved)
         line = f"✏️ {cmd.actor.name} edited {', '.join(sorted(values))}"
+        # A plan approved for other dates or services is a different plan, and nobody's approval counts
+        # for a change they now request or implement: ask again.
+        withdrawn = [v for v in votes(work.session, change) if v.decision == "approve"
+                     and (moved or v.person_id in (change.requester, change.implementer))]
+        for v in withdrawn:
+            v.withdrawn_at = work.now
         if moved:
-            # A plan approved for other dates or services is a different plan: ask again.
-            withdrawn = [v for v in votes(work.session, change) if v.decision == "approve"]
-            for v in withdrawn:
-                v.withdrawn_at = work.now
             change.override = None
-            if change.state == "scheduled":
-                _to(work, change, "awaiting-approval")
-            if withdrawn or change.approvals_needed:
-                line += " — approvals withdrawn; approval needed again"
-                _ask_approvers(work, change)
+        approvals = sum(1 for v in votes(work.session, change) if v.decision == "approve")
+        reopened = change.state == "scheduled" and (withdrawn or moved or approvals < change.approvals_needed)
+        if reopened:
+            _to(work, change, "awaiting-approval")
+        if withdrawn:
+            line += " — approvals withdrawn"
+        if (withdrawn or reopened) and approvals < change.approvals_needed:
+            line += "; approval needed again" if withdrawn else " — approval needed"
+            _ask_approvers(work, change)
+        if moved:
             _announce(work, change)  # a service added gets its own announcement
         _settle(work, change, line)
         if moved:
@@ -786,7 +803,7 @@ def _prompts(ctx: Context, change: Change) -> list[tuple[str, datetime]]:
     """The reminders and prompts this change's state calls for, keyed by what they are about."""
     policy = ctx.config.changes
     start, end = change.planned_start, change.planned_end
-    if change.state == "awaiting-approval":
+    if change.state == "awaiting-approval" and change.approvals_needed:
         # Every few hours from when it began to wait, until its planned start.
         base = f"approval:{change.updated_at.isoformat()}:"
         n = sum(1 for k in change.prompts_sent if k.startswith(base)) + 1
@@ -840,7 +857,10 @@ def _remind(work: Work, change: Change, now: datetime) -> int:
                     message = approval_request(ctx, work.session, change)
                     message.title = f"Reminder: {message.title}"
                     work.message_person(pid, message, f"change:{change.id}:{key}:{pid}", number(change))
-        elif kind == "start-reminder" and not (late and now >= change.planned_start):
+        elif kind == "start-reminder":
+            if late and now >= change.planned_start:  # the sweep was down: the start prompt says it all
+                done.append(key)
+                continue
             text = f"{number(change)} {change.title} starts {window_text(change, ctx.config.bot.timezone)}"
             for anchor in change.announcements:
                 work.send(anchor.split(":")[3], "channel", anchor.split(":", 4)[4],

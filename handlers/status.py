@@ -4,9 +4,11 @@ from __future__ import annotations
 from sqlalchemy import func, select
 
 from handlers import outages
+from handlers.change_rules import HOLDING
+from handlers.changes import window_text
 from handlers.config import SERVICE_STATES, Service
 from handlers.core import Button, Command, Context, Field, Refused, Reply, Section, UserError
-from storage.models import ServiceStatus, StatusChange, Subscription
+from storage.models import Change, ChangeService, ServiceStatus, StatusChange, Subscription
 
 STATE_ICON = {
     "operational": "🟢",
@@ -69,6 +71,10 @@ def _one(ctx: Context, cmd: Command, svc: Service) -> Reply:
         subscribers = s.scalar(select(func.count()).select_from(Subscription)
                                .where(Subscription.service_id == svc.id))
         subscribed = s.get(Subscription, (cmd.actor.person_id, svc.id)) is not None
+        upcoming = s.scalars(select(Change).join(ChangeService, ChangeService.change_id == Change.id)
+                             .where(ChangeService.service_id == svc.id, Change.state.in_(HOLDING),
+                                    Change.planned_end > ctx.now())
+                             .order_by(Change.planned_start).limit(5)).all()
     state = row.state if row else "operational"
     owner = cfg.person(svc.owner)
     team = cfg.group(svc.team) if svc.team else None
@@ -86,7 +92,10 @@ def _one(ctx: Context, cmd: Command, svc: Service) -> Reply:
     if history:
         lines = [f"{h.at:%Y-%m-%d %H:%M} {STATE_ICON[h.previous_state]}→{STATE_ICON[h.state]} {h.state}"
                  + (f": {h.message}" if h.message else "") for h in history]
-        sections.append(Section(title="Recent changes", text="\n".join(lines)))
+        sections.append(Section(title="Recent status changes", text="\n".join(lines)))
+    if upcoming:
+        sections.append(Section(title="Next changes", text="\n".join(
+            f"*CHG-{c.id}* {c.title} — {c.state}, {window_text(c, cmd.actor.timezone)}" for c in upcoming)))
     button = (Button("Unsubscribe", f"unsubscribe {svc.id}") if subscribed
               else Button("Subscribe", f"subscribe {svc.id}", "primary"))
     return Reply(title=f"{svc.name}", sections=sections, buttons=[button], tone=STATE_TONE[state])

@@ -212,7 +212,7 @@ def test_console_refuses_a_status_change_to_someone_not_allowed(cli, database_ur
     assert result.returncode == 0, result.stderr
     refusal, status = result.stdout.split("\n\n")[:2]
     assert "Not allowed" in refusal and owner["name"] in refusal
-    assert "queued for" not in result.stdout
+    assert "queued" not in result.stdout
     assert "operational" in service_line(status, payments["name"])
     assert rows(database_url, ServiceStatus) == []
     assert rows(database_url, OutboxMessage) == []
@@ -227,8 +227,8 @@ def test_console_owner_sets_status_and_sees_what_was_queued(cli, database_url):
     result = cli("console", "--as", payments["owner"],
                  "-c", 'service set payments degraded "Card payments are slow"', "-c", "status")
     assert result.returncode == 0, result.stderr
-    queued = [line for line in result.stdout.splitlines() if "queued for" in line]
-    expected = [f"  → queued for {platform.title()} #{channel[platform]}: "
+    queued = [line for line in result.stdout.splitlines() if "→ queued" in line]
+    expected = [f"  → queued a post for {platform.title()} #{channel[platform]}: "
                 for platform in ("slack", "teams") if channel.get(platform)]
     assert len(queued) == len(expected) == 2
     for line, prefix in zip(queued, expected):
