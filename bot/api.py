@@ -1,30 +1,34 @@
 """The JSON API for other systems, under /api/v1: tickets and their history, outages, the service catalogue
-and its availability, the SLA reports, the Prometheus Alertmanager webhook, and the OpenAPI document that
-describes all of them.
+and its availability, the SLA reports, requests for change, the Prometheus Alertmanager webhook, and the
+OpenAPI document that describes all of them. Beside it, without a token, ``GET /changes.ics``: the forward
+schedule of change as an iCalendar feed.
 
 - Every endpoint but the OpenAPI document wants ``Authorization: Bearer $SVCBOT_API_TOKEN`` (compared in
   constant time). Without the variable the API is off and says so (503); a missing or wrong token is 401.
 - Every write runs as the API actor (platform ``api``, person ``api``) inside ``ctx.change(...)``, so the
   audit and outbox rows commit with the change or not at all. The Alertmanager webhook writes through
-  ``handlers.outages.apply_alerts``, which keeps its own transaction with the same actor.
+  ``handlers.outages.apply_alerts``, which keeps its own transaction with the same actor. Changes are the
+  exception: they are requested, started, completed … by people, so those calls name the person (``requester``,
+  ``by``) and run as them (platform ``api``), through the same handlers and rights as chat.
 - ``OPENAPI`` below is the one description of the API: routes are registered from its paths, and request
   bodies and query parameters are checked against its schemas by ``check``.
 - A bad request gets ``{"error": ..., "problems": [...]}`` and changes nothing: 400 (not JSON, a bad query
-  parameter, a malformed Alertmanager payload), 404 (an unknown ticket, outage or service in the path),
-  409 (the request conflicts with what is stored), 422 (JSON that does not fit the schema or names
-  something unknown). Anything unexpected is logged with a reference and answered 500 with it.
+  parameter, a malformed Alertmanager payload), 403 (the person named may not do it), 404 (an unknown
+  ticket, outage, service or change in the path), 409 (the request conflicts with what is stored), 422 (JSON
+  that does not fit the schema or names something unknown). Anything unexpected is logged with a reference and answered 500 with it.
 """
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+import hashlib
 import hmac
 import json
 import logging
 import os
 import re
 import uuid
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any, Callable
 
 from aiohttp import web
@@ -32,11 +36,14 @@ from sqlalchemy import or_, select
 from sqlalchemy.exc import IntegrityError
 
 from handlers import availability as availability_math
-from handlers import breaches, outages, sla, tickets
+from handlers import breaches, change_calendar, changes, outages, sla, tickets
 from handlers.alertmanager import PayloadError, parse_rfc3339, parse_webhook
 from handlers.clocks import DONE_STATES, OPEN_STATES, replay
-from handlers.core import Actor, AlreadyHandled, Command, Context, UserError
-from storage.models import ClockNotice, Outage, ServiceStatus, SlaClock, Ticket, TicketEvent
+from handlers.config import RISKS
+from handlers.core import Actor, AlreadyHandled, Command, Context, FormInvalid, UserError
+from handlers.router import dispatch
+from storage.models import (Change, ChangeService, ChangeVote, ClockNotice, Outage, ServiceStatus, SlaClock, Ticket,
+                            TicketEvent)
 
 log = logging.getLogger("svcbot.api")
 
@@ -48,6 +55,10 @@ OUTAGE_NUMBER = re.compile(r"^OUT-?(\d+)$", re.IGNORECASE)
 AUTO_FINGERPRINT = "#"  # outages posted without an id get "#<uuid>", which no client id can be
 FINGERPRINT_MAX = 128 - 33  # outages.fingerprint holds "<alert fingerprint>:<startsAt isoformat>"
 UTC = timezone.utc
+CHANGES_SHOWN, CHANGES_MAX = 100, 1000  # GET /changes: by default, and at most
+ICS_PATH = "/changes.ics"  # public, like a status page: the forward schedule of change for calendar clients
+ICS_DAYS, ICS_DAYS_MAX = 180, 730  # ahead
+ICS_PAST, ICS_PAST_MAX = 30, 365  # back
 
 
 # ================================================================================== the OpenAPI document
@@ -358,6 +369,118 @@ SCHEMAS: dict[str, dict] = {
         "properties": {"at_risk": {"type": "array", "items": _ref("AtRiskClock"),
                                    "description": "running clocks past their first warning, soonest due first"}},
     },
+    "ChangeCreate": {
+        "type": "object", "additionalProperties": False, "required": ["requester"],
+        "description": "The chat form's fields. A standard change needs only `model` and `start`; a normal or "
+                       "emergency one `title`, `services`, `risk`, `start`, `end` and `backout`. Every faulty field "
+                       "is named in the 422 answer.",
+        "properties": {
+            "requester": {"type": "string", "minLength": 1, "maxLength": 64,
+                          "description": "a person id from app.yaml: the change is requested on their behalf, "
+                                         "and they may not approve it"},
+            "title": {"type": "string", "maxLength": 300},
+            "services": {"type": "array", "items": {"type": "string", "maxLength": 64},
+                         "description": "service ids (or names) from the catalogue"},
+            "type": {"type": "string", "enum": list(changes.KINDS), "default": "normal"},
+            "model": {"type": "string", "maxLength": 64,
+                      "description": "a standard change model from app.yaml; its title, services, risk and plans "
+                                     "come from the model"},
+            "risk": {"type": "string", "enum": list(RISKS)},
+            "impact": {"type": "string", "enum": list(RISKS), "description": "default: the risk"},
+            "start": {"type": "string", "maxLength": 40,
+                      "description": "planned start, ISO 8601 (2026-12-01T20:00:00+01:00); without an offset it is "
+                                     "UTC; not in the past unless the change is an emergency"},
+            "end": {"type": "string", "maxLength": 40,
+                    "description": "planned end, as start; a standard change may leave it out (its model's duration)"},
+            "implementer": {"type": "string", "maxLength": 200,
+                            "description": "a person id or name from app.yaml; default the requester"},
+            "description": {"type": "string", "maxLength": 10000},
+            "implementation": {"type": "string", "maxLength": 10000, "description": "the implementation plan"},
+            "backout": {"type": "string", "maxLength": 10000,
+                        "description": "the back-out plan; required for normal and emergency changes"},
+            "test": {"type": "string", "maxLength": 10000, "description": "the test plan"},
+        },
+    },
+    "Change": {
+        "type": "object",
+        "required": ["id", "number", "source", "title", "type", "model", "risk", "impact", "state", "outcome",
+                     "services", "planned_start", "planned_end", "actual_start", "actual_end", "requester",
+                     "implementer", "approvals_needed", "approvals", "revision", "description", "implementation",
+                     "backout", "test", "created_at", "updated_at"],
+        "properties": {
+            "id": {"type": "string", "pattern": r"^CHG-\d+$"},
+            "number": {"type": "integer"},
+            "source": {"type": "string", "description": "chat, api, or an import's name"},
+            "title": {"type": "string"},
+            "type": {"type": "string", "enum": list(changes.KINDS)},
+            "model": {"type": ["string", "null"], "description": "the standard change model it follows"},
+            "risk": {"type": "string"}, "impact": {"type": "string"},
+            "state": {"type": "string", "enum": list(changes.STATES)},
+            "outcome": {"type": ["string", "null"], "enum": [*changes.OUTCOMES, None],
+                        "description": "once implemented"},
+            "services": {"type": "array", "items": {"type": "string"}},
+            "planned_start": _time("planned start"), "planned_end": _time("planned end"),
+            "actual_start": _time("when the work started", nullable=True),
+            "actual_end": _time("when the work ended", nullable=True),
+            "requester": {"type": ["string", "null"]}, "implementer": {"type": ["string", "null"]},
+            "approvals_needed": {"type": "integer", "description": "approvals its type and risk need"},
+            "approvals": {"type": "array", "items": {"type": "string"},
+                          "description": "the people whose approval currently stands (votes withdrawn when the "
+                                         "plan's dates or services changed are not counted)"},
+            "revision": {"type": "integer",
+                         "description": "rises at every step; the SEQUENCE of its event in /changes.ics"},
+            "description": {"type": "string"}, "implementation": {"type": "string"},
+            "backout": {"type": "string"}, "test": {"type": "string"},
+            "created_at": _time("when it was submitted"),
+            "updated_at": _time("when it entered its current state"),
+        },
+    },
+    "ChangeList": {
+        "type": "object", "required": ["changes"],
+        "properties": {"changes": {"type": "array", "items": _ref("Change"),
+                                   "description": "newest planned start first"}},
+    },
+    "ChangeStep": {
+        "type": "object", "additionalProperties": False, "required": ["by"],
+        "properties": {
+            "by": {"type": "string", "minLength": 1, "maxLength": 64,
+                   "description": "the person id (app.yaml) doing it: the change's requester, its implementer or "
+                                  "a service manager"},
+            "note": {"type": "string", "maxLength": 2000, "description": "added to the change's history"},
+        },
+    },
+    "ChangeComplete": {
+        "type": "object", "additionalProperties": False, "required": ["by"],
+        "properties": {
+            "by": {"type": "string", "minLength": 1, "maxLength": 64,
+                   "description": "the requester, the implementer or a service manager"},
+            "note": {"type": "string", "maxLength": 2000},
+            "outcome": {"type": "string", "enum": ["successful", "with-issues"], "default": "successful",
+                        "description": "with-issues sends the change to review before it closes"},
+        },
+    },
+    "ChangeFail": {
+        "type": "object", "additionalProperties": False, "required": ["by", "note"],
+        "properties": {
+            "by": {"type": "string", "minLength": 1, "maxLength": 64,
+                   "description": "the requester, the implementer or a service manager"},
+            "note": {"type": "string", "minLength": 1, "maxLength": 2000,
+                     "description": "what happened (required)"},
+        },
+    },
+    "SuccessRate": {
+        "type": "object", "required": ["from", "to", "service", "successful", "implemented", "rate"],
+        "properties": {
+            "from": _time("start of the period (included)"), "to": _time("end of the period (excluded)"),
+            "service": {"type": ["string", "null"]},
+            "successful": {"type": "integer", "description": "changes implemented with outcome successful"},
+            "implemented": {"type": "integer",
+                            "description": "changes whose work ended in the period: successful, with issues or "
+                                           "failed"},
+            "rate": {"type": ["number", "null"],
+                     "description": "% of implemented changes that were successful; null when none was implemented"},
+        },
+    },
     "AlertmanagerAlert": {
         "type": "object", "required": ["status", "labels", "startsAt"],
         "properties": {
@@ -405,7 +528,8 @@ RESPONSES = {
     "Unauthorized": {**_error("No bearer token, or the wrong one"),
                      "headers": {"WWW-Authenticate": {"schema": {"type": "string"},
                                                       "description": "Bearer realm=\"svcbot\""}}},
-    "NotFound": _error("No such ticket, outage or service"),
+    "NotFound": _error("No such ticket, outage, service or change"),
+    "Forbidden": _error("The person named may not do this; nothing changed"),
     "Conflict": _error("The request conflicts with what is stored; nothing changed"),
     "Unprocessable": _error("The body does not fit the schema, or names something unknown; nothing changed"),
     "ApiOff": _error("SVCBOT_API_TOKEN is not set on this server: the API is off"),
@@ -426,6 +550,19 @@ PARAMETERS = {
                 "schema": {"type": "string", "maxLength": 64}},
     "By": {"name": "by", "in": "query", "required": False, "description": "group: per assignment group too",
            "schema": {"type": "string", "enum": ["group"]}},
+    "ChangeId": {"name": "id", "in": "path", "required": True, "description": "CHG-N, or just N",
+                 "schema": {"type": "string"}},
+    "ChangeState": {"name": "state", "in": "query", "required": False, "description": "only changes in this state",
+                    "schema": {"type": "string", "enum": list(changes.STATES)}},
+    "From": {"name": "from", "in": "query", "required": False,
+             "schema": {"type": "string", "format": "date-time"},
+             "description": "changes: those whose planned window ends after this; success-rate: the period's start "
+                            "(default 90 days ago)"},
+    "To": {"name": "to", "in": "query", "required": False, "schema": {"type": "string", "format": "date-time"},
+           "description": "changes: those whose planned window starts before this; success-rate: the period's end "
+                          "(default now)"},
+    "Limit": {"name": "limit", "in": "query", "required": False, "description": "at most this many",
+              "schema": {"type": "integer", "minimum": 1, "maximum": CHANGES_MAX, "default": CHANGES_SHOWN}},
 }
 
 
@@ -459,18 +596,32 @@ def _operation(op_id: str, summary: str, ok: dict, *, errors=(), params=(), body
 
 _WRITE_ERRORS = (("400", "BadRequest"), ("422", "Unprocessable"))
 
+
+def _step_operation(verb: str, summary: str, body: str, more: str = "") -> dict:
+    return _operation(
+        f"changes_{verb}", summary, {"200": _json(_ref("Change"), "Done: the change as it is now")},
+        errors=(*_WRITE_ERRORS, ("403", "Forbidden"), ("404", "NotFound"), ("409", "Conflict")),
+        params=("ChangeId",), body=body,
+        description=f"Runs `change {verb} CHG-N [note]` as the person in `by`, with the rights and checks it has "
+                    f"in chat, and adds the step to the change's announcements. {more + ' ' if more else ''}403 "
+                    "when that person may not; 409 when the change's state does not allow it. Approving and "
+                    "rejecting are not offered here: approvers decide in Slack or Teams.")
+
 OPENAPI: dict[str, Any] = {
     "openapi": "3.1.0",
     "info": {
         "title": "svcbot API", "version": "1.0.0",
-        "description": "Tickets and their history, outages, services and availability, SLA reports and the "
-                       "Prometheus Alertmanager webhook. Times are RFC 3339 with an offset; answers are in UTC. "
+        "description": "Tickets and their history, outages, services and availability, SLA reports, requests for "
+                       "change and the Prometheus Alertmanager webhook. Times are RFC 3339 with an offset; answers "
+                       "are in UTC. The forward schedule of change is also served, without a token, as an "
+                       "iCalendar feed at `/changes.ics?days=180&past=30` (days ahead up to 730, days back up to "
+                       "365). "
                        "Every endpoint but this document wants `Authorization: Bearer $SVCBOT_API_TOKEN`. A bad "
                        "request gets `{\"error\", \"problems\"}` and changes nothing.",
     },
     "jsonSchemaDialect": "https://spec.openapis.org/oas/3.1/dialect/base",
     "security": [{"bearerAuth": []}],
-    "tags": [{"name": n} for n in ("openapi", "tickets", "services", "outages", "sla", "alertmanager")],
+    "tags": [{"name": n} for n in ("openapi", "tickets", "services", "outages", "sla", "changes", "alertmanager")],
     "paths": {
         f"{PREFIX}/openapi.json": {"get": _operation(
             "openapi_document", "This document", {"200": _json({"type": "object"}, "The OpenAPI 3.1 document")},
@@ -522,6 +673,40 @@ OPENAPI: dict[str, Any] = {
             "sla_at_risk", "Running clocks past their first warning",
             {"200": _json(_ref("AtRisk"), "What `sla at-risk` shows, every one")},
             errors=(("400", "BadRequest"),))},
+        f"{PREFIX}/changes": {
+            "get": _operation(
+                "changes_list", "Requests for change, newest planned start first",
+                {"200": _json(_ref("ChangeList"), "The changes that match")},
+                errors=(("400", "BadRequest"),), params=("ChangeState", "Service", "From", "To", "Limit")),
+            "post": _operation(
+                "changes_create", "Submit a request for change on a person's behalf",
+                {"201": {**_json(_ref("Change"), "Submitted: announced, and its approvers asked (in chat)"),
+                         "headers": {"Location": {"schema": {"type": "string"}}}}},
+                errors=_WRITE_ERRORS, body="ChangeCreate",
+                description="The same checks as the chat form: approvals needed by type and risk, conflicts with "
+                            "other changes on the same services, freezes and maintenance windows (a change they "
+                            "block waits for a service manager's override in chat). Approvals are not offered "
+                            "through the API: the CAB (or ECAB) approves or rejects in Slack or Teams, where the "
+                            "change is announced. A standard change from a model, or one whose risk needs no "
+                            "approval, is scheduled at once.")},
+        f"{PREFIX}/changes/success-rate": {"get": _operation(
+            "changes_success_rate", "The change success rate over a period",
+            {"200": _json(_ref("SuccessRate"), "successful ÷ implemented changes whose work ended in the period")},
+            errors=(("400", "BadRequest"),), params=("From", "To", "Service"))},
+        f"{PREFIX}/changes/{{id}}": {"get": _operation(
+            "changes_get", "A request for change", {"200": _json(_ref("Change"), "The change")},
+            errors=(("404", "NotFound"),), params=("ChangeId",))},
+        f"{PREFIX}/changes/{{id}}/start": {"post": _step_operation(
+            "start", "Start the work of a scheduled change", "ChangeStep")},
+        f"{PREFIX}/changes/{{id}}/complete": {"post": _step_operation(
+            "complete", "Complete a change in progress", "ChangeComplete",
+            "A successful normal or standard change closes; an emergency change, or one with issues, goes to "
+            "review.")},
+        f"{PREFIX}/changes/{{id}}/fail": {"post": _step_operation(
+            "fail", "Record that a change in progress failed and was backed out", "ChangeFail",
+            "The change goes to review.")},
+        f"{PREFIX}/changes/{{id}}/cancel": {"post": _step_operation(
+            "cancel", "Cancel a change awaiting approval or scheduled", "ChangeStep")},
         f"{PREFIX}/alertmanager": {"post": _operation(
             "alertmanager_webhook", "Prometheus Alertmanager webhook (payload version 4)",
             {"200": _json(_ref("AlertmanagerResult"), "Applied: firing alerts open outages of the service "
@@ -712,10 +897,16 @@ def _query(request: web.Request, op_id: str, ctx: Context | None = None) -> dict
         if len(given) > 1:
             problems.append(f"{name}: given {len(given)} times")
             continue
-        found = check(documented[name]["schema"], given[0], name)
+        value: Any = given[0]
+        if resolve(documented[name]["schema"]).get("type") == "integer":  # a query string is text
+            if not re.fullmatch(r"-?\d{1,9}", value):
+                problems.append(f"{name}: expected a whole number, got {_show(value)}")
+                continue
+            value = int(value)
+        found = check(documented[name]["schema"], value, name)
         problems += found
         if not found:
-            values[name] = given[0]
+            values[name] = value
     if "period" in documented:
         try:
             values["period"] = sla.parse_period(values.get("period"), ctx.now(), ctx.config.bot.timezone)
@@ -761,6 +952,26 @@ def _group(ctx: Context, key: str, field: str, kind: str) -> list[str]:
     known = ", ".join(g.id for g in ctx.config.groups if g.kind == kind)
     what = "internal team" if kind == "internal" else "supplier"
     return [f"{field}: there is no {what} '{key}'; {what}s: {known}"]
+
+
+def _ics_window(request: web.Request) -> tuple[int, int]:
+    """?days= (ahead) and ?past= (back) of /changes.ics, whole days within their limits; 400 otherwise."""
+    limits = {"days": (ICS_DAYS, ICS_DAYS_MAX), "past": (ICS_PAST, ICS_PAST_MAX)}
+    problems, values = [], {}
+    for name in dict.fromkeys(request.query.keys()):
+        given = request.query.getall(name)
+        if name not in limits:
+            problems.append(f"{name}: unknown parameter; parameters: days, past")
+        elif len(given) > 1:
+            problems.append(f"{name}: given {len(given)} times")
+        elif not re.fullmatch(r"\d{1,4}", given[0]) or int(given[0]) > limits[name][1]:
+            problems.append(f"{name}: expected a whole number of days from 0 to {limits[name][1]}, "
+                            f"got {_show(given[0])}")
+        else:
+            values[name] = int(given[0])
+    if problems:
+        raise ApiError(400, "Bad query parameters", problems)
+    return values.get("days", ICS_DAYS), values.get("past", ICS_PAST)
 
 
 # ================================================================================== views
@@ -844,6 +1055,49 @@ def _find_outage(session, key: str) -> Outage:
         raise ApiError(404, f"There is no outage '{key}'", [f"id: no outage '{key}'; say OUT-N or the id it was "
                                                              "posted with"])
     return outage
+
+
+def change_view(change: Change, services: list[str], approvals: list[str]) -> dict:
+    return {
+        "id": changes.number(change), "number": change.id, "source": change.source, "title": change.title,
+        "type": change.kind, "model": change.model, "risk": change.risk, "impact": change.impact,
+        "state": change.state, "outcome": change.outcome, "services": services,
+        "planned_start": _iso(change.planned_start), "planned_end": _iso(change.planned_end),
+        "actual_start": _iso(change.actual_start), "actual_end": _iso(change.actual_end),
+        "requester": change.requester, "implementer": change.implementer,
+        "approvals_needed": change.approvals_needed, "approvals": approvals, "revision": change.revision,
+        "description": change.description or "", "implementation": change.implementation_plan or "",
+        "backout": change.backout_plan or "", "test": change.test_plan or "",
+        "created_at": _iso(change.created_at), "updated_at": _iso(change.updated_at),
+    }
+
+
+def change_views(session, rows: list[Change]) -> list[dict]:
+    """Views of many changes: their services and standing approvals in two queries per 500 changes."""
+    services: dict[int, list[str]] = {}
+    approvals: dict[int, list[str]] = {}
+    ids = [c.id for c in rows]
+    for i in range(0, len(ids), 500):
+        chunk = ids[i:i + 500]
+        for change_id, service_id in session.execute(
+                select(ChangeService.change_id, ChangeService.service_id).where(ChangeService.change_id.in_(chunk))
+                .order_by(ChangeService.change_id, ChangeService.service_id)):
+            services.setdefault(change_id, []).append(service_id)
+        for change_id, person_id in session.execute(
+                select(ChangeVote.change_id, ChangeVote.person_id).where(
+                    ChangeVote.change_id.in_(chunk), ChangeVote.withdrawn_at.is_(None),
+                    ChangeVote.decision == "approve").order_by(ChangeVote.id)):
+            approvals.setdefault(change_id, []).append(person_id)
+    return [change_view(c, services.get(c.id, []), approvals.get(c.id, [])) for c in rows]
+
+
+def _find_change(session, key: str) -> Change:
+    m = re.fullmatch(r"(?:CHG-?)?(\d{1,9})", key, re.IGNORECASE)
+    change = session.get(Change, int(m[1])) if m else None
+    if change is None:
+        raise ApiError(404, f"There is no change '{key}'",
+                       [f"id: no change '{key}'" + ("" if m else "; say CHG-N or N")])
+    return change
 
 
 # ================================================================================== the endpoints
@@ -1185,6 +1439,164 @@ class Api:
         rows = await asyncio.to_thread(sla.at_risk_data, self.ctx)
         return web.json_response({"at_risk": [{"ticket": f"INC-{r.ticket_id}", **plain(r)} for r in rows]})
 
+    # ------------------------------------------------------------------ changes
+
+    def _person(self, key: str, field: str):
+        person = self.ctx.config.person(key)
+        if person is None:
+            people = ", ".join(p.id for p in self.ctx.config.people)
+            raise ApiError(422, "The request body is not valid",
+                           [f"{field}: there is no person '{key}' in app.yaml; people: {people}"])
+        return person
+
+    def _actor(self, person) -> Actor:
+        """The API acts on a person's behalf: their rights, the API's platform, times without a zone in UTC."""
+        return Actor(person_id=person.id, name=person.name, platform="api", roles=self.ctx.roles_of(person.id),
+                     timezone="UTC")
+
+    def _change(self, change_id: int) -> dict:
+        with self.ctx.sessions() as s:
+            return change_views(s, [_find_change(s, str(change_id))])[0]
+
+    async def changes_create(self, request: web.Request) -> web.Response:
+        body = await _body(request, "ChangeCreate")
+        person = self._person(body["requester"], "requester")
+        view = await asyncio.to_thread(self._create_change, person, body)
+        return web.json_response(view, status=201, headers={"Location": f"{PREFIX}/changes/{view['id']}"})
+
+    def _create_change(self, person, body: dict) -> dict:
+        values = {k: v for k, v in body.items() if k in changes.FIELDS}
+        cmd = Command(self._actor(person), f"api: change new for {person.id}", via="api")
+        try:
+            change_id, _ = changes.create(self.ctx, cmd, values, source="api")
+        except FormInvalid as exc:
+            raise ApiError(422, "The request for change is not valid",
+                           [f"{name}: {problem}" for name, problem in exc.errors.items()]) from None
+        except UserError as exc:
+            raise ApiError(422, "The request for change is not valid", [exc.message]) from None
+        return self._change(change_id)
+
+    async def changes_list(self, request: web.Request) -> web.Response:
+        query = _query(request, "changes_list", self.ctx)
+        start, end = (parse_rfc3339(query[k]) if k in query else None for k in ("from", "to"))
+        if start and end and end <= start:
+            raise ApiError(400, "Bad query parameters", [f"to: {_iso(end)} is not after from {_iso(start)}"])
+
+        def read():
+            q = select(Change).order_by(Change.planned_start.desc(), Change.id.desc())
+            if "state" in query:
+                q = q.where(Change.state == query["state"])
+            if "service" in query:
+                q = q.where(Change.id.in_(select(ChangeService.change_id)
+                                          .where(ChangeService.service_id == query["service"].id)))
+            if start:
+                q = q.where(Change.planned_end > start)
+            if end:
+                q = q.where(Change.planned_start < end)
+            with self.ctx.sessions() as s:
+                return {"changes": change_views(s, s.scalars(q.limit(query.get("limit", CHANGES_SHOWN))).all())}
+        return web.json_response(await asyncio.to_thread(read))
+
+    async def changes_get(self, request: web.Request) -> web.Response:
+        key = request.match_info["id"]
+
+        def read():
+            with self.ctx.sessions() as s:
+                return change_views(s, [_find_change(s, key)])[0]
+        return web.json_response(await asyncio.to_thread(read))
+
+    async def changes_success_rate(self, request: web.Request) -> web.Response:
+        query = _query(request, "changes_success_rate", self.ctx)
+        now = self.ctx.now()
+        end = parse_rfc3339(query["to"]) if "to" in query else now
+        start = parse_rfc3339(query["from"]) if "from" in query else end - timedelta(days=change_calendar.RATE_DAYS)
+        if end <= start:
+            raise ApiError(400, "Bad query parameters", [f"to: {_iso(end)} is not after from {_iso(start)}"])
+        service = query.get("service")
+
+        def read():
+            with self.ctx.sessions() as s:
+                return change_calendar.success_rate(s, start, end, service.id if service else None)
+        rate = await asyncio.to_thread(read)
+        return web.json_response({"from": _iso(start), "to": _iso(end), "service": service.id if service else None,
+                                  "successful": rate.successful, "implemented": rate.implemented,
+                                  "rate": None if rate.ratio is None else 100 * rate.ratio})
+
+    async def changes_start(self, request: web.Request) -> web.Response:
+        return await self._step(request, "start", "ChangeStep")
+
+    async def changes_complete(self, request: web.Request) -> web.Response:
+        return await self._step(request, "complete", "ChangeComplete")
+
+    async def changes_fail(self, request: web.Request) -> web.Response:
+        return await self._step(request, "fail", "ChangeFail")
+
+    async def changes_cancel(self, request: web.Request) -> web.Response:
+        return await self._step(request, "cancel", "ChangeStep")
+
+    async def _step(self, request: web.Request, verb: str, schema: str) -> web.Response:
+        """One step of a change's life, as its chat command run by the person in `by`: the same grammar,
+        rights and checks as in Slack or Teams."""
+        key = request.match_info["id"]
+        body = await _body(request, schema)
+        person = self._person(body["by"], "by")
+        note = " ".join(body.get("note", "").split())
+        if verb == "fail" and not note:
+            raise ApiError(422, "The request body is not valid", ["note: say what happened"])
+        if verb == "complete" and note.lower() in ("issues", "with-issues"):  # chat would read it as the outcome
+            raise ApiError(422, "The request body is not valid",
+                           [f"note: '{note}' alone would be read as the outcome; give it as outcome, or say more"])
+
+        def run() -> tuple[str, Any]:
+            with self.ctx.sessions() as s:
+                change_id = _find_change(s, key).id
+            # The note travels as one quoted word: chat's grammar groups words with double quotes.
+            words = [f"CHG-{change_id}"] + (["with-issues"] if body.get("outcome") == "with-issues" else [])
+            if note:
+                words.append('"' + note.replace('"', "'").replace("“", "'").replace("”", "'") + '"')
+            reply, outcome = dispatch(self.ctx, Command(self._actor(person), f"change {verb} " + " ".join(words),
+                                                        via="api"))
+            return outcome, self._change(change_id) if outcome == "ok" else reply
+        outcome, answer = await asyncio.to_thread(run)
+        if outcome == "ok":
+            return web.json_response(answer)
+        if outcome == "refused":
+            raise ApiError(403, answer.text, [f"by: {answer.text}"])
+        if outcome == "user_error":
+            raise ApiError(409, answer.text, [f"state: {answer.text}"])
+        ref = answer.text.rsplit(" ", 1)[-1]  # dispatch logged it with this reference
+        return web.json_response({"error": f"Something went wrong. Reference: {ref}", "problems": [],
+                                  "reference": ref}, status=500)
+
+    async def changes_ics(self, request: web.Request) -> web.StreamResponse:
+        """GET /changes.ics: public, streamed; the store is read (two queries) before the first byte is sent."""
+        try:
+            days, past = _ics_window(request)
+        except ApiError as exc:
+            return exc.response()
+        now, cfg = self.ctx.now(), self.ctx.config
+
+        def read():
+            with self.ctx.sessions() as s:
+                return change_calendar.ics_rows(s, now - timedelta(days=past), now + timedelta(days=days))
+        rows = await asyncio.to_thread(read)
+        # Calendar clients poll: when no event changed, say so instead of writing every event again.
+        digest = hashlib.sha256(repr([(c.id, c.revision, c.updated_at, c.state, tuple(sv)) for c, sv in rows])
+                                .encode()).hexdigest()[:32]
+        etag = f'"{digest}"'
+        if etag in request.headers.get("If-None-Match", ""):
+            return web.Response(status=304, headers={"ETag": etag})
+        response = web.StreamResponse(headers={"Content-Disposition": 'inline; filename="changes.ics"',
+                                               "Cache-Control": "no-cache", "ETag": etag})
+        response.content_type = "text/calendar"
+        response.charset = "utf-8"
+        await response.prepare(request)
+        pieces = change_calendar.ics_chunks(cfg, rows)
+        while (piece := await asyncio.to_thread(next, pieces, None)) is not None:
+            await response.write(piece)
+        await response.write_eof()
+        return response
+
     # ------------------------------------------------------------------ Alertmanager
 
     async def alertmanager_webhook(self, request: web.Request) -> web.Response:
@@ -1217,5 +1629,6 @@ def register(app: web.Application, runtime) -> None:
     for path, ops in OPENAPI["paths"].items():
         for method, op in ops.items():
             app.router.add_route(method.upper(), path, getattr(api, op["operationId"]))
+    app.router.add_get(ICS_PATH, api.changes_ics)
     if api.token is None:
         log.warning("SVCBOT_API_TOKEN is not set: the JSON API under %s answers 503", PREFIX)

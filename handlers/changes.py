@@ -279,7 +279,8 @@ def plan_from(ctx: Context, actor: Actor, values: dict, now: datetime, base: Cha
             out[f] = v[f].lower()
     if "risk" not in out and not base:
         errors.setdefault("risk", "required: low, medium or high")
-    out.setdefault("impact", out.get("risk", base.impact if base else "medium"))
+    if not base:
+        out.setdefault("impact", out.get("risk", "medium"))
     for f, col in (("description", "description"), ("implementation", "implementation_plan"),
                    ("backout", "backout_plan"), ("test", "test_plan")):
         if f in v:
@@ -589,7 +590,7 @@ def edit(ctx: Context, cmd: Command, change_id: int) -> Reply:
 def _to(work: Work, change: Change, state: str) -> None:
     work.audit("change.state", number(change), was=change.state, state=state)
     change.state = state
-    change.updated_at = work.now
+    change.state_since = change.updated_at = work.now
 
 
 # ---- announcements and messages -----------------------------------------------------------------------
@@ -634,6 +635,7 @@ def _announce(work: Work, change: Change) -> None:
 def _publish(work: Work, change: Change, line: str | None) -> None:
     """A step happened: edit every announcement in place and add the step to its thread."""
     change.revision += 1
+    change.updated_at = work.now
     change.due_at = next_due(work.ctx, change)
     message = announcement(work.ctx, work.session, change)
     for key in change.announcements:
@@ -696,7 +698,9 @@ def window_text(change: Change, zone: str) -> str:
     z = ZoneInfo(zone)
     start, end = change.planned_start.astimezone(z), change.planned_end.astimezone(z)
     end_fmt = "%H:%M %Z" if end.date() == start.date() else "%a %d %b %H:%M %Z"
-    return f"{start:%a %d %b %Y %H:%M} – {end:{end_fmt}}"
+    # Across a clock change the two ends are in different offsets: name both.
+    start_fmt = "%a %d %b %Y %H:%M" + (" %Z" if start.tzname() != end.tzname() else "")
+    return f"{start:{start_fmt}} – {end:{end_fmt}}"
 
 
 def _name(ctx: Context, person_id: str | None) -> str:
@@ -805,9 +809,10 @@ def _prompts(ctx: Context, change: Change) -> list[tuple[str, datetime]]:
     start, end = change.planned_start, change.planned_end
     if change.state == "awaiting-approval" and change.approvals_needed:
         # Every few hours from when it began to wait, until its planned start.
-        base = f"approval:{change.updated_at.isoformat()}:"
+        since = change.state_since or change.updated_at
+        base = f"approval:{since.isoformat()}:"
         n = sum(1 for k in change.prompts_sent if k.startswith(base)) + 1
-        at = change.updated_at + n * timedelta(hours=policy.approval_reminder_hours)
+        at = since + n * timedelta(hours=policy.approval_reminder_hours)
         return [(f"{base}{n}", at)] if at < start else []
     if change.state == "scheduled":
         return [(f"start-reminder:{start.isoformat()}", start - timedelta(minutes=policy.reminder_minutes)),

@@ -252,7 +252,7 @@ class Change(Base):
 
     __tablename__ = "changes"
     __table_args__ = (UniqueConstraint("source", "external_id"), Index("ix_changes_window", "planned_start"),
-                      Index("ix_changes_state", "state", "planned_start"))
+                      Index("ix_changes_state", "state", "planned_start"), Index("ix_changes_done", "actual_end"))
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     source: Mapped[str] = mapped_column(String(32))  # chat | api | rabobank …
     external_id: Mapped[str | None] = mapped_column(String(128))
@@ -286,6 +286,7 @@ class Change(Base):
     revision: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
+    state_since: Mapped[datetime | None]  # when it entered its state; approval reminders count from here
     closed_at: Mapped[datetime | None]
 
 

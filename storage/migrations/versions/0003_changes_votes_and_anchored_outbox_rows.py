@@ -43,6 +43,7 @@ def upgrade() -> None:
     sa.Column('revision', sa.Integer(), nullable=False),
     sa.Column('created_at', sa.DateTime(), nullable=False),
     sa.Column('updated_at', sa.DateTime(), nullable=False),
+    sa.Column('state_since', sa.DateTime(), nullable=True),
     sa.Column('closed_at', sa.DateTime(), nullable=True),
     sa.PrimaryKeyConstraint('id'),
     sa.UniqueConstraint('source', 'external_id')
@@ -51,6 +52,7 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_changes_due_at'), ['due_at'], unique=False)
         batch_op.create_index('ix_changes_state', ['state', 'planned_start'], unique=False)
         batch_op.create_index('ix_changes_window', ['planned_start'], unique=False)
+        batch_op.create_index('ix_changes_done', ['actual_end'], unique=False)
 
     op.create_table('change_services',
     sa.Column('change_id', sa.Integer(), nullable=False),
@@ -102,6 +104,7 @@ def downgrade() -> None:
     op.drop_table('change_services')
     with op.batch_alter_table('changes', schema=None) as batch_op:
         batch_op.drop_index('ix_changes_window')
+        batch_op.drop_index('ix_changes_done')
         batch_op.drop_index('ix_changes_state')
         batch_op.drop_index(batch_op.f('ix_changes_due_at'))
 
