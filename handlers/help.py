@@ -37,18 +37,17 @@ TOPICS = {
         ("sla ack 12", "acknowledge a warning or breach notice"),
     ]),
     "change": ("Changes: request, approve, run", [
-        ("change new", "a request for change: a form in Slack and Teams"),
         ('change new title="Patch the VPN gateways" services=vpn type=normal risk=medium '
-         'start="tomorrow 22:00" end="tomorrow 23:00" backout="Fail back to the standby"', "the same in one line"),
+         'start="tomorrow 22:00" end="tomorrow 23:00" backout="Fail back to the standby"',
+         "a request for change in one line; in Slack and Teams, change new alone opens a form"),
         ('change new model=restart-wms-workers start="tomorrow 02:00"', "a pre-approved standard change"),
-        ("change list", "open changes; `change list mine`, `change list all`"),
+        ("change list", "open changes; also change list mine, change list all"),
         ("change calendar 14", "the forward schedule of change for the next 14 days"),
         ("change approve CHG-12 Rehearsed on staging", "approve (CAB; ECAB for emergency changes)"),
         ("change reject CHG-12 Clashes with the month-end close", "one rejection rejects"),
         ("change override CHG-12 Agreed with the business owner", "service managers: accept a freeze, "
          "conflict or maintenance-window breach"),
-        ("change start CHG-12", "then `change complete CHG-12`, `complete CHG-12 with-issues …` or "
-         "`fail CHG-12 Rolled back: …`"),
+        ("change start CHG-12", "then change complete, complete … with-issues, or fail CHG-12 with a note"),
     ]),
 }
 TOPICS["unsubscribe"] = TOPICS["subscribe"]

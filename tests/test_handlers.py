@@ -140,7 +140,7 @@ def test_status_of_one_service_shows_owner_team_suppliers_and_history(ctx, clock
     assert f["Suppliers"] == ", ".join(cfg.group(g).name for g in svc.suppliers)
     assert f["Tier"] == str(svc.tier)
     assert f["Subscribers"] == "0"
-    history = next(s for s in reply.sections if s.title == "Recent changes").text.splitlines()
+    history = next(s for s in reply.sections if s.title == "Recent status changes").text.splitlines()
     assert len(history) == 2
     assert history[0].startswith(clock().strftime("%Y-%m-%d %H:%M")) and history[0].endswith("operational: Fixed")
     assert history[1].startswith(T0.strftime("%Y-%m-%d %H:%M")) and history[1].endswith("degraded: Slow card payments")
@@ -152,7 +152,7 @@ def test_status_of_one_service_without_history_or_suppliers(ctx):
     assert outcome == "ok"
     f = fields(reply)
     assert f["Since"] == "—" and f["Suppliers"] == "—"
-    assert not any(s.title == "Recent changes" for s in reply.sections)
+    assert not any(s.title == "Recent status changes" for s in reply.sections)
     assert reply.sections[0].text == ctx.config.service("email").description
 
 
@@ -538,8 +538,8 @@ def test_help_lists_every_topic_with_working_examples(ctx, text):
     for example in examples:
         assert example.startswith("/svc ")
         words = example[len("/svc "):]
-        # Examples that name a ticket or notice (INC-12, notice 12) need one to exist; the rest must run.
-        expected = ("ok", "user_error") if " 12" in words or "INC-12" in words else ("ok",)
+        # Examples that name a ticket, change or notice (INC-12, CHG-12, 12) need one to exist; the rest must run.
+        expected = ("ok", "user_error") if " 12" in words or "-12" in words else ("ok",)
         assert run(ctx, actor, words)[1] in expected, example
 
 
