@@ -20,7 +20,7 @@ heavier forward schedule than Rabobank's ever was on one day.
     a raw SELECT of the same columns and services; also the time until its first piece (what
     ``GET /changes.ics`` streams first) and the statements each sends.
 
-Ratios are printed, never asserted. Run: `/tmp/v/bin/python bench/changes_at_scale.py [--probes N]`.
+Ratios are printed, never asserted. Run: `.venv/bin/python bench/changes_at_scale.py [--probes N]`.
 """
 from __future__ import annotations
 

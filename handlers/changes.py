@@ -34,7 +34,7 @@ log = logging.getLogger("svcbot.changes")
 KINDS = ("standard", "normal", "emergency")
 STATES = ("new", "awaiting-approval", "scheduled", "in-progress", "review", "closed", "rejected", "cancelled")
 OUTCOMES = ("successful", "with-issues", "failed")
-# state → the states a person may move it to, and the word for it
+# verb → (the states it may be given in, the state it leads to; complete decides for itself)
 MOVES = {
     "start": ({"scheduled"}, "in-progress"),
     "complete": ({"in-progress"}, None),  # closed, or review when it needs one
@@ -75,7 +75,7 @@ def change_cmd(ctx: Context, cmd: Command, args: list[str]) -> Reply:
         with ctx.sessions() as s:
             return show_reply(ctx, s, find(s, rest[0] if rest else "", "change show CHG-12"), cmd.actor)
     if verb == "calendar":
-        from handlers import change_calendar
+        from handlers import change_calendar  # here: change_calendar builds on this module
         return change_calendar.calendar_reply(ctx, cmd, rest)
     if verb == "approve":
         return decide(ctx, cmd, _id(rest, "change approve CHG-12 Looks good"), "approve", " ".join(rest[1:]))
