@@ -10,7 +10,7 @@
     next_check_at <= ?`` on the same file. It counts the tickets the sweep loads and the statements it sends,
     and compares its time at both sizes: a sweep that read every open ticket would grow tenfold.
 
-Ratios are printed, never asserted. Run: `/tmp/v/bin/python bench/import_and_sweep.py [--tickets N] [--due N]
+Ratios are printed, never asserted. Run: `.venv/bin/python bench/import_and_sweep.py [--tickets N] [--due N]
 [--skip-import]`.
 """
 from __future__ import annotations
