@@ -41,7 +41,7 @@ from handlers.alertmanager import PayloadError, parse_rfc3339, parse_webhook
 from handlers.clocks import DONE_STATES, OPEN_STATES, replay
 from handlers.config import RISKS
 from handlers.core import Actor, AlreadyHandled, Command, Context, FormInvalid, UserError
-from handlers.router import dispatch
+from handlers.router import guarded
 from storage.models import (Change, ChangeService, ChangeVote, ClockNotice, Outage, ServiceStatus, SlaClock, Ticket,
                             TicketEvent)
 
@@ -1543,19 +1543,13 @@ class Api:
         note = " ".join(body.get("note", "").split())
         if verb == "fail" and not note:
             raise ApiError(422, "The request body is not valid", ["note: say what happened"])
-        if verb == "complete" and note.lower() in ("issues", "with-issues"):  # chat would read it as the outcome
-            raise ApiError(422, "The request body is not valid",
-                           [f"note: '{note}' alone would be read as the outcome; give it as outcome, or say more"])
 
         def run() -> tuple[str, Any]:
             with self.ctx.sessions() as s:
                 change_id = _find_change(s, key).id
-            # The note travels as one quoted word: chat's grammar groups words with double quotes.
-            words = [f"CHG-{change_id}"] + (["with-issues"] if body.get("outcome") == "with-issues" else [])
-            if note:
-                words.append('"' + note.replace('"', "'").replace("“", "'").replace("”", "'") + '"')
-            reply, outcome = dispatch(self.ctx, Command(self._actor(person), f"change {verb} " + " ".join(words),
-                                                        via="api"))
+            cmd = Command(self._actor(person), f"change {verb} CHG-{change_id}", via="api")
+            reply, outcome, _ = guarded(self.ctx, cmd, lambda: changes.move(
+                self.ctx, cmd, change_id, verb, note, body.get("outcome") == "with-issues"))
             return outcome, self._change(change_id) if outcome == "ok" else reply
         outcome, answer = await asyncio.to_thread(run)
         if outcome == "ok":
@@ -1564,7 +1558,7 @@ class Api:
             raise ApiError(403, answer.text, [f"by: {answer.text}"])
         if outcome == "user_error":
             raise ApiError(409, answer.text, [f"state: {answer.text}"])
-        ref = answer.text.rsplit(" ", 1)[-1]  # dispatch logged it with this reference
+        ref = answer.text.rsplit(" ", 1)[-1]  # guarded logged it with this reference
         return web.json_response({"error": f"Something went wrong. Reference: {ref}", "problems": [],
                                   "reference": ref}, status=500)
 

@@ -116,8 +116,6 @@ class SvcTeamsBot(ActivityHandler):
         await asyncio.to_thread(save_reference, self.runtime, activity)
         if "form" in value:  # Action.Submit of a form card: the inputs' values arrive beside the form's name
             result = await self._submit(activity, value)
-            if result.invalid is not None and result.invalid.form is not None:
-                result.reply = Reply(title=result.reply.text, form=result.invalid.form, tone="error")
         elif "run" in value:  # Action.Submit of one of our buttons
             result = await self._execute(activity, str(value["run"]), via="card")
         else:
@@ -139,11 +137,7 @@ class SvcTeamsBot(ActivityHandler):
         action = (activity.value or {}).get("action") or {}
         data = action.get("data") or {}
         if isinstance(data, dict) and isinstance(data.get("form"), str):
-            result = await self._submit(activity, data)
-            if result.invalid is not None and result.invalid.form is not None:
-                # Show the same form again, with what was typed and a message beside each bad field.
-                return _card_answer(Reply(title=result.reply.text, form=result.invalid.form, tone="error"))
-            return _card_answer(result.reply)
+            return _card_answer((await self._submit(activity, data)).reply)
         if not isinstance(data, dict) or not isinstance(data.get("run"), str):
             return {"statusCode": 400, "type": "application/vnd.microsoft.error",
                     "value": {"code": "BadRequest", "message": "This button carries no command."}}
@@ -157,8 +151,7 @@ class SvcTeamsBot(ActivityHandler):
     async def _execute(self, activity: Activity, text: str, via: str = "text"):
         user = activity.from_property
         return await self.runtime.execute(
-            "teams", user.aad_object_id or user.id, text, name=user.name or "",
-            key=f"teams:{activity.conversation.id}:{activity.id}" if activity.id else None,
+            "teams", user.aad_object_id or user.id, text, name=user.name or "", key=_delivery_key(activity),
             address=user.id, tenant=tenant_of(activity), via=via)
 
     async def _submit(self, activity: Activity, data: dict):
@@ -166,8 +159,11 @@ class SvcTeamsBot(ActivityHandler):
         values = {k: v for k, v in data.items() if k not in ("form", "context")}
         return await self.runtime.submit(
             "teams", user.aad_object_id or user.id, data["form"], values, data.get("context") or {},
-            name=user.name or "", key=f"teams:{activity.conversation.id}:{activity.id}" if activity.id else None,
-            address=user.id, tenant=tenant_of(activity))
+            name=user.name or "", key=_delivery_key(activity), address=user.id, tenant=tenant_of(activity))
+
+
+def _delivery_key(activity: Activity) -> str | None:
+    return f"teams:{activity.conversation.id}:{activity.id}" if activity.id else None
 
 
 def _card_answer(reply: Reply) -> dict:

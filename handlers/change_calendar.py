@@ -122,7 +122,7 @@ def calendar_reply(ctx: Context, cmd: Command, args: list[str]) -> Reply:
         for c in rows:
             # A change already under way is listed today, the day it holds its window now.
             day = max(c.planned_start, now).astimezone(zone).date()
-            names = ", ".join(cfg.service(sid).name if cfg.service(sid) else sid for sid in services.get(c.id, []))
+            names = cfg.service_names(services.get(c.id, []))
             by_day.setdefault(day, []).append(
                 f"{STATE_ICON[c.state]} *CHG-{c.id}* {c.title} — {c.state}, {window_text(c, zone.key)}"
                 + (f" · {names}" if names else ""))
@@ -190,16 +190,12 @@ def _window(c) -> tuple[datetime, datetime | None]:
 
 
 def _description(cfg: AppConfig, c, services: list[str]) -> str:
-    def who(pid):
-        p = cfg.person(pid) if pid else None
-        return p.name if p else (pid or "—")
-
     state = c.state + (f" ({OUTCOME_TEXT.get(c.outcome, c.outcome)})" if c.outcome else "")
     lines = [f"State: {state}",
              f"Type: {c.kind}" + (f" ({c.model})" if c.model else "") + f", {c.risk} risk, {c.impact} impact",
-             "Services: " + ", ".join(cfg.service(s).name if cfg.service(s) else s for s in services),
-             f"Requester: {who(c.requester)}",
-             f"Implementer: {who(c.implementer)}",
+             "Services: " + cfg.service_names(services),
+             f"Requester: {cfg.person_name(c.requester)}",
+             f"Implementer: {cfg.person_name(c.implementer)}",
              f"Planned: {_utc(c.planned_start):%Y-%m-%d %H:%M} – {_utc(c.planned_end):%Y-%m-%d %H:%M} UTC"]
     if c.actual_start or c.actual_end:
         lines.append("Actual: " + " – ".join(f"{_utc(t):%Y-%m-%d %H:%M}" if t else "?"

@@ -68,15 +68,15 @@ import re
 import zipfile
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import datetime, timezone as dt_timezone
+from datetime import datetime
 from pathlib import Path
-from typing import Iterator
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import delete, insert, select, update
 
 from handlers.config import AppConfig
 from handlers.core import Actor, Command, Context, UserError
+from handlers.exports import Skip, batches, csv_member, day_first_time
 from storage.models import Change, ChangeService
 
 SOURCE = "rabobank"
@@ -147,10 +147,6 @@ class Row:
     incidents: int
 
 
-class Skip(Exception):
-    """This row cannot be used; the message is the reason counted in the result."""
-
-
 # ------------------------------------------------------------------------------------------- reading
 
 def _text(path: Path) -> str:
@@ -158,10 +154,7 @@ def _text(path: Path) -> str:
     try:
         if path.suffix.lower() == ".zip":
             with zipfile.ZipFile(path) as archive:
-                members = [m for m in archive.namelist() if m.lower().endswith(".csv") and not m.endswith("/")]
-                if len(members) != 1:
-                    raise UserError(f"{path} holds {len(members)} .csv files; it should hold exactly one.")
-                raw = archive.read(members[0])
+                raw = archive.read(csv_member(archive, path))
         else:
             raw = path.read_bytes()
     except OSError as exc:
@@ -252,22 +245,7 @@ def _int(text: str | None) -> int:
 
 def _time(text: str, zone: ZoneInfo, cache: dict, column: str) -> datetime | None:
     """A day-first local wall time (``27-10-2013 2:00``) in UTC; None when missing."""
-    try:
-        return cache[text]
-    except KeyError:
-        pass
-    if text.strip() in MISSING:
-        return None
-    m = TIMESTAMP.match(text)
-    if not m:
-        raise Skip(f"unreadable {column}")
-    day, month, year, hour, minute, second = (int(g or 0) for g in m.groups())
-    try:
-        local = datetime(year, month, day, hour, minute, second, tzinfo=zone)  # fold=0: see the docstring
-    except ValueError:
-        raise Skip(f"unreadable {column}") from None
-    value = cache[text] = local.astimezone(dt_timezone.utc)
-    return value
+    return day_first_time(text, TIMESTAMP, MISSING, zone, cache, column)
 
 
 def read_service_map(path: str | Path, config: AppConfig) -> dict[str, str]:
@@ -379,11 +357,6 @@ def _ci(ci: tuple) -> str:
 
 # ------------------------------------------------------------------------------------------- writing
 
-def _batches(items: list, size: int) -> Iterator[list]:
-    for i in range(0, len(items), size):
-        yield items[i:i + size]
-
-
 def import_rabobank_changes(ctx: Context, path: str | Path, service_map: str | Path | None = None,
                             timezone: str | None = None, *, batch: int = BATCH,
                             actor: Actor | None = None) -> ImportResult:
@@ -431,7 +404,7 @@ def import_rabobank_changes(ctx: Context, path: str | Path, service_map: str | P
 
     work_items = [(cid, None) for cid in creates] + [(cid, existing[cid]) for cid in updates]
     cmd = Command(actor=actor or IMPORTER, text=f"import rabobank-changes {path.name}")
-    chunks = list(_batches(work_items, batch))
+    chunks = list(batches(work_items, batch))
     for i, chunk in enumerate(chunks):
         with ctx.change(cmd) as work:
             _write(work.session, chunk, wanted)

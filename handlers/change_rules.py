@@ -88,8 +88,7 @@ def issues(session: Session, cfg: AppConfig, change: Change, services: list[str]
     for cid, sid in conflicts(session, services, start, end, exclude=change.id):
         by_change.setdefault(cid, []).append(sid)
     for cid, sids in by_change.items():
-        names = ", ".join((cfg.service(s).name if cfg.service(s) else s) for s in sids)
-        found.append(Issue(f"conflict:CHG-{cid}", f"overlaps CHG-{cid} on {names}"))
+        found.append(Issue(f"conflict:CHG-{cid}", f"overlaps CHG-{cid} on {cfg.service_names(sids)}"))
     return found + freezes(cfg, services, start, end) + outside_windows(cfg, services, start, end)
 
 

@@ -83,7 +83,9 @@ def change_cmd(ctx: Context, cmd: Command, args: list[str]) -> Reply:
         return decide(ctx, cmd, _id(rest, "change reject CHG-12 Clashes with the month-end close"), "reject",
                       " ".join(rest[1:]))
     if verb in MOVES:
-        return move(ctx, cmd, _id(rest, f"change {verb} CHG-12"), verb, rest[1:])
+        change_id, words = _id(rest, f"change {verb} CHG-12"), rest[1:]
+        with_issues = verb == "complete" and bool(words) and words[0].lower() in ("with-issues", "issues")
+        return move(ctx, cmd, change_id, verb, " ".join(words[with_issues:]).strip(), with_issues)
     if verb == "override":
         return override(ctx, cmd, _id(rest, "change override CHG-12 Agreed with the business"), " ".join(rest[1:]))
     if verb == "edit":
@@ -483,11 +485,8 @@ def may_run(ctx: Context, person_id: str, change: Change) -> bool:
     return person_id in (change.requester, change.implementer) or "service_managers" in ctx.roles_of(person_id)
 
 
-def move(ctx: Context, cmd: Command, change_id: int, verb: str, rest: list[str]) -> Reply:
-    note = " ".join(rest).strip()
-    with_issues = False
-    if verb == "complete" and rest and rest[0].lower() in ("with-issues", "issues"):
-        with_issues, note = True, " ".join(rest[1:]).strip()
+def move(ctx: Context, cmd: Command, change_id: int, verb: str, note: str = "", with_issues: bool = False) -> Reply:
+    """start, complete, fail, cancel or review a change, with a note for its history."""
     if verb in ("fail", "review") and not note:
         raise UserError(f"Say what happened: `change {verb}` needs a note.",
                         f"change {verb} CHG-{change_id} " + ("Rolled back: the migration timed out" if verb == "fail"
@@ -641,9 +640,7 @@ def _publish(work: Work, change: Change, line: str | None) -> None:
     for key in change.announcements:
         work.edit(key, message, f"{key}:rev:{change.revision}")
         if line:
-            platform = key.split(":")[3]
-            work.send(platform, "channel", key.split(":", 4)[4], Reply(title=line, private=False),
-                      f"{key}:history:{change.revision}", number(change), anchor_key=key)
+            work.reply_in_thread(key, Reply(title=line, private=False), f"{key}:history:{change.revision}")
 
 
 def _ask_approvers(work: Work, change: Change) -> None:
@@ -679,7 +676,7 @@ def _tell_subscribers(work: Work, change: Change, event: str) -> None:
                                   .distinct()).all()
     text = {"scheduled": "is planned", "start": "has started", "complete": "is complete",
             "fail": "failed and was rolled back", "cancel": "is cancelled"}[event]
-    names = ", ".join(work.ctx.config.service(s).name for s in services if work.ctx.config.service(s))
+    names = work.ctx.config.service_names(services)
     for pid in people:
         zone = _zone_of(work.ctx, pid)
         message = Reply(title=f"{STATE_ICON[change.state]} Change to {names} {text}",
@@ -703,11 +700,6 @@ def window_text(change: Change, zone: str) -> str:
     return f"{start:{start_fmt}} – {end:{end_fmt}}"
 
 
-def _name(ctx: Context, person_id: str | None) -> str:
-    p = ctx.config.person(person_id) if person_id else None
-    return p.name if p else (person_id or "—")
-
-
 def announcement(ctx: Context, session: Session, change: Change, zone: str | None = None) -> Reply:
     """The one message per channel that stands for the change, edited as it moves on."""
     services = services_of(session, change)
@@ -719,12 +711,12 @@ def announcement(ctx: Context, session: Session, change: Change, zone: str | Non
         Field("Type", f"{change.kind}" + (f" ({change.model})" if change.model else "") + f", {change.risk} risk, "
               f"{change.impact} impact"),
         Field("When", window_text(change, zone or ctx.config.bot.timezone)),
-        Field("Services", ", ".join(ctx.config.service(s).name if ctx.config.service(s) else s for s in services)),
-        Field("Requester", _name(ctx, change.requester)),
-        Field("Implementer", _name(ctx, change.implementer)),
+        Field("Services", ctx.config.service_names(services)),
+        Field("Requester", ctx.config.person_name(change.requester)),
+        Field("Implementer", ctx.config.person_name(change.implementer)),
     ]
     if change.approvals_needed or approvals:
-        who = ", ".join(_name(ctx, v.person_id) for v in approvals)
+        who = ", ".join(ctx.config.person_name(v.person_id) for v in approvals)
         fields.append(Field("Approvals", f"{len(approvals)} of {change.approvals_needed}" + (f": {who}" if who else "")))
     sections = [Section(fields=fields)]
     if change.description:
@@ -768,12 +760,12 @@ def show_reply(ctx: Context, session: Session, change: Change, actor: Actor) -> 
     for_votes = votes(session, change)
     if for_votes:
         reply.sections.append(Section(title="Votes", text="\n".join(
-            f"{'👍' if v.decision == 'approve' else '⛔'} {_name(ctx, v.person_id)} ({v.via}, "
+            f"{'👍' if v.decision == 'approve' else '⛔'} {ctx.config.person_name(v.person_id)} ({v.via}, "
             f"{v.at.astimezone(ZoneInfo(zone)):%d %b %H:%M})" + (f": {v.comment}" if v.comment else "")
             for v in for_votes)))
     if change.override:
         o = change.override
-        reply.sections.append(Section(title="Override", text=f"{_name(ctx, o['by'])}: {o['reason']}"))
+        reply.sections.append(Section(title="Override", text=f"{ctx.config.person_name(o['by'])}: {o['reason']}"))
     if change.state == "scheduled" and may_run(ctx, actor.person_id, change):
         reply.buttons = [Button("Start", f"change start {number(change)}", "primary")]
     elif change.state == "in-progress" and may_run(ctx, actor.person_id, change):
@@ -857,10 +849,11 @@ def _remind(work: Work, change: Change, now: datetime) -> int:
         kind = key.split(":")[0]
         late = now - at > timedelta(minutes=30)
         if kind == "approval":
+            voted = {v.person_id for v in votes(work.session, change)}
+            message = approval_request(ctx, work.session, change)
+            message.title = f"Reminder: {message.title}"
             for pid in eligible_approvers(ctx, change):
-                if not any(v.person_id == pid for v in votes(work.session, change)):
-                    message = approval_request(ctx, work.session, change)
-                    message.title = f"Reminder: {message.title}"
+                if pid not in voted:
                     work.message_person(pid, message, f"change:{change.id}:{key}:{pid}", number(change))
         elif kind == "start-reminder":
             if late and now >= change.planned_start:  # the sweep was down: the start prompt says it all
@@ -868,9 +861,8 @@ def _remind(work: Work, change: Change, now: datetime) -> int:
                 continue
             text = f"{number(change)} {change.title} starts {window_text(change, ctx.config.bot.timezone)}"
             for anchor in change.announcements:
-                work.send(anchor.split(":")[3], "channel", anchor.split(":", 4)[4],
-                          Reply(title=f"⏰ Starting in {ctx.config.changes.reminder_minutes} minutes", text=text,
-                                private=False), f"{anchor}:{key}", number(change), anchor_key=anchor)
+                work.reply_in_thread(anchor, Reply(title=f"⏰ Starting in {ctx.config.changes.reminder_minutes} "
+                                                         "minutes", text=text, private=False), f"{anchor}:{key}")
             _prompt(work, change, key, "⏰ Your change starts soon", [])
         elif kind == "start-prompt":
             _prompt(work, change, key, "▶️ Your change is due to start", [

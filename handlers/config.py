@@ -337,6 +337,14 @@ class AppConfig(Strict):
         key = key.lower()
         return next((s for s in self.services if s.id == key or s.name.lower() == key), None)
 
+    def service_names(self, ids) -> str:
+        """Services by name, for people to read; an id app.yaml does not know (an imported one) as itself."""
+        return ", ".join(s.name if (s := self.service(i)) else i for i in ids)
+
+    def person_name(self, person_id: str | None) -> str:
+        p = self.person(person_id) if person_id else None
+        return p.name if p else (person_id or "—")
+
     def person(self, person_id: str) -> Person | None:
         return next((p for p in self.people if p.id == person_id), None)
 

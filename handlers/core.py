@@ -234,6 +234,13 @@ class Work:
             .values(status="superseded").execution_options(synchronize_session=False))
         self.send(anchor.platform, "edit", anchor.target, message, key, anchor.subject, anchor_key=anchor_key)
 
+    def reply_in_thread(self, anchor_key: str, message: Reply, key: str) -> None:
+        """Answer in the thread of the message another outbox row posted, once it is delivered."""
+        anchor = self.session.scalar(select(OutboxMessage).where(OutboxMessage.dedupe_key == anchor_key))
+        if anchor is not None:
+            self.send(anchor.platform, anchor.target_kind, anchor.target, message, key, anchor.subject,
+                      anchor_key=anchor_key)
+
     def post_to_channel(self, channel: str, message: Reply, key: str, subject: str = "") -> list[str]:
         """Post to a logical channel on every platform it is mapped to; returns those platforms."""
         target = self.ctx.config.channels[channel]

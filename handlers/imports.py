@@ -48,9 +48,8 @@ import re
 import zipfile
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import datetime, timezone as dt_timezone
+from datetime import datetime
 from pathlib import Path
-from typing import Iterator
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import insert, select
@@ -58,6 +57,7 @@ from sqlalchemy import insert, select
 from handlers import breaches, tickets
 from handlers.clocks import DONE_STATES, OPEN_STATES
 from handlers.core import Actor, Command, Context, UserError
+from handlers.exports import Skip, batches, csv_member, day_first_time
 from storage.models import Ticket, TicketEvent
 
 SOURCE = "servicenow"
@@ -116,10 +116,6 @@ class Row:
 Event = tuple[datetime, str, str | None]  # (at, kind, value)
 
 
-class Skip(Exception):
-    """This row cannot be used; the message is the reason counted in the result."""
-
-
 # ------------------------------------------------------------------------------------------- reading
 
 def _open_text(path: Path) -> tuple[io.TextIOBase, zipfile.ZipFile | None]:
@@ -127,11 +123,11 @@ def _open_text(path: Path) -> tuple[io.TextIOBase, zipfile.ZipFile | None]:
     try:
         if zipfile.is_zipfile(path):
             archive = zipfile.ZipFile(path)
-            members = [m for m in archive.namelist() if m.lower().endswith(".csv") and not m.endswith("/")]
-            if len(members) != 1:
+            try:
+                raw = archive.open(csv_member(archive, path))
+            except UserError:
                 archive.close()
-                raise UserError(f"{path} holds {len(members)} .csv files; it should hold exactly one.")
-            raw = archive.open(members[0])
+                raise
             return io.TextIOWrapper(raw, encoding="utf-8-sig", newline=""), archive
         return open(path, encoding="utf-8-sig", newline=""), None
     except OSError as exc:
@@ -223,6 +219,11 @@ def _row(values: list[str], col: dict[str, int], zone: ZoneInfo, times: dict) ->
                opened=opened, resolved=resolved, closed=closed, title=" / ".join(parts))
 
 
+def _time(text: str, zone: ZoneInfo, cache: dict, column: str) -> datetime | None:
+    """A day-first local wall time (``29/2/2016 01:16``) in UTC; None for ``?``."""
+    return day_first_time(text, TIMESTAMP, ("", MISSING), zone, cache, column)
+
+
 def _value(text: str) -> str | None:
     text = text.strip()
     return None if text in ("", MISSING) else text[:128]
@@ -233,26 +234,6 @@ def _int(text: str, default: int) -> int:
         return int(text)
     except ValueError:
         return default
-
-
-def _time(text: str, zone: ZoneInfo, cache: dict, column: str) -> datetime | None:
-    """A day-first local wall time (``29/2/2016 01:16``) in UTC; None for ``?``."""
-    try:
-        return cache[text]
-    except KeyError:
-        pass
-    if text.strip() in ("", MISSING):
-        return None
-    m = TIMESTAMP.match(text)
-    if not m:
-        raise Skip(f"unreadable {column}")
-    day, month, year, hour, minute, second = (int(g or 0) for g in m.groups())
-    try:
-        local = datetime(year, month, day, hour, minute, second, tzinfo=zone)
-    except ValueError:
-        raise Skip(f"unreadable {column}") from None
-    value = cache[text] = local.astimezone(dt_timezone.utc)
-    return value
 
 
 # ------------------------------------------------------------------------------------------- history
@@ -344,11 +325,6 @@ def _refresh(ticket: Ticket, events: list[Event]) -> None:
             tickets._apply(ticket, kind, value, at)
 
 
-def _batches(items: list, size: int) -> Iterator[list]:
-    for i in range(0, len(items), size):
-        yield items[i:i + size]
-
-
 def import_servicenow(ctx: Context, path: str | Path, service_id: str, timezone: str | None = None,
                       limit: int | None = None, *, batch: int = BATCH, actor: Actor | None = None) -> ImportResult:
     """Import a ServiceNow incident export (the CSV, or a .zip holding it) into a service.
@@ -370,7 +346,7 @@ def import_servicenow(ctx: Context, path: str | Path, service_id: str, timezone:
     incidents, skipped, rows_read = read_incidents(path, zone, limit)
     result = ImportResult(rows_read=rows_read, rows_skipped=sum(skipped.values()), skip_reasons=dict(skipped))
     cmd = Command(actor=actor or IMPORTER, text=f"import servicenow {path.name} --service {service.id}")
-    for numbers in _batches(list(incidents), batch):
+    for numbers in batches(list(incidents), batch):
         _import_batch(ctx, cmd, service.id, path.name, numbers, incidents, result)
     return result
 

@@ -71,6 +71,9 @@ def guarded(ctx: Context, cmd: Command, run) -> tuple[Reply, str, FormInvalid | 
     except UserError as exc:
         prefix = ctx.config.bot.slash_command + " " if cmd.actor.platform == "slack" else ""
         invalid = exc if isinstance(exc, FormInvalid) else None
+        if invalid is not None and invalid.form is not None:
+            # The same form again, with what was typed and a message beside each wrong field.
+            return Reply(title=exc.message, form=invalid.form, tone="error"), "user_error", invalid
         return error_reply(exc.message, exc.example and prefix + exc.example), "user_error", invalid
     except AlreadyHandled:
         log.info("duplicate delivery %s ignored", cmd.delivery_key)
