@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import replace
 from functools import lru_cache
 
 from jinja2 import Environment, PackageLoader, StrictUndefined
@@ -60,6 +61,14 @@ def slack_modal(form: Form) -> dict:
     """A modal view for views.open; its answers come back as a view_submission."""
     metadata = json.dumps({"form": form.name, "context": form.context})
     return json.loads(_env().get_template("slack/modal.json.j2").render(form=form, metadata=metadata))
+
+
+def slack_notice(reply: Reply) -> dict:
+    """A modal that only shows a reply: what a form's answer becomes when it may not be sent on by
+    direct message (an anonymous answer)."""
+    blocks = slack_message(replace(reply, buttons=[]))["blocks"]
+    return {"type": "modal", "title": {"type": "plain_text", "text": "Thank you"},
+            "close": {"type": "plain_text", "text": "Close"}, "blocks": blocks}
 
 
 def form_values(view: dict) -> dict:

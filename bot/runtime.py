@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import secrets
 import time
 from dataclasses import dataclass
 
@@ -10,11 +12,13 @@ from sqlalchemy.exc import IntegrityError
 
 from bot.metrics import Metrics
 from bot.outbox import Deliverer
+from handlers import surveys
 from handlers.config import AppConfig, load_config
 from handlers.core import Command, Context, FormInvalid, Reply, UserError, Work
 from handlers.people import resolve_actor, sync_people
 from handlers.router import ROUTES, dispatch, split_words, submit_form
 from storage.db import make_engine, session_factory, upgrade
+from storage.models import Setting
 
 log = logging.getLogger("svcbot")
 
@@ -31,7 +35,8 @@ class Runtime:
     def __init__(self, config: AppConfig, database_url: str | None = None):
         self.engine = make_engine(database_url)
         upgrade(self.engine)
-        self.ctx = Context(config=config, sessions=session_factory(self.engine))
+        sessions = session_factory(self.engine)
+        self.ctx = Context(config=config, sessions=sessions, secret=secret_key(sessions))
         sync_people(self.ctx)
         self.metrics = Metrics(self.ctx.sessions)
         self.deliverer = Deliverer(self.ctx, {}, self.metrics)
@@ -43,7 +48,9 @@ class Runtime:
 
     def _run(self, platform: str, user_id: str, name: str, text: str, key: str | None,
              address: str | None, tenant: str | None, via: str, form: tuple | None) -> Outcome:
-        actor = resolve_actor(self.ctx, platform, user_id, name, address, tenant)
+        # An answer to a survey registers nobody: if it is anonymous, no row may say who gave it.
+        register = not surveys.is_answer(text, form[0] if form else None)
+        actor = resolve_actor(self.ctx, platform, user_id, name, address, tenant, register=register)
         cmd = Command(actor=actor, text=text, delivery_key=key, via=via)
         if form is not None:
             reply, outcome, invalid = submit_form(self.ctx, cmd, *form)
@@ -95,3 +102,21 @@ def command_name(text: str) -> str:
         return "invalid"
     first = words[0].lower() if words else "help"
     return first if first in ROUTES else "unknown"
+
+
+def secret_key(sessions) -> bytes:
+    """The key of the hashes svcbot keeps instead of who answered an anonymous survey: SVCBOT_SECRET_KEY,
+    else one made at first start and kept in the store (then the store alone can test a guess)."""
+    if os.environ.get("SVCBOT_SECRET_KEY"):
+        return os.environ["SVCBOT_SECRET_KEY"].encode()
+    for _ in range(2):
+        try:
+            with sessions.begin() as s:
+                row = s.get(Setting, "secret_key")
+                if row is None:
+                    row = Setting(key="secret_key", value=secrets.token_hex(32))
+                    s.add(row)
+                return row.value.encode()
+        except IntegrityError:  # another replica made it first
+            continue
+    raise RuntimeError("could not read or make the secret key")

@@ -4,6 +4,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+from datetime import datetime, timezone
 
 from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -12,7 +13,7 @@ from sqlalchemy import text
 
 from bot import api
 from bot.runtime import Runtime
-from handlers import breaches, changes, outages
+from handlers import breaches, changes, outages, surveys
 from handlers.core import prune_processed
 
 log = logging.getLogger("svcbot")
@@ -64,6 +65,10 @@ def build_app(runtime: Runtime) -> web.Application:
                           id="clocks", max_instances=1, coalesce=True, misfire_grace_time=300)
         scheduler.add_job(_in_thread, "interval", seconds=delivery.sweep_seconds, args=[changes.sweep, runtime.ctx],
                           id="changes", max_instances=1, coalesce=True, misfire_grace_time=300)
+        scheduler.add_job(_in_thread, "interval", seconds=delivery.sweep_seconds, args=[surveys.sweep, runtime.ctx],
+                          id="surveys", max_instances=1, coalesce=True, misfire_grace_time=300)
+        scheduler.add_job(_in_thread, "interval", hours=6, args=[surveys.purge, runtime.ctx], id="purge",
+                          max_instances=1, coalesce=True, next_run_time=datetime.now(timezone.utc))
         scheduler.add_job(_in_thread, "interval", minutes=1, args=[outages.burn_sweep, runtime.ctx], id="burn",
                           max_instances=1, coalesce=True, misfire_grace_time=300)
         scheduler.add_job(_in_thread, "interval", hours=6, args=[prune_processed, runtime.ctx], id="prune",

@@ -95,7 +95,9 @@ class SlackFront:
     async def on_button(self, ack, body, action):
         await ack()
         user = body["user"]["id"]
-        key = f"slack:action:{action.get('action_ts')}:{user}"
+        # The clicker goes into the key only as a keyed hash: the key is stored, and a click may be an
+        # anonymous answer.
+        key = f"slack:action:{action.get('action_ts')}:{self.runtime.ctx.pseudonym('slack', user)[:16]}"
         result = await self.runtime.execute("slack", user, action.get("value", ""),
                                             name=body["user"].get("username", ""), key=key, via="button")
         if result.reply.form and await self._open_form(body.get("trigger_id"), result.reply):
@@ -131,6 +133,9 @@ class SlackFront:
             if errors:
                 await ack(response_action="errors", errors=errors)
                 return
+        if result.reply.anonymous:  # the thanks shows in the modal itself, not in a direct message
+            await ack(response_action="update", view=render.slack_notice(result.reply))
+            return
         await ack()
         if result.outcome != "duplicate":
             await self.runtime.queue_reply("slack", "person", user, result.reply, f"reply:slack:view:{view.get('id')}")

@@ -121,7 +121,9 @@ class SvcTeamsBot(ActivityHandler):
         else:
             text = TurnContext.remove_recipient_mention(activity) or activity.text or ""
             result = await self._execute(activity, text)
-        if result.outcome == "duplicate":
+        if result.outcome == "duplicate" or result.reply.anonymous:
+            # An anonymous answer's thanks would be a stored message to the person: Action.Execute
+            # shows it in the card instead, and an Action.Submit goes without.
             return
         key = f"reply:teams:{activity.conversation.id}:{activity.id}"
         if result.outcome == "refused" and conversation_kind(activity) != "personal":

@@ -141,19 +141,6 @@ class MaintenanceWindow(Strict):
         return _parse_interval(value, wraps=True) if isinstance(value, str) else value
 
 
-class Service(Strict):
-    id: Annotated[str, Field(pattern=ID_PATTERN)]
-    name: str
-    owner: str
-    team: str | None = None
-    tier: Annotated[int, Field(ge=1, le=4)]
-    channel: str | None = None
-    calendar: str
-    suppliers: list[str] = []
-    description: str = ""
-    maintenance: list[MaintenanceWindow] = []  # none: changes may run at any time
-
-
 DURATION = re.compile(
     r"^\s*(?P<n>\d+(?:\.\d+)?)\s*(?P<biz>business\s+)?(?P<unit>min|mins|minutes?|h|hours?|days?)\s*$")
 
@@ -178,6 +165,40 @@ class Duration(Strict):
             return cls(minutes=0, business=True, whole_days=int(n))
         minutes = n * 60 if unit.startswith("h") else n
         return cls(minutes=minutes, business=business)
+
+
+SCALES = ("csat", "nps", "yesno")
+
+
+class TicketSurvey(Strict):
+    """The one-question survey a ticket's requester gets when it is resolved."""
+
+    enabled: bool = True
+    sample_percent: Annotated[float, Field(gt=0, le=100)] = 100
+    delay: Annotated[Duration, Field(validate_default=True)] = "1 hours"  # clock time after the resolution
+    question: str = "How satisfied are you with how {ticket} was handled?"
+
+    @field_validator("delay", mode="before")
+    @classmethod
+    def _delay(cls, value):
+        duration = Duration.parse(value) if isinstance(value, (str, int, float)) else value
+        if isinstance(duration, Duration) and duration.business:
+            raise ValueError("a survey's delay is clock time, like '2 hours'")
+        return duration
+
+
+class Service(Strict):
+    id: Annotated[str, Field(pattern=ID_PATTERN)]
+    name: str
+    owner: str
+    team: str | None = None
+    tier: Annotated[int, Field(ge=1, le=4)]
+    channel: str | None = None
+    calendar: str
+    suppliers: list[str] = []
+    description: str = ""
+    maintenance: list[MaintenanceWindow] = []  # none: changes may run at any time
+    ticket_survey: TicketSurvey | None = None  # none: no survey after its tickets are resolved
 
 
 class Target(Strict):
@@ -298,8 +319,21 @@ class Digest(Strict):
 
 
 class SurveyPolicy(Strict):
+    # Anonymous results stay hidden until this many people have answered.
     min_respondents: Annotated[int, Field(ge=1)] = 5
+    # Answers are deleted this many days after their survey closed; comments may go sooner.
     retention_days: Annotated[int, Field(ge=1)] = 365
+    comment_retention_days: Annotated[int, Field(ge=1)] | None = None
+    # Those who have not answered are reminded this long before a survey closes.
+    reminder_hours: Annotated[float, Field(gt=0)] = 24
+    # An after-ticket answer at or below this (CSAT 1–5) is passed to the service owner.
+    low_score: Annotated[int, Field(ge=1, le=5)] = 2
+
+    @model_validator(mode="after")
+    def _comments_go_first(self):
+        if self.comment_retention_days and self.comment_retention_days > self.retention_days:
+            raise ValueError("comment_retention_days cannot be longer than retention_days")
+        return self
 
 
 class Delivery(Strict):

@@ -5,7 +5,10 @@ record, the outbox rows and the delivery's dedupe key commit together or not at 
 """
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
+import os
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
@@ -137,6 +140,9 @@ class Reply:
     tone: str = "info"  # info | ok | warning | error
     private: bool = True
     form: Form | None = None
+    # It answers an anonymous act: shown in the answer to the request itself, never sent on to an
+    # address that names the person (a direct message), so that no stored row links them to it.
+    anonymous: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -167,6 +173,13 @@ class Context:
     now: Callable[[], datetime] = utcnow
     # Called after a commit that wrote outbox rows, so delivery need not wait for the next sweep.
     on_outbox: Callable[[], None] = lambda: None
+    # The key of every keyed hash svcbot stores in place of a person (see ``pseudonym``).
+    secret: bytes = field(default_factory=lambda: os.urandom(32))
+
+    def pseudonym(self, *parts: object) -> str:
+        """A keyed hash of the parts: equal for equal parts, and no way back to them without the key."""
+        message = "\x1f".join(map(str, parts)).encode()
+        return hmac.new(self.secret, message, hashlib.sha256).hexdigest()[:40]
 
     def roles_of(self, person_id: str) -> frozenset[str]:
         r = self.config.roles
@@ -199,9 +212,10 @@ class Work:
         self.queued = 0
         self.now = ctx.now()
 
-    def audit(self, action: str, subject: str, **detail: Any) -> None:
-        self.session.add(AuditRecord(at=self.now, person_id=self.actor.person_id, platform=self.actor.platform,
-                                     action=action, subject=subject, detail=detail))
+    def audit(self, action: str, subject: str, anonymous: bool = False, **detail: Any) -> None:
+        """Who did what, when and from where; ``anonymous`` leaves out who."""
+        self.session.add(AuditRecord(at=self.now, person_id=None if anonymous else self.actor.person_id,
+                                     platform=self.actor.platform, action=action, subject=subject, detail=detail))
 
     def send(self, platform: str, target_kind: str, target: str, message: Reply, key: str,
              subject: str = "", thread_id: str | None = None, anchor_key: str | None = None) -> None:
@@ -252,13 +266,14 @@ class Work:
                 platforms.append(platform)
         return platforms
 
-    def message_person(self, person_id: str, message: Reply, key: str, subject: str = "") -> int:
-        """A direct message on each platform the person is known on; returns how many were queued."""
+    def message_person(self, person_id: str, message: Reply, key: str, subject: str = "") -> list[str]:
+        """A direct message on each platform the person is known on; returns the outbox keys queued."""
         identities = self.session.scalars(select(Identity).where(Identity.person_id == person_id)).all()
+        keys = []
         for ident in identities:
-            self.send(ident.platform, "person", ident.external_id, message,
-                      f"{key}:{ident.platform}:{ident.external_id}", subject)
-        return len(identities)
+            keys.append(f"{key}:{ident.platform}:{ident.external_id}")
+            self.send(ident.platform, "person", ident.external_id, message, keys[-1], subject)
+        return keys
 
 
 def prune_processed(ctx: Context, older_than: timedelta = timedelta(days=7)) -> int:

@@ -49,6 +49,21 @@ TOPICS = {
          "conflict or maintenance-window breach"),
         ("change start CHG-12", "then change complete, complete … with-issues, or fail CHG-12 with a note"),
     ]),
+    "survey": ("Pulse surveys (service managers and service owners)", [
+        ('survey new question="How satisfied are you with the VPN?" scale=csat channel=it-announce '
+         'closes="in 5 days"', "post a survey with rating buttons; scales csat, nps, yesno; people=… or group=… "
+         "ask by direct message; anonymous=no for named answers; in Slack and Teams, survey new alone opens a form"),
+        ("survey list", "open and recently closed surveys"),
+        ("survey results SRV-3", "response rate, CSAT or NPS, the distribution, comments and the trend"),
+        ("survey answer SRV-3 4", "answer (or change your answer) without the buttons"),
+        ("survey close SRV-3", "close it now and post the results"),
+    ]),
+    "csi": ("Continual service improvement", [
+        ('csi add title="Publish VPN set-up steps in the portal" owner=sanne due=2026-12-18 service=vpn',
+         "add an item; survey=SRV-3 or ticket=INC-12 links what prompted it"),
+        ("csi list", "open items, soonest due first; csi list payments, csi list all"),
+        ("csi done CSI-4 Steps published", "finish one (its owner or a service manager)"),
+    ]),
 }
 TOPICS["unsubscribe"] = TOPICS["subscribe"]
 

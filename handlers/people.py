@@ -33,13 +33,30 @@ def sync_people(ctx: Context) -> None:
 
 
 def resolve_actor(ctx: Context, platform: str, user_id: str, display_name: str = "",
-                  address: str | None = None, tenant: str | None = None) -> Actor:
+                  address: str | None = None, tenant: str | None = None, register: bool = True) -> Actor:
     """The person behind a platform account; someone not in app.yaml is remembered on first contact.
-    ``address`` and ``tenant``: where Teams can reach them (their "29:…" id and tenant)."""
+    ``address`` and ``tenant``: where Teams can reach them (their "29:…" id and tenant). Without
+    ``register`` nothing is written: an anonymous answer must leave no trace of who gave it."""
+    if not register:
+        return _look_up(ctx, platform, user_id, display_name)
     try:
         person_id, name, tz = _identify(ctx, platform, user_id, display_name, address, tenant)
     except IntegrityError:  # the same person's first two requests arrived together: the other one won
         person_id, name, tz = _identify(ctx, platform, user_id, display_name, address, tenant)
+    return Actor(person_id=person_id, name=name, platform=platform, roles=ctx.roles_of(person_id),
+                 timezone=tz or ctx.config.bot.timezone)
+
+
+def _look_up(ctx: Context, platform: str, user_id: str, display_name: str) -> Actor:
+    with ctx.sessions() as s:
+        ident = s.scalar(select(Identity).where(Identity.platform == platform, Identity.external_id == user_id))
+        row = s.get(Person, ident.person_id) if ident else None
+    if row is None:
+        known = ctx.config.person_by_platform(platform, user_id)
+        person_id = known.id if known else _new_person_id(platform, user_id)
+        name, tz = (known.name, known.timezone) if known else (display_name or user_id, None)
+    else:
+        person_id, name, tz = row.id, row.name, row.timezone
     return Actor(person_id=person_id, name=name, platform=platform, roles=ctx.roles_of(person_id),
                  timezone=tz or ctx.config.bot.timezone)
 

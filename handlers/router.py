@@ -5,7 +5,7 @@ import logging
 import re
 import uuid
 
-from handlers import changes, help, sla, status, tickets
+from handlers import changes, csi, help, sla, status, surveys, tickets
 from handlers.core import AlreadyHandled, Command, Context, FormInvalid, Refused, Reply, UserError, error_reply
 
 log = logging.getLogger("svcbot")
@@ -19,12 +19,17 @@ ROUTES = {
     "incident": tickets.incident_cmd,
     "sla": sla.sla_cmd,
     "change": changes.change_cmd,
+    "survey": surveys.survey_cmd,
+    "csi": csi.csi_cmd,
 }
 
 # Forms (a Slack modal, an Adaptive Card with inputs) and the handlers of their answers.
 FORMS = {
     "change_new": changes.submit_new,
     "change_reject": changes.submit_reject,
+    "survey_new": surveys.submit_new,
+    surveys.ANSWER_FORM: surveys.submit_answer,
+    "csi_add": csi.submit_add,
 }
 
 

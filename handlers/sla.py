@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import and_, case, func, select
 
-from handlers import breaches, outages
+from handlers import breaches, outages, surveys
 from handlers.core import Command, Context, Field, Reply, Section, UserError
 from storage.models import Outage, SlaClock, Ticket
 
@@ -125,6 +125,24 @@ class AvailabilityAttainment:
         return self.share >= self.goal
 
 
+@dataclass(frozen=True)
+class SatisfactionAttainment:
+    """CSAT of the answers about a service over the period (see surveys.service_satisfaction)."""
+
+    agreement: str
+    agreement_kind: str | None
+    party: str | None
+    service: str
+    answers: int
+    satisfied: int
+    share: float  # % satisfied (4 or 5 of 5)
+    goal: float
+
+    @property
+    def ok(self) -> bool:
+        return self.share >= self.goal
+
+
 def late_condition(now: datetime):
     """Breached: stopped late, or still running past its due time. A stored row is exact as of its last
     event or sweep; a running clock's due time stays right between them, its elapsed time does not."""
@@ -132,7 +150,7 @@ def late_condition(now: datetime):
 
 
 def attainment_data(ctx: Context, service_id: str | None, period: Period,
-                    by_group: bool = False) -> list[TargetAttainment | AvailabilityAttainment]:
+                    by_group: bool = False) -> list[TargetAttainment | AvailabilityAttainment | SatisfactionAttainment]:
     """Met ÷ measured per agreement, metric and priority, for clocks that started in the period. A clock
     counts once it is decided: met, or breached (stopped late, or still running past its target). Then
     the availability of every service with an availability target. Ticket rows come first, ordered by
@@ -156,7 +174,7 @@ def attainment_data(ctx: Context, service_id: str | None, period: Period,
         a = agreements.get(agreement_id)
         return (a.kind, a.party) if a else (None, None)
 
-    out: list[TargetAttainment | AvailabilityAttainment] = []
+    out: list[TargetAttainment | AvailabilityAttainment | SatisfactionAttainment] = []
     for row in rows:
         agreement_id, metric, priority, *group, measured, late = row
         late = int(late or 0)
@@ -178,10 +196,19 @@ def attainment_data(ctx: Context, service_id: str | None, period: Period,
             out.append(AvailabilityAttainment(agreement_id, *kind_party(agreement_id), target_service,
                                               100 * result.ratio, result.agreed_seconds, result.downtime_seconds,
                                               goal))
+        for a in ctx.config.agreements:
+            for t in a.targets:
+                if t.metric != "satisfaction" or (service_id and a.service != service_id):
+                    continue
+                csat = surveys.service_satisfaction(ctx, s, a.service, period.start, period.end)
+                if csat.answers:
+                    satisfied = csat.distribution[4] + csat.distribution[5]
+                    out.append(SatisfactionAttainment(a.id, a.kind, a.party, a.service, csat.answers, satisfied,
+                                                      csat.csat, t.goal))
     return out
 
 
-def attainment_reply(rows: list[TargetAttainment | AvailabilityAttainment], service_id: str | None, period: Period,
+def attainment_reply(rows: list[TargetAttainment | AvailabilityAttainment | SatisfactionAttainment], service_id: str | None, period: Period,
                      by_group: bool = False) -> Reply:
     sections: dict[str, list[str]] = {}
     titles: dict[str, str] = {}
@@ -193,6 +220,9 @@ def attainment_reply(rows: list[TargetAttainment | AvailabilityAttainment], serv
             where = f" · {row.group or 'unassigned'}" if by_group else ""
             line = (f"{mark} {row.metric} {row.priority}{where}: {row.share:.1f} % met ({row.met}/{row.measured})"
                     + (f", goal {row.goal:g} %" if row.goal is not None else ""))
+        elif isinstance(row, SatisfactionAttainment):
+            line = (f"{mark} satisfaction {row.service}: CSAT {row.share:.1f} % ({row.satisfied}/{row.answers} "
+                    f"satisfied), goal {row.goal:g} %")
         else:
             line = (f"{mark} availability {row.service}: {row.share:.3f} % "
                     f"(down {breaches.human(row.downtime_seconds)}), goal {row.goal:g} %")

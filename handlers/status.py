@@ -1,9 +1,11 @@
 """The service catalogue and its status: status, service set, subscribe, unsubscribe."""
 from __future__ import annotations
 
+from datetime import timedelta
+
 from sqlalchemy import func, select
 
-from handlers import outages
+from handlers import outages, surveys
 from handlers.change_rules import HOLDING
 from handlers.changes import window_text
 from handlers.config import SERVICE_STATES, Service
@@ -22,6 +24,8 @@ STATE_TONE = {"operational": "ok", "degraded": "warning", "partial-outage": "war
 STATE_PHRASE = {"maintenance": "under maintenance", "partial-outage": "in a partial outage",
                 "major-outage": "in a major outage"}
 SET_EXAMPLE = "service set payments degraded Card payments are slow; we are on it"
+
+SATISFACTION_WINDOW = timedelta(days=30)
 
 
 def find_service(ctx: Context, key: str | None, example: str) -> Service:
@@ -75,6 +79,7 @@ def _one(ctx: Context, cmd: Command, svc: Service) -> Reply:
                              .where(ChangeService.service_id == svc.id, Change.state.in_(HOLDING),
                                     Change.planned_end > ctx.now())
                              .order_by(Change.planned_start).limit(5)).all()
+        csat = surveys.service_satisfaction(ctx, s, svc.id, ctx.now() - SATISFACTION_WINDOW, None)
     state = row.state if row else "operational"
     owner = cfg.person(svc.owner)
     team = cfg.group(svc.team) if svc.team else None
@@ -87,6 +92,7 @@ def _one(ctx: Context, cmd: Command, svc: Service) -> Reply:
         Field("Calendar", svc.calendar),
         Field("Suppliers", ", ".join(cfg.group(x).name for x in svc.suppliers) or "—"),
         Field("Subscribers", str(subscribers)),
+        Field("Satisfaction (30 days)", f"CSAT {csat.score_text()} of {csat.answers} answers" if csat.answers else "—"),
     ]
     sections = [Section(text=row.message if row and row.message else svc.description, fields=fields)]
     if history:

@@ -7,7 +7,7 @@ from datetime import datetime
 
 from sqlalchemy import select
 
-from handlers import breaches
+from handlers import breaches, surveys
 from handlers.clocks import DONE_STATES, OPEN_STATES
 from handlers.core import Button, Command, Context, Field, Refused, Reply, Section, UserError, Work
 from handlers.status import find_service, may_set_status
@@ -162,6 +162,7 @@ def incident_cmd(ctx: Context, cmd: Command, args: list[str]) -> Reply:
         record(work, ticket, kind, value, work.now)
         work.audit(f"incident.{verb}", number(ticket), note=" ".join(rest[1:]))
         breaches.sync_clocks(work, ticket)
+        surveys.after_ticket(work, ticket)
         reply = ticket_reply(ctx, work.session, ticket)
     reply.title = f"{number(ticket)} {said}"
     return reply

@@ -1,10 +1,10 @@
 """What svcbot keeps at run time. The catalogue itself is configuration (app.yaml), not rows."""
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, ForeignKey, Index, Integer, String, Text, TypeDecorator, UniqueConstraint
+from sqlalchemy import JSON, Date, DateTime, ForeignKey, Index, Integer, String, Text, TypeDecorator, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -315,3 +315,72 @@ class ChangeVote(Base):
     platform: Mapped[str] = mapped_column(String(16))
     at: Mapped[datetime]
     withdrawn_at: Mapped[datetime | None]
+
+
+class Survey(Base):
+    """A pulse survey, or the one question a ticket's requester is asked once it is resolved. SRV-<id>."""
+
+    __tablename__ = "surveys"
+    __table_args__ = (Index("ix_surveys_service", "service_id", "scale"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))  # pulse | ticket
+    question: Mapped[str] = mapped_column(Text)
+    scale: Mapped[str] = mapped_column(String(8))  # csat (1–5) | nps (0–10) | yesno (1 yes, 0 no)
+    ask_comment: Mapped[bool] = mapped_column(default=True)
+    anonymous: Mapped[bool] = mapped_column(default=True)
+    # channel: logical channel names; people: person ids (a group is expanded when the survey is made)
+    audience_kind: Mapped[str] = mapped_column(String(16))
+    audience: Mapped[list[str]] = mapped_column(JSON, default=list)
+    owner: Mapped[str | None] = mapped_column(String(64))
+    service_id: Mapped[str | None] = mapped_column(String(64))
+    ticket_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id"), unique=True)
+    # scheduled (an after-ticket survey waiting for its delay) → open → closed; or cancelled
+    state: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime]
+    opens_at: Mapped[datetime]
+    closes_at: Mapped[datetime]
+    closed_at: Mapped[datetime | None]
+    reminded: Mapped[bool] = mapped_column(default=False)
+    # When the sweep must look again (open it, remind, close it); None when nothing is left to do.
+    due_at: Mapped[datetime | None] = mapped_column(index=True)
+    # The outbox keys of the posted questions, edited when the survey closes.
+    announcements: Mapped[list[str]] = mapped_column(JSON, default=list)
+    # The results as they stood at closing; they outlive the answers, which the retention purge deletes.
+    results: Mapped[dict[str, Any] | None]
+    answers_purged: Mapped[bool] = mapped_column(default=False)
+    comments_purged: Mapped[bool] = mapped_column(default=False)
+
+
+class SurveyAnswer(Base):
+    """One person's answer. An anonymous answer holds no person: only a keyed hash, so that each person
+    answers once, and the hash is cleared when the survey closes."""
+
+    __tablename__ = "survey_answers"
+    __table_args__ = (UniqueConstraint("survey_id", "respondent_key"), Index("ix_survey_answers_person", "person_id"))
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    survey_id: Mapped[int] = mapped_column(ForeignKey("surveys.id", ondelete="CASCADE"), index=True)
+    respondent_key: Mapped[str | None] = mapped_column(String(64))
+    person_id: Mapped[str | None] = mapped_column(String(64))  # named surveys only
+    value: Mapped[int] = mapped_column(Integer)
+    comment: Mapped[str | None] = mapped_column(Text)
+    answered_at: Mapped[datetime]  # anonymous answers: to the hour only
+
+
+class CsiItem(Base):
+    """An entry of the continual service improvement register. CSI-<id> is its short name."""
+
+    __tablename__ = "csi_items"
+    __table_args__ = (Index("ix_csi_open", "state", "due"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    title: Mapped[str] = mapped_column(String(300))
+    owner: Mapped[str] = mapped_column(String(64))
+    due: Mapped[date | None] = mapped_column(Date)
+    service_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    survey_id: Mapped[int | None] = mapped_column(ForeignKey("surveys.id", ondelete="SET NULL"))
+    ticket_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id"))  # the breached ticket it answers
+    state: Mapped[str] = mapped_column(String(16))  # open | done
+    created_by: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime]
+    done_at: Mapped[datetime | None]
+    done_by: Mapped[str | None] = mapped_column(String(64))
+    note: Mapped[str] = mapped_column(Text, default="")
