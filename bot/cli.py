@@ -42,6 +42,9 @@ def main(argv: list[str] | None = None) -> int:
     rabobank.add_argument("file", help="the export: Detail Change.csv, or detail_change.zip holding it")
     rabobank.add_argument("--service-map", help="a CSV with columns wbs,service: WBS codes to app.yaml services")
     rabobank.add_argument("--timezone", default="Europe/Amsterdam", help="the zone of the file's times")
+    gdpr = sub.add_parser("gdpr", help="a person's data: export it, or erase their named survey answers")
+    gdpr.add_argument("action", choices=["export", "erase"])
+    gdpr.add_argument("user", help="a person id from app.yaml, or a Slack or Teams account id")
     args = parser.parse_args(argv)
 
     logging.basicConfig(level=os.environ.get("SVCBOT_LOG_LEVEL", "WARNING" if args.command == "console" else "INFO"),
@@ -91,6 +94,8 @@ def main(argv: list[str] | None = None) -> int:
         upgrade(make_engine())
         print(f"database at {database_url().split('@')[-1]} is up to date")
         return 0
+    if args.command == "gdpr":
+        return _gdpr(config, args)
     if args.command == "console" and args.person and config.person(args.person) is None:
         print(f"svcbot: no person '{args.person}' in {_config_path(args)}", file=sys.stderr)
         return 2
@@ -104,6 +109,28 @@ def main(argv: list[str] | None = None) -> int:
             return 2
     from bot.server import serve
     serve(runtime, args.port)
+    return 0
+
+
+def _gdpr(config, args) -> int:
+    import json
+
+    from bot.runtime import Runtime
+    from handlers import gdpr
+    from handlers.core import UserError
+    runtime = Runtime(config)
+    try:
+        if args.action == "export":
+            print(json.dumps(gdpr.export(runtime.ctx, args.user), indent=2, ensure_ascii=False))
+        else:
+            done = gdpr.erase(runtime.ctx, args.user)
+            print(f"erased for {done['person']}: {done['survey_answers']} named survey answers, "
+                  f"{done['subscriptions']} subscriptions")
+    except UserError as exc:
+        print(f"svcbot: {exc.message}", file=sys.stderr)
+        return 2
+    finally:
+        runtime.engine.dispose()
     return 0
 
 

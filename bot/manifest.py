@@ -67,7 +67,9 @@ def teams_package(config: AppConfig, app_id: str, host: str, path: str) -> None:
                       {"title": "help", "description": "What the bot can do"},
                       {"title": "status", "description": "Every service at a glance, or one: status SERVICE"},
                       {"title": "subscribe", "description": "Follow a service: subscribe SERVICE"},
-                      {"title": "change", "description": "Request, approve and follow changes: change new"}]}]}],
+                      {"title": "change", "description": "Request, approve and follow changes: change new"},
+                      {"title": "survey", "description": "Pulse surveys: survey new, survey results SRV-N"},
+                      {"title": "csi", "description": "The improvement register: csi list, csi add"}]}]}],
         "permissions": ["identity", "messageTeamMembers"],
         "validDomains": [host],
     }

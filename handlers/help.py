@@ -54,15 +54,15 @@ TOPICS = {
          'closes="in 5 days"', "post a survey with rating buttons; scales csat, nps, yesno; people=… or group=… "
          "ask by direct message; anonymous=no for named answers; in Slack and Teams, survey new alone opens a form"),
         ("survey list", "open and recently closed surveys"),
-        ("survey results SRV-3", "response rate, CSAT or NPS, the distribution, comments and the trend"),
-        ("survey answer SRV-3 4", "answer (or change your answer) without the buttons"),
-        ("survey close SRV-3", "close it now and post the results"),
+        ("survey results SRV-12", "response rate, CSAT or NPS, the distribution, comments and the trend"),
+        ("survey answer SRV-12 4", "answer (or change your answer) without the buttons"),
+        ("survey close SRV-12", "close it now and post the results"),
     ]),
     "csi": ("Continual service improvement", [
         ('csi add title="Publish VPN set-up steps in the portal" owner=sanne due=2026-12-18 service=vpn',
-         "add an item; survey=SRV-3 or ticket=INC-12 links what prompted it"),
+         "add an item; survey=SRV-12 or ticket=INC-12 links what prompted it"),
         ("csi list", "open items, soonest due first; csi list payments, csi list all"),
-        ("csi done CSI-4 Steps published", "finish one (its owner or a service manager)"),
+        ("csi done CSI-12 Steps published", "finish one (its owner or a service manager)"),
     ]),
 }
 TOPICS["unsubscribe"] = TOPICS["subscribe"]

@@ -109,6 +109,12 @@ def summarise(scale: str, values: Iterable[int], invited: int | None = None) -> 
     return Results(scale, answers, distribution, invited)
 
 
+def tally(scale: str, counts: dict[int, int], invited: int | None = None) -> Results:
+    """Results from the number of answers of each value."""
+    distribution = {v: counts.get(v, 0) for v in SCALE_VALUES[scale]}
+    return Results(scale, sum(distribution.values()), distribution, invited)
+
+
 def trend(current: Results, previous: Results | None) -> float | None:
     """The headline's change since the previous survey, in points; None when either has no score."""
     if previous is None or current.scale != previous.scale or current.score is None or previous.score is None:

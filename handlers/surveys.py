@@ -479,9 +479,10 @@ def results_of(session: Session, survey: Survey) -> Results:
     """As they stood at closing (they outlive the answers), or as they stand now."""
     if survey.results is not None:
         return Results.from_dict(survey.results)
-    values = session.scalars(select(SurveyAnswer.value).where(SurveyAnswer.survey_id == survey.id)).all()
+    counts = session.execute(select(SurveyAnswer.value, func.count()).where(SurveyAnswer.survey_id == survey.id)
+                             .group_by(SurveyAnswer.value)).all()
     invited = len(survey.audience) if survey.audience_kind == "people" else None
-    return satisfaction.summarise(survey.scale, values, invited)
+    return satisfaction.tally(survey.scale, dict(counts), invited)
 
 
 def hidden(ctx: Context, survey: Survey, results: Results) -> bool:
@@ -737,7 +738,7 @@ def service_satisfaction(ctx: Context, session: Session, service_id: str, start:
     surveys. Anonymous answers count only from surveys whose results may be shown."""
     minimum = ctx.config.surveys.min_respondents
     sizes = (select(SurveyAnswer.survey_id, func.count().label("n")).group_by(SurveyAnswer.survey_id).subquery())
-    query = (select(SurveyAnswer.value).join(Survey, Survey.id == SurveyAnswer.survey_id)
+    query = (select(SurveyAnswer.value, func.count()).join(Survey, Survey.id == SurveyAnswer.survey_id)
              .join(sizes, sizes.c.survey_id == Survey.id)
              .where(Survey.service_id == service_id, Survey.scale == "csat",
                     (Survey.anonymous.is_(False)) | (sizes.c.n >= minimum)))
@@ -745,7 +746,7 @@ def service_satisfaction(ctx: Context, session: Session, service_id: str, start:
         query = query.where(SurveyAnswer.answered_at >= start)
     if end is not None:
         query = query.where(SurveyAnswer.answered_at < end)
-    return satisfaction.summarise("csat", session.scalars(query).all())
+    return satisfaction.tally("csat", dict(session.execute(query.group_by(SurveyAnswer.value)).all()))
 
 
 # ---- personal data ----------------------------------------------------------------------------------------

@@ -1,0 +1,75 @@
+"""Personal data on request: ``svcbot gdpr export USER`` and ``svcbot gdpr erase USER``.
+
+The export lists what svcbot holds about a person. Erasure deletes what exists only for that person's
+sake: named survey answers and their comments, and subscriptions; surveys still waiting to ask them are
+cancelled. Records of governance (change requests and votes, tickets, the audit log) are kept, since
+they account for decisions others rely on; the export lists them. Anonymous answers cannot be found or
+erased by anyone: nothing links them to a person.
+"""
+from __future__ import annotations
+
+from sqlalchemy import func, or_, select, update
+
+from handlers import surveys
+from handlers.core import Actor, Command, Context, UserError
+from storage.models import AuditRecord, Change, ChangeVote, CsiItem, Identity, Person, Subscription, Ticket
+
+CLI = Actor(person_id="cli", name="command line", platform="cli")
+
+
+def person_of(ctx: Context, user: str) -> str:
+    """A person id from app.yaml or the store, or a Slack or Teams account id of someone known."""
+    with ctx.sessions() as s:
+        if ctx.config.person(user) or s.get(Person, user):
+            return user
+        person = s.scalar(select(Identity.person_id).where(Identity.external_id == user))
+    if person is None:
+        known = ctx.config.person_by_platform("slack", user) or ctx.config.person_by_platform("teams", user)
+        person = known.id if known else None
+    if person is None:
+        raise UserError(f"svcbot knows no person or account '{user}'.")
+    return person
+
+
+def export(ctx: Context, user: str) -> dict:
+    person_id = person_of(ctx, user)
+    with ctx.sessions() as s:
+        row = s.get(Person, person_id)
+        identities = s.execute(select(Identity.platform, Identity.external_id)
+                               .where(Identity.person_id == person_id)).all()
+        subscriptions = s.scalars(select(Subscription.service_id).where(Subscription.person_id == person_id)).all()
+        votes = s.execute(select(ChangeVote.change_id, ChangeVote.decision, ChangeVote.comment, ChangeVote.at)
+                          .where(ChangeVote.person_id == person_id).order_by(ChangeVote.id)).all()
+        changes = s.scalars(select(Change.id).where(or_(Change.requester == person_id,
+                                                        Change.implementer == person_id))).all()
+        csi = s.execute(select(CsiItem.id, CsiItem.title, CsiItem.state)
+                        .where(or_(CsiItem.owner == person_id, CsiItem.created_by == person_id))).all()
+        tickets = s.scalars(select(Ticket.id).where(Ticket.opened_by == person_id)).all()
+        audit = s.scalar(select(func.count()).where(AuditRecord.person_id == person_id))
+        return {
+            "person": {"id": person_id, "name": row.name if row else ctx.config.person_name(person_id),
+                       "timezone": row.timezone if row else None},
+            "accounts": [{"platform": p, "id": i} for p, i in identities],
+            "subscriptions": list(subscriptions),
+            "survey_answers": surveys.named_answers(s, person_id),
+            "change_votes": [{"change": f"CHG-{c}", "decision": d, "comment": m, "at": a.isoformat()}
+                             for c, d, m, a in votes],
+            "changes_requested_or_implemented": [f"CHG-{c}" for c in changes],
+            "csi_items": [{"item": f"CSI-{i}", "title": t, "state": st} for i, t, st in csi],
+            "tickets_opened": [f"INC-{t}" for t in tickets],
+            "audit_records": audit,
+        }
+
+
+def erase(ctx: Context, user: str) -> dict:
+    person_id = person_of(ctx, user)
+    with ctx.change(Command(CLI, f"gdpr erase {person_id}")) as work:
+        answers = surveys.erase_named_answers(work, person_id)
+        subscriptions = work.session.execute(Subscription.__table__.delete()
+                                             .where(Subscription.person_id == person_id)).rowcount
+        # The audit keeps that a survey was answered, no longer by whom.
+        work.session.execute(update(AuditRecord).where(AuditRecord.person_id == person_id,
+                                                       AuditRecord.action == "survey.answer")
+                             .values(person_id=None, detail={}).execution_options(synchronize_session=False))
+        work.audit("gdpr.erase", person_id, survey_answers=answers, subscriptions=subscriptions)
+    return {"person": person_id, "survey_answers": answers, "subscriptions": subscriptions}
