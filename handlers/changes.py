@@ -20,13 +20,12 @@ from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from handlers import change_rules
 from handlers.config import RISKS, Duration
 from handlers.core import (Actor, Button, Choice, Command, Context, Field, Form, FormInvalid, Input, Refused, Reply,
-                           Section, UserError, Work)
+                           Section, UserError, Work, sweep_due)
 from storage.models import Change, ChangeService, ChangeVote, OutboxMessage, Subscription
 
 log = logging.getLogger("svcbot.changes")
@@ -821,22 +820,7 @@ def next_due(ctx: Context, change: Change) -> datetime | None:
 
 def sweep(ctx: Context, batch: int = 200) -> int:
     """Send the reminders and prompts that are due; each is sent once however often this runs."""
-    now = ctx.now()
-    sent = 0
-    with ctx.sessions.begin() as session:
-        query = select(Change).where(Change.due_at <= now).order_by(Change.due_at).limit(batch)
-        if session.bind.dialect.name == "postgresql":
-            query = query.with_for_update(skip_locked=True)
-        work = Work(ctx, session, SYSTEM)
-        for change in session.scalars(query).all():
-            try:
-                with session.begin_nested():
-                    sent += _remind(work, change, now)
-            except IntegrityError:  # another sweep sent it first
-                log.info("%s reminders already sent", number(change))
-    if sent:
-        ctx.on_outbox()
-    return sent
+    return sweep_due(ctx, Change, SYSTEM, _remind, batch)
 
 
 def _remind(work: Work, change: Change, now: datetime) -> int:

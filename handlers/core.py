@@ -276,6 +276,29 @@ class Work:
         return keys
 
 
+def sweep_due(ctx: Context, model, actor: Actor, handle: Callable[[Work, Any, datetime], int],
+              batch: int = 200) -> int:
+    """Run ``handle`` on each row of ``model`` whose ``due_at`` has come, each in a savepoint of one
+    transaction; returns the sum of what the handler returns. Replicas on PostgreSQL take different rows."""
+    now = ctx.now()
+    done = 0
+    with ctx.sessions.begin() as session:
+        query = select(model).where(model.due_at <= now).order_by(model.due_at).limit(batch)
+        if session.bind.dialect.name == "postgresql":
+            query = query.with_for_update(skip_locked=True)
+        work = Work(ctx, session, actor)
+        for row in session.scalars(query).all():
+            row_id = row.id
+            try:
+                with session.begin_nested():
+                    done += handle(work, row, now)
+            except IntegrityError:  # another sweep did it first
+                log.info("%s %s was handled by another sweep", model.__tablename__, row_id)
+    if done:
+        ctx.on_outbox()
+    return done
+
+
 def prune_processed(ctx: Context, older_than: timedelta = timedelta(days=7)) -> int:
     """Dedupe keys only matter while a platform may still retry; keep a week of them."""
     with ctx.sessions.begin() as session:

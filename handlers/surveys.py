@@ -12,7 +12,6 @@ The answers are the service's satisfaction and count against a satisfaction targ
 """
 from __future__ import annotations
 
-import logging
 import re
 from dataclasses import replace
 from datetime import datetime, timedelta
@@ -26,11 +25,10 @@ from handlers import satisfaction
 from handlers.changes import pairs, parse_time
 from handlers.config import SCALES
 from handlers.core import (Actor, Button, Choice, Command, Context, Field, Form, FormInvalid, Input, Refused,
-                           Reply, Section, UserError, Work)
+                           Reply, Section, UserError, Work, sweep_due)
 from handlers.satisfaction import Results
 from storage.models import Identity, Survey, SurveyAnswer, Ticket
 
-log = logging.getLogger("svcbot.surveys")
 
 NUMBER = re.compile(r"^SRV-?(\d+)$", re.IGNORECASE)
 SYSTEM = Actor(person_id="svcbot", name="svcbot", platform="system")
@@ -657,26 +655,10 @@ def _open_ticket_survey(work: Work, survey: Survey) -> None:
 
 def sweep(ctx: Context, batch: int = 200) -> int:
     """Open after-ticket surveys whose delay is over, remind, and close what is due; each once."""
-    now = ctx.now()
-    done = 0
-    with ctx.sessions.begin() as session:
-        query = select(Survey).where(Survey.due_at <= now).order_by(Survey.due_at).limit(batch)
-        if session.bind.dialect.name == "postgresql":
-            query = query.with_for_update(skip_locked=True)
-        work = Work(ctx, session, SYSTEM)
-        for survey in session.scalars(query).all():
-            try:
-                with session.begin_nested():
-                    _due(work, survey, now)
-                    done += 1
-            except IntegrityError:  # another replica did it first
-                log.info("%s was handled by another sweep", number(survey))
-    if done:
-        ctx.on_outbox()
-    return done
+    return sweep_due(ctx, Survey, SYSTEM, _due, batch)
 
 
-def _due(work: Work, survey: Survey, now: datetime) -> None:
+def _due(work: Work, survey: Survey, now: datetime) -> int:
     if survey.state == "scheduled":
         _open_ticket_survey(work, survey)
     elif survey.state == "open" and now >= survey.closes_at:
@@ -685,6 +667,7 @@ def _due(work: Work, survey: Survey, now: datetime) -> None:
         _remind(work, survey)
     if survey.state in ("scheduled", "open"):
         survey.due_at = _next_due(work.ctx, survey)
+    return 1
 
 
 def _remind(work: Work, survey: Survey) -> None:
