@@ -26,6 +26,7 @@ from sqlalchemy import select
 from bot import render
 from bot.outbox import Delivered, DeliveryError, Outgoing
 from bot.runtime import Runtime
+from handlers import surveys
 from handlers.core import Reply
 from storage.models import ConversationRef, Identity
 
@@ -113,7 +114,10 @@ class SvcTeamsBot(ActivityHandler):
     async def on_message_activity(self, turn_context: TurnContext):
         activity = turn_context.activity
         value = activity.value if isinstance(activity.value, dict) else {}
-        await asyncio.to_thread(save_reference, self.runtime, activity)
+        # A conversation reference names the sender; a survey answer (maybe anonymous) must not be stored
+        # with it. The conversation is known already: the survey was posted there.
+        if not surveys.is_answer(str(value.get("run", "")), value.get("form")):
+            await asyncio.to_thread(save_reference, self.runtime, activity)
         if "form" in value:  # Action.Submit of a form card: the inputs' values arrive beside the form's name
             result = await self._submit(activity, value)
         elif "run" in value:  # Action.Submit of one of our buttons
