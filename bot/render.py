@@ -90,5 +90,10 @@ def teams_card(reply: Reply) -> dict:
     return json.loads(_env().get_template("teams/card.json.j2").render(reply=reply))
 
 
+def plain(reply: Reply) -> str:
+    """The reply's one line, without markup: for a notification or a Teams message answer."""
+    return _plain(reply.plain())
+
+
 def text(reply: Reply) -> str:
     return _env().get_template("text/message.txt.j2").render(reply=reply)

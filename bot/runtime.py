@@ -120,3 +120,10 @@ def secret_key(sessions) -> bytes:
         except IntegrityError:  # another replica made it first
             continue
     raise RuntimeError("could not read or make the secret key")
+
+
+def answered_privately(result: Outcome, text: str, form: str | None = None) -> bool:
+    """True when the answer to a survey answer may only travel in the response to the request itself:
+    an anonymous answer's thanks, or any refusal of an answer. Queued, it would be a stored message
+    to the person, or to a chat that names them."""
+    return result.reply.anonymous or (surveys.is_answer(text, form) and result.outcome != "ok")

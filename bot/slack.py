@@ -23,7 +23,7 @@ from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from bot import render
 from bot.outbox import Delivered, DeliveryError, Outgoing
-from bot.runtime import Runtime
+from bot.runtime import Runtime, answered_privately
 from handlers.changes import announced_change
 from handlers.core import Reply
 
@@ -133,7 +133,7 @@ class SlackFront:
             if errors:
                 await ack(response_action="errors", errors=errors)
                 return
-        if result.reply.anonymous:  # the thanks shows in the modal itself, not in a direct message
+        if answered_privately(result, "", meta.get("form")):  # shown in the modal, not by direct message
             await ack(response_action="update", view=render.slack_notice(result.reply))
             return
         await ack()
@@ -170,7 +170,7 @@ class SlackFront:
     async def _event_command(self, body, event, text: str, thread: str | None):
         event_id = body.get("event_id") or f"{event['channel']}:{event['ts']}"
         result = await self.runtime.execute("slack", event["user"], text, key=f"slack:event:{event_id}")
-        if result.outcome == "duplicate":
+        if result.outcome == "duplicate" or answered_privately(result, text):
             return
         if result.outcome == "refused":  # refusals are private: by direct message, not in the channel
             await self.runtime.queue_reply("slack", "person", event["user"], result.reply, f"reply:slack:{event_id}")

@@ -25,7 +25,7 @@ from sqlalchemy import select
 
 from bot import render
 from bot.outbox import Delivered, DeliveryError, Outgoing
-from bot.runtime import Runtime
+from bot.runtime import Runtime, answered_privately
 from handlers import surveys
 from handlers.core import Reply
 from storage.models import ConversationRef, Identity
@@ -114,20 +114,18 @@ class SvcTeamsBot(ActivityHandler):
     async def on_message_activity(self, turn_context: TurnContext):
         activity = turn_context.activity
         value = activity.value if isinstance(activity.value, dict) else {}
+        form = value.get("form") if isinstance(value.get("form"), str) else None
+        text = str(value["run"]) if "run" in value else (
+            "" if form else TurnContext.remove_recipient_mention(activity) or activity.text or "")
         # A conversation reference names the sender; a survey answer (maybe anonymous) must not be stored
         # with it. The conversation is known already: the survey was posted there.
-        if not surveys.is_answer(str(value.get("run", "")), value.get("form")):
+        if not surveys.is_answer(text, form):
             await asyncio.to_thread(save_reference, self.runtime, activity)
-        if "form" in value:  # Action.Submit of a form card: the inputs' values arrive beside the form's name
+        if form:  # Action.Submit of a form card: the inputs' values arrive beside the form's name
             result = await self._submit(activity, value)
-        elif "run" in value:  # Action.Submit of one of our buttons
-            result = await self._execute(activity, str(value["run"]), via="card")
-        else:
-            text = TurnContext.remove_recipient_mention(activity) or activity.text or ""
-            result = await self._execute(activity, text)
-        if result.outcome == "duplicate" or result.reply.anonymous:
-            # An anonymous answer's thanks would be a stored message to the person: Action.Execute
-            # shows it in the card instead, and an Action.Submit goes without.
+        else:  # a message, or the Action.Submit of one of our buttons
+            result = await self._execute(activity, text, via="card" if "run" in value else "text")
+        if result.outcome == "duplicate" or answered_privately(result, text, form):
             return
         key = f"reply:teams:{activity.conversation.id}:{activity.id}"
         if result.outcome == "refused" and conversation_kind(activity) != "personal":
@@ -152,24 +150,26 @@ class SvcTeamsBot(ActivityHandler):
             return _card_answer(result.reply)
         # A message answer is shown to the person who pressed the button only; the card stays as it was.
         return {"statusCode": 200, "type": "application/vnd.microsoft.activity.message",
-                "value": result.reply.plain()}
+                "value": render.plain(result.reply)}
 
     async def _execute(self, activity: Activity, text: str, via: str = "text"):
         user = activity.from_property
         return await self.runtime.execute(
-            "teams", user.aad_object_id or user.id, text, name=user.name or "", key=_delivery_key(activity),
+            "teams", user.aad_object_id or user.id, text, name=user.name or "", key=self._delivery_key(activity),
             address=user.id, tenant=tenant_of(activity), via=via)
+
+    def _delivery_key(self, activity: Activity) -> str | None:
+        # The conversation goes in only as a keyed hash: a 1:1 chat names its person, and the key is
+        # stored with the time of what may be an anonymous answer.
+        conversation = self.runtime.ctx.pseudonym("teams", activity.conversation.id)[:16]
+        return f"teams:{conversation}:{activity.id}" if activity.id else None
 
     async def _submit(self, activity: Activity, data: dict):
         user = activity.from_property
         values = {k: v for k, v in data.items() if k not in ("form", "context")}
         return await self.runtime.submit(
             "teams", user.aad_object_id or user.id, data["form"], values, data.get("context") or {},
-            name=user.name or "", key=_delivery_key(activity), address=user.id, tenant=tenant_of(activity))
-
-
-def _delivery_key(activity: Activity) -> str | None:
-    return f"teams:{activity.conversation.id}:{activity.id}" if activity.id else None
+            name=user.name or "", key=self._delivery_key(activity), address=user.id, tenant=tenant_of(activity))
 
 
 def _card_answer(reply: Reply) -> dict:

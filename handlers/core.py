@@ -212,9 +212,9 @@ class Work:
         self.queued = 0
         self.now = ctx.now()
 
-    def audit(self, action: str, subject: str, anonymous: bool = False, **detail: Any) -> None:
-        """Who did what, when and from where; ``anonymous`` leaves out who."""
-        self.session.add(AuditRecord(at=self.now, person_id=None if anonymous else self.actor.person_id,
+    def audit(self, action: str, subject: str, *, without_actor: bool = False, **detail: Any) -> None:
+        """Who did what, when and from where; ``without_actor`` leaves out who (an anonymous answer)."""
+        self.session.add(AuditRecord(at=self.now, person_id=None if without_actor else self.actor.person_id,
                                      platform=self.actor.platform, action=action, subject=subject, detail=detail))
 
     def send(self, platform: str, target_kind: str, target: str, message: Reply, key: str,

@@ -55,14 +55,14 @@ def _add(ctx: Context, cmd: Command) -> Reply:
     if not values.get("title") and cmd.actor.platform in ("slack", "teams"):
         # A button from a survey or a breach names what it is about; the form asks for the rest.
         return Reply(title="New improvement", form=add_form(ctx, cmd, values))
-    return add(ctx, cmd, values)
+    return add(ctx, cmd, values)[1]
 
 
 def submit_add(ctx: Context, cmd: Command, values: dict, context: dict) -> Reply:
     values = {**{k: v for k, v in context.items() if k in FIELDS and v},
               **{k: v for k, v in values.items() if k in FIELDS}}
     try:
-        return add(ctx, cmd, values)
+        return add(ctx, cmd, values)[1]
     except FormInvalid as exc:
         exc.form = add_form(ctx, cmd, values, exc.errors)
         raise
@@ -127,7 +127,7 @@ def _validate(ctx: Context, session: Session, cmd: Command, values: dict) -> tup
     return out, errors
 
 
-def add(ctx: Context, cmd: Command, values: dict) -> Reply:
+def add(ctx: Context, cmd: Command, values: dict) -> tuple[int, Reply]:
     with ctx.change(cmd) as work:
         attrs, errors = _validate(ctx, work.session, cmd, values)
         if errors:
@@ -143,7 +143,7 @@ def add(ctx: Context, cmd: Command, values: dict) -> Reply:
                 title=f"{number(item)} is yours: {item.title}", text=_line(ctx, item),
                 buttons=[Button("Mark done", f"csi done {number(item)}", "primary")]),
                 f"csi:{item.id}:owner", number(item))
-        return Reply(title=f"{number(item)} added to the register", text=_line(ctx, item), tone="ok")
+        return item.id, Reply(title=f"{number(item)} added to the register", text=_line(ctx, item), tone="ok")
 
 
 def _line(ctx: Context, item: CsiItem) -> str:

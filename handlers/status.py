@@ -92,7 +92,8 @@ def _one(ctx: Context, cmd: Command, svc: Service) -> Reply:
         Field("Calendar", svc.calendar),
         Field("Suppliers", ", ".join(cfg.group(x).name for x in svc.suppliers) or "—"),
         Field("Subscribers", str(subscribers)),
-        Field("Satisfaction (30 days)", f"CSAT {csat.score_text()} of {csat.answers} answers" if csat.answers else "—"),
+        Field("Satisfaction (30 days)",
+              f"CSAT {csat.score_text()} of {surveys.answers_text(csat.answers)}" if csat.answers else "—"),
     ]
     sections = [Section(text=row.message if row and row.message else svc.description, fields=fields)]
     if history:

@@ -27,7 +27,7 @@ from handlers.config import SCALES
 from handlers.core import (Actor, Button, Choice, Command, Context, Field, Form, FormInvalid, Input, Refused,
                            Reply, Section, UserError, Work, sweep_due)
 from handlers.satisfaction import Results
-from storage.models import Identity, Survey, SurveyAnswer, Ticket
+from storage.models import Identity, OutboxMessage, Survey, SurveyAnswer, Ticket
 
 
 NUMBER = re.compile(r"^SRV-?(\d+)$", re.IGNORECASE)
@@ -228,10 +228,14 @@ def _validate(ctx: Context, actor: Actor, values: dict, now: datetime) -> tuple[
         out["closes_at"] = closes
     except ValueError as exc:
         errors["closes"] = str(exc)
+    except OverflowError:
+        errors["closes"] = "that is too far ahead"
     service_key = (values.get("service") or "").strip()
     service = cfg.service(service_key) if service_key else None
     if service_key and service is None:
         errors["service"] = f"unknown service '{service_key}'"
+    elif service and service.owner != actor.person_id and actor.person_id not in cfg.roles.service_managers:
+        errors["service"] = f"only {service.name}'s owner or a service manager measures its satisfaction"
     out["service_id"] = service.id if service else None
     return out, errors
 
@@ -354,6 +358,9 @@ def _answer(ctx: Context, cmd: Command, survey_id: int, text: str, comment_text:
         except ValueError as exc:
             raise UserError(str(exc) + ".", f"survey answer {number(survey)} "
                             f"{satisfaction.SCALE_VALUES[survey.scale][-1]}") from None
+        if comment_text and not survey.ask_comment:
+            raise UserError(f"{number(survey)} takes no comments; give only your answer.",
+                            f"survey answer {number(survey)} {value}")
         row, changed = _store(work, survey, cmd.actor, value, comment_text)
         _pass_on_low(work, survey, row)
     said = satisfaction.value_label(survey.scale, value)
@@ -392,7 +399,7 @@ def _store(work: Work, survey: Survey, actor: Actor, value: int, comment_text: s
     if comment_text:
         row.comment = comment_text.strip()[:2000]
     work.session.flush()
-    work.audit("survey.answer", number(survey), anonymous=survey.anonymous, changed=changed,
+    work.audit("survey.answer", number(survey), without_actor=survey.anonymous, changed=changed,
                **({} if survey.anonymous else {"value": value}))
     return row, changed
 
@@ -467,8 +474,10 @@ def _pass_on_low(work: Work, survey: Survey, row: SurveyAnswer) -> None:
                     tone="warning" if low else "info",
                     buttons=[Button("Raise a CSI item", f"csi add service={survey.service_id} survey={number(survey)} "
                                                         f"ticket=INC-{survey.ticket_id}")])
-    kind = "comment" if row.comment else "low"
-    work.message_person(survey.owner, message, f"survey:{survey.id}:{kind}", number(survey))
+    # A changed answer is news as well: each one passed on gets a key of its own.
+    key = f"survey:{survey.id}:{'comment' if row.comment else 'low'}"
+    earlier = work.session.scalar(select(func.count()).where(OutboxMessage.dedupe_key.startswith(key + ":")))
+    work.message_person(survey.owner, message, f"{key}:{earlier}", number(survey))
 
 
 # ---- results ----------------------------------------------------------------------------------------------
@@ -481,6 +490,10 @@ def results_of(session: Session, survey: Survey) -> Results:
                              .group_by(SurveyAnswer.value)).all()
     invited = len(survey.audience) if survey.audience_kind == "people" else None
     return satisfaction.tally(survey.scale, dict(counts), invited)
+
+
+def answers_text(n: int) -> str:
+    return f"{n} answer{'' if n == 1 else 's'}"
 
 
 def hidden(ctx: Context, survey: Survey, results: Results) -> bool:
@@ -500,16 +513,18 @@ def results_cmd(ctx: Context, cmd: Command, survey_id: int) -> Reply:
         if survey.state != "closed" and not _may_see(ctx, cmd.actor.person_id, survey):
             raise Refused(f"{number(survey)} is still open: its owner and the service managers see its results "
                           "until it closes.")
-        return results_reply(ctx, s, survey, cmd.actor.timezone)
+        return results_reply(ctx, s, survey, cmd.actor.timezone, with_names=_may_see(ctx, cmd.actor.person_id, survey))
 
 
-def results_reply(ctx: Context, session: Session, survey: Survey, zone: str | None = None) -> Reply:
+def results_reply(ctx: Context, session: Session, survey: Survey, zone: str | None = None,
+                  with_names: bool = True) -> Reply:
+    """The results; ``with_names`` (for the owner and service managers) names a named survey's commenters."""
     zone = zone or ctx.config.bot.timezone
     results = results_of(session, survey)
     state = (f"closed {_when(survey.closed_at, zone)}" if survey.state == "closed"
              else f"open until {_when(survey.closes_at, zone)}" if survey.state == "open" else survey.state)
     title = f"{number(survey)} results: {survey.question}"
-    count = f"{results.answers} answer{'s' if results.answers != 1 else ''}"
+    count = answers_text(results.answers)
     if results.invited:
         count += f" of {results.invited} asked ({results.response_rate:.0f} %)"
     if hidden(ctx, survey, results):
@@ -537,7 +552,8 @@ def results_reply(ctx: Context, session: Session, survey: Survey, zone: str | No
         .order_by(SurveyAnswer.answered_at.desc()).limit(SHOWN_COMMENTS)).all()
     if comments:
         sections.append(Section(title="Comments", text="\n".join(
-            f"> {c}" + ("" if survey.anonymous else f" — {ctx.config.person_name(p)}") for c, p in comments)))
+            f"> {c}" + (f" — {ctx.config.person_name(p)}" if with_names and not survey.anonymous else "")
+            for c, p in comments)))
     buttons = []
     if results.low or comments:
         run = f"csi add survey={number(survey)}" + (f" service={survey.service_id}" if survey.service_id else "")
@@ -560,14 +576,14 @@ def list_reply(ctx: Context, cmd: Command) -> Reply:
         sections = []
         if open_:
             sections.append(Section(title="Open", text="\n".join(
-                f"*{number(x)}* {x.question} — {counts.get(x.id, 0)} answers, closes {_when(x.closes_at, zone)}"
+                f"*{number(x)}* {x.question} — {answers_text(counts.get(x.id, 0))}, closes {_when(x.closes_at, zone)}"
                 for x in open_)))
         if closed:
             lines = []
             for x in closed:
                 r = results_of(s, x)
                 score = "results hidden" if hidden(ctx, x, r) else f"{r.score_name} {r.score_text()}"
-                lines.append(f"*{number(x)}* {x.question} — {r.answers} answers, {score}")
+                lines.append(f"*{number(x)}* {x.question} — {answers_text(r.answers)}, {score}")
             sections.append(Section(title="Recently closed", text="\n".join(lines)))
     if not sections:
         return Reply(title="No pulse surveys yet", footer=f"Try: {NEW_EXAMPLE}")
@@ -600,11 +616,11 @@ def close(work: Work, survey: Survey) -> None:
     work.audit("survey.close", number(survey), answers=survey.results["answers"])
     if survey.kind != "pulse":
         return
-    results = results_reply(work.ctx, work.session, survey)
     if survey.owner:
-        work.message_person(survey.owner, results, f"survey:{survey.id}:results:owner", number(survey))
+        work.message_person(survey.owner, results_reply(work.ctx, work.session, survey),
+                            f"survey:{survey.id}:results:owner", number(survey))
     if survey.audience_kind == "channel":
-        public = replace(results, buttons=[], private=False)
+        public = replace(results_reply(work.ctx, work.session, survey, with_names=False), buttons=[], private=False)
         for key in survey.announcements:
             work.reply_in_thread(key, public, f"{key}:results")
 
@@ -629,7 +645,7 @@ def after_ticket(work: Work, ticket: Ticket) -> None:
     opens = work.now + timedelta(minutes=settings.delay.minutes)
     survey = work.session.scalar(select(Survey).where(Survey.ticket_id == ticket.id))
     if survey is not None:
-        if survey.state == "cancelled":  # reopened before it went out: try again after this resolution
+        if survey.state in ("scheduled", "cancelled"):  # reopened before it went out: the delay starts again
             survey.state, survey.opens_at, survey.closes_at = "scheduled", opens, opens + TICKET_SURVEY_OPEN
             survey.due_at = opens
         return
@@ -718,17 +734,17 @@ def purge(ctx: Context) -> tuple[int, int]:
 def service_satisfaction(ctx: Context, session: Session, service_id: str, start: datetime | None,
                          end: datetime | None) -> Results:
     """CSAT of the answers about a service in a period: its after-ticket surveys and its CSAT pulse
-    surveys. Anonymous answers count only from surveys whose results may be shown."""
+    surveys. An anonymous survey's answers count only when at least the minimum of them fall in the
+    period, so that a period's edge never singles out a few."""
     minimum = ctx.config.surveys.min_respondents
-    sizes = (select(SurveyAnswer.survey_id, func.count().label("n")).group_by(SurveyAnswer.survey_id).subquery())
+    in_period = [SurveyAnswer.answered_at >= start] if start is not None else []
+    in_period += [SurveyAnswer.answered_at < end] if end is not None else []
+    sizes = (select(SurveyAnswer.survey_id, func.count().label("n")).where(*in_period)
+             .group_by(SurveyAnswer.survey_id).subquery())
     query = (select(SurveyAnswer.value, func.count()).join(Survey, Survey.id == SurveyAnswer.survey_id)
              .join(sizes, sizes.c.survey_id == Survey.id)
-             .where(Survey.service_id == service_id, Survey.scale == "csat",
+             .where(Survey.service_id == service_id, Survey.scale == "csat", *in_period,
                     (Survey.anonymous.is_(False)) | (sizes.c.n >= minimum)))
-    if start is not None:
-        query = query.where(SurveyAnswer.answered_at >= start)
-    if end is not None:
-        query = query.where(SurveyAnswer.answered_at < end)
     return satisfaction.tally("csat", dict(session.execute(query.group_by(SurveyAnswer.value)).all()))
 
 
