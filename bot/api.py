@@ -1,21 +1,26 @@
 """The JSON API for other systems, under /api/v1: tickets and their history, outages, the service catalogue
-and its availability, the SLA reports, requests for change, the Prometheus Alertmanager webhook, and the
-OpenAPI document that describes all of them. Beside it, without a token, ``GET /changes.ics``: the forward
-schedule of change as an iCalendar feed.
+and its availability, the SLA reports, requests for change, pulse and after-ticket surveys, the CSI register,
+the Prometheus Alertmanager webhook, and the OpenAPI document that describes all of them. Beside it, without a
+token, ``GET /changes.ics``: the forward schedule of change as an iCalendar feed.
 
 - Every endpoint but the OpenAPI document wants ``Authorization: Bearer $SVCBOT_API_TOKEN`` (compared in
   constant time). Without the variable the API is off and says so (503); a missing or wrong token is 401.
 - Every write runs as the API actor (platform ``api``, person ``api``) inside ``ctx.change(...)``, so the
   audit and outbox rows commit with the change or not at all. The Alertmanager webhook writes through
-  ``handlers.outages.apply_alerts``, which keeps its own transaction with the same actor. Changes are the
-  exception: they are requested, started, completed … by people, so those calls name the person (``requester``,
-  ``by``) and run as them (platform ``api``), through the same handlers and rights as chat.
+  ``handlers.outages.apply_alerts``, which keeps its own transaction with the same actor. Changes, surveys and
+  CSI items are the exception: they are requested, started, run, closed … by people, so those calls name the
+  person (``requester``, ``by``, ``owner``, ``person``) and run as them (platform ``api``), through the same
+  handlers and rights as chat. A ticket may name its ``requester``: resolved through the API, it arms their
+  after-ticket survey as chat does.
+- Who answered an anonymous survey is never told: its results and comments stay hidden below
+  ``surveys.min_respondents`` answers, its comments carry no names, and who was asked is only counted.
 - ``OPENAPI`` below is the one description of the API: routes are registered from its paths, and request
   bodies and query parameters are checked against its schemas by ``check``.
 - A bad request gets ``{"error": ..., "problems": [...]}`` and changes nothing: 400 (not JSON, a bad query
   parameter, a malformed Alertmanager payload), 403 (the person named may not do it), 404 (an unknown
-  ticket, outage, service or change in the path), 409 (the request conflicts with what is stored), 422 (JSON
-  that does not fit the schema or names something unknown). Anything unexpected is logged with a reference and answered 500 with it.
+  ticket, outage, service, change, survey or CSI item in the path), 409 (the request conflicts with what is
+  stored), 422 (JSON that does not fit the schema or names something unknown). Anything unexpected is logged
+  with a reference and answered 500 with it.
 """
 from __future__ import annotations
 
@@ -30,20 +35,21 @@ import re
 import uuid
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable
+from zoneinfo import ZoneInfo
 
 from aiohttp import web
-from sqlalchemy import or_, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.exc import IntegrityError
 
 from handlers import availability as availability_math
-from handlers import breaches, change_calendar, changes, outages, sla, tickets
+from handlers import breaches, change_calendar, changes, csi, outages, satisfaction, sla, surveys, tickets
 from handlers.alertmanager import PayloadError, parse_rfc3339, parse_webhook
 from handlers.clocks import DONE_STATES, OPEN_STATES, replay
-from handlers.config import RISKS
-from handlers.core import Actor, AlreadyHandled, Command, Context, FormInvalid, UserError
+from handlers.config import RISKS, SCALES
+from handlers.core import Actor, AlreadyHandled, Command, Context, FormInvalid, Refused, UserError
 from handlers.router import guarded
-from storage.models import (Change, ChangeService, ChangeVote, ClockNotice, Outage, ServiceStatus, SlaClock, Ticket,
-                            TicketEvent)
+from storage.models import (Change, ChangeService, ChangeVote, ClockNotice, CsiItem, Outage, ServiceStatus, SlaClock,
+                            Survey, SurveyAnswer, Ticket, TicketEvent)
 
 log = logging.getLogger("svcbot.api")
 
@@ -86,6 +92,10 @@ PERIOD_TEXT = ("this-month (default), last-month, this-week, today, Nd (the last
 CLOCK_STATES = ["running", "paused", "met", "breached", "unused"]
 SERVICE_STATES = ["operational", "degraded", "partial-outage", "major-outage", "maintenance"]
 OUTAGE_KINDS = ["unplanned", "maintenance", "partial"]
+SURVEY_KINDS = ("pulse", "ticket")
+SURVEY_STATES = ("scheduled", "open", "closed", "cancelled")
+CSI_STATES = ("open", "done", "all")
+LIST_ITEM = {"type": "string", "pattern": r"^[^,\s]+$", "maxLength": 128}  # sent on as a comma-separated list
 
 SCHEMAS: dict[str, dict] = {
     "Error": {
@@ -115,6 +125,10 @@ SCHEMAS: dict[str, dict] = {
             "state": {"type": "string", "enum": list(OPEN_STATES), "default": "new",
                       "description": "the state it starts in; a clock that pauses in that state does not run "
                                      "until the ticket leaves it"},
+            "requester": {"type": "string", "minLength": 1, "maxLength": 64,
+                          "description": "a person id from app.yaml: who asked for it. When the ticket is resolved, "
+                                         "they get the after-ticket survey if its service has one "
+                                         "(ticket_survey in app.yaml)"},
         },
     },
     "TicketEventCreate": {
@@ -179,8 +193,8 @@ SCHEMAS: dict[str, dict] = {
     "Ticket": {
         "type": "object",
         "required": ["id", "number", "kind", "source", "external_id", "service", "title", "priority", "state",
-                     "group", "supplier", "opened_at", "responded_at", "resolved_at", "closed_at", "updated_at",
-                     "events", "clocks"],
+                     "group", "supplier", "requester", "opened_at", "responded_at", "resolved_at", "closed_at",
+                     "updated_at", "events", "clocks"],
         "properties": {
             "id": {"type": "string", "pattern": r"^INC-\d+$"},
             "number": {"type": "integer"},
@@ -193,6 +207,9 @@ SCHEMAS: dict[str, dict] = {
             "state": {"type": "string", "enum": list(tickets.STATES)},
             "group": {"type": ["string", "null"]},
             "supplier": {"type": ["string", "null"]},
+            "requester": {"type": ["string", "null"],
+                          "description": "the person who asked for it (a person id); null when the API opened it "
+                                         "without naming one"},
             "opened_at": _time("when it was opened"),
             "responded_at": _time("first response", nullable=True),
             "resolved_at": _time("resolution", nullable=True),
@@ -315,13 +332,30 @@ SCHEMAS: dict[str, dict] = {
             "downtime_seconds": {"type": "number"}, "goal": {"type": "number"}, "ok": {"type": "boolean"},
         },
     },
+    "SatisfactionAttainment": {
+        "type": "object",
+        "required": ["agreement", "agreement_kind", "party", "service", "answers", "satisfied", "share", "goal", "ok"],
+        "properties": {
+            "agreement": {"type": "string"}, "agreement_kind": {"type": ["string", "null"]},
+            "party": {"type": ["string", "null"]}, "service": {"type": "string"},
+            "answers": {"type": "integer",
+                        "description": "CSAT answers about the service given in the period: its after-ticket surveys "
+                                       "and its CSAT pulse surveys (anonymous ones only once their results show)"},
+            "satisfied": {"type": "integer", "description": "answers of 4 or 5"},
+            "share": {"type": "number", "description": "CSAT: % satisfied"},
+            "goal": {"type": "number"}, "ok": {"type": "boolean"},
+        },
+    },
     "Attainment": {
-        "type": "object", "required": ["period", "service", "by", "targets", "availability"],
+        "type": "object", "required": ["period", "service", "by", "targets", "availability", "satisfaction"],
         "properties": {
             "period": _ref("Period"), "service": {"type": ["string", "null"]},
             "by": {"type": ["string", "null"], "enum": ["group", None]},
             "targets": {"type": "array", "items": _ref("TargetAttainment")},
             "availability": {"type": "array", "items": _ref("AvailabilityAttainment")},
+            "satisfaction": {"type": "array", "items": _ref("SatisfactionAttainment"),
+                             "description": "per agreement with a satisfaction target, for services with answers in "
+                                            "the period"},
         },
     },
     "ClockUse": {
@@ -481,6 +515,188 @@ SCHEMAS: dict[str, dict] = {
                      "description": "% of implemented changes that were successful; null when none was implemented"},
         },
     },
+    "SurveyCreate": {
+        "type": "object", "additionalProperties": False, "required": ["owner"],
+        "description": "The chat form's fields. Say who is asked with `channel`, or with `people` and/or `group` "
+                       "(not both kinds). Every faulty field is named in the 422 answer.",
+        "properties": {
+            "owner": {"type": "string", "minLength": 1, "maxLength": 64,
+                      "description": "a person id from app.yaml: the survey is run on their behalf and they get its "
+                                     "results; a service manager or the owner of a service"},
+            "question": {"type": "string", "maxLength": 500},
+            "scale": {"type": "string", "enum": list(SCALES), "default": "csat",
+                      "description": "csat (1–5), nps (0–10) or yesno"},
+            "channel": {"type": "array", "items": LIST_ITEM,
+                        "description": "logical channel names from app.yaml: the question is posted there with a "
+                                       "button per answer"},
+            "people": {"type": "array", "items": LIST_ITEM,
+                       "description": "person ids from app.yaml: each is asked by direct message"},
+            "group": {"type": "string", "maxLength": 128,
+                      "description": "a group from app.yaml: its members are asked"},
+            "anonymous": {"type": "boolean", "default": True,
+                          "description": "answers are kept without who gave them, and the results show only once "
+                                         "surveys.min_respondents people have answered"},
+            "comment": {"type": "boolean", "default": True, "description": "offer a comment box"},
+            "closes": _time("when it closes (default in 5 days); at least five minutes from now"),
+            "service": {"type": "string", "maxLength": 64,
+                        "description": "the service it is about (id or name); its CSAT answers count towards the "
+                                       "service's satisfaction"},
+        },
+    },
+    "SurveyTrend": {
+        "type": "object", "required": ["previous", "change"],
+        "properties": {
+            "previous": {"type": "string", "pattern": r"^SRV-\d+$",
+                         "description": "the last closed pulse survey that asked the same question on the same scale"},
+            "change": {"type": "number", "description": "the score's change since then, in points (NPS: in NPS)"},
+        },
+    },
+    "SurveyResults": {
+        "type": "object",
+        "required": ["answers", "invited", "response_rate", "score_name", "score", "csat", "nps", "yes",
+                     "distribution", "trend", "comments"],
+        "properties": {
+            "answers": {"type": "integer"},
+            "invited": {"type": ["integer", "null"],
+                        "description": "people asked; null for a channel, whose readers cannot be counted"},
+            "response_rate": {"type": ["number", "null"], "description": "% of those asked who answered"},
+            "score_name": {"type": "string", "enum": ["CSAT", "NPS", "Yes"]},
+            "score": {"type": ["number", "null"],
+                      "description": "the headline: csat, nps or yes; null without answers"},
+            "csat": {"type": ["number", "null"], "description": "csat scale: % of answers that are 4 or 5"},
+            "nps": {"type": ["number", "null"],
+                    "description": "nps scale: % promoters (9–10) − % detractors (0–6), from −100 to 100"},
+            "yes": {"type": ["number", "null"], "description": "yesno scale: % yes"},
+            "distribution": {"type": "object", "additionalProperties": {"type": "integer"},
+                             "description": "answers per value of the scale (yesno: 1 yes, 0 no), every value "
+                                            "listed"},
+            "trend": {"anyOf": [_ref("SurveyTrend"), {"type": "null"}],
+                      "description": "the change since the previous survey of the same question; null without one "
+                                     "(or when either has no score, or the previous one's results are hidden)"},
+            "comments": {"type": "array", "items": {
+                "type": ["string", "object"], "required": ["person", "comment"], "additionalProperties": False,
+                "properties": {"person": {"type": ["string", "null"]}, "comment": {"type": "string"}}},
+                "description": f"at most {surveys.SHOWN_COMMENTS}, newest first; an anonymous survey's are plain "
+                               "strings in alphabetical order (so that their order tells nothing), a named "
+                               "survey's are {person, comment}; none once the retention purge cleared them"},
+        },
+    },
+    "Survey": {
+        "type": "object",
+        "required": ["id", "number", "kind", "question", "scale", "anonymous", "comment", "audience_kind",
+                     "audience", "asked", "owner", "service", "ticket", "state", "created_at", "opens_at",
+                     "closes_at", "closed_at", "answers", "hidden", "results"],
+        "properties": {
+            "id": {"type": "string", "pattern": r"^SRV-\d+$"},
+            "number": {"type": "integer"},
+            "kind": {"type": "string", "enum": list(SURVEY_KINDS),
+                     "description": "pulse: asked by a person; ticket: asked of a resolved ticket's requester"},
+            "question": {"type": "string"},
+            "scale": {"type": "string", "enum": list(SCALES)},
+            "anonymous": {"type": "boolean"},
+            "comment": {"type": "boolean", "description": "whether a comment box is offered"},
+            "audience_kind": {"type": "string", "enum": ["channel", "people"]},
+            "audience": {"type": ["array", "null"], "items": {"type": "string"},
+                         "description": "the channels it was posted in, or the people asked; null for an anonymous "
+                                        "survey sent to people (who was asked is not shown, only how many)"},
+            "asked": {"type": ["integer", "null"], "description": "people asked; null for channels"},
+            "owner": {"type": ["string", "null"]},
+            "service": {"type": ["string", "null"]},
+            "ticket": {"type": ["string", "null"], "pattern": r"^INC-\d+$",
+                       "description": "after-ticket surveys: the ticket"},
+            "state": {"type": "string", "enum": list(SURVEY_STATES),
+                      "description": "scheduled (an after-ticket survey waiting for its delay), open, closed, or "
+                                     "cancelled (its ticket was reopened before it went out)"},
+            "created_at": _time("when it was made"),
+            "opens_at": _time("when it was (or will be) sent"),
+            "closes_at": _time("when it closes (or closed, as planned)"),
+            "closed_at": _time("when it closed", nullable=True),
+            "answers": {"type": "integer", "description": "how many have answered (also when the results are hidden)"},
+            "hidden": {"type": "boolean",
+                       "description": "true for an anonymous survey with fewer answers than surveys.min_respondents: "
+                                      "its results (and comments) are not shown, so that no answer can be traced"},
+            "results": {"anyOf": [_ref("SurveyResults"), {"type": "null"}],
+                        "description": "null while hidden"},
+        },
+    },
+    "SurveySummary": {
+        "type": "object",
+        "required": ["id", "number", "kind", "question", "scale", "anonymous", "owner", "service", "ticket", "state",
+                     "created_at", "opens_at", "closes_at", "closed_at", "answers", "hidden", "score_name", "score"],
+        "properties": {
+            "id": {"type": "string", "pattern": r"^SRV-\d+$"}, "number": {"type": "integer"},
+            "kind": {"type": "string", "enum": list(SURVEY_KINDS)}, "question": {"type": "string"},
+            "scale": {"type": "string", "enum": list(SCALES)}, "anonymous": {"type": "boolean"},
+            "owner": {"type": ["string", "null"]}, "service": {"type": ["string", "null"]},
+            "ticket": {"type": ["string", "null"], "pattern": r"^INC-\d+$"},
+            "state": {"type": "string", "enum": list(SURVEY_STATES)},
+            "created_at": _time("when it was made"), "opens_at": _time("when it was (or will be) sent"),
+            "closes_at": _time("when it closes"), "closed_at": _time("when it closed", nullable=True),
+            "answers": {"type": "integer"},
+            "hidden": {"type": "boolean", "description": "the results of an anonymous survey with too few answers"},
+            "score_name": {"type": "string", "enum": ["CSAT", "NPS", "Yes"]},
+            "score": {"type": ["number", "null"], "description": "null without answers, or while hidden"},
+        },
+    },
+    "SurveyList": {
+        "type": "object", "required": ["surveys"],
+        "properties": {"surveys": {"type": "array", "items": _ref("SurveySummary"),
+                                   "description": "newest first; GET /surveys/{id} for one with its results"}},
+    },
+    "SurveyClose": {
+        "type": "object", "additionalProperties": False, "required": ["person"],
+        "properties": {"person": {"type": "string", "minLength": 1, "maxLength": 64,
+                                  "description": "the person id (app.yaml) closing it: its owner or a service "
+                                                 "manager"}},
+    },
+    "CsiCreate": {
+        "type": "object", "additionalProperties": False, "required": ["person", "title"],
+        "properties": {
+            "person": {"type": "string", "minLength": 1, "maxLength": 64,
+                       "description": "the person id (app.yaml) raising it; anyone may"},
+            "title": {"type": "string", "minLength": 1, "maxLength": 300, "description": "what will improve"},
+            "owner": {"type": "string", "maxLength": 64,
+                      "description": "a person id: who will do it (default the person raising it); told by direct "
+                                     "message"},
+            "due": {"type": "string", "pattern": r"^\d{4}-\d{2}-\d{2}$", "description": "YYYY-MM-DD"},
+            "service": {"type": "string", "maxLength": 64,
+                        "description": "a service id (or name); default the survey's or the ticket's"},
+            "survey": {"type": "string", "maxLength": 20, "description": "SRV-N: the survey that prompted it"},
+            "ticket": {"type": "string", "maxLength": 20, "description": "INC-N: the (breached) ticket it answers"},
+        },
+    },
+    "CsiDone": {
+        "type": "object", "additionalProperties": False, "required": ["person"],
+        "properties": {
+            "person": {"type": "string", "minLength": 1, "maxLength": 64,
+                       "description": "the person id (app.yaml) finishing it: its owner or a service manager"},
+            "note": {"type": "string", "maxLength": 2000, "description": "what was done"},
+        },
+    },
+    "CsiItem": {
+        "type": "object",
+        "required": ["id", "number", "title", "owner", "due", "overdue", "service", "survey", "ticket", "state",
+                     "created_by", "created_at", "done_at", "done_by", "note"],
+        "properties": {
+            "id": {"type": "string", "pattern": r"^CSI-\d+$"}, "number": {"type": "integer"},
+            "title": {"type": "string"}, "owner": {"type": "string"},
+            "due": {"type": ["string", "null"], "description": "YYYY-MM-DD"},
+            "overdue": {"type": "boolean", "description": "open and past its due date (in the bot's time zone)"},
+            "service": {"type": ["string", "null"]},
+            "survey": {"type": ["string", "null"], "pattern": r"^SRV-\d+$"},
+            "ticket": {"type": ["string", "null"], "pattern": r"^INC-\d+$"},
+            "state": {"type": "string", "enum": ["open", "done"]},
+            "created_by": {"type": ["string", "null"]}, "created_at": _time("when it was raised"),
+            "done_at": _time("when it was done", nullable=True), "done_by": {"type": ["string", "null"]},
+            "note": {"type": "string", "description": "what was done"},
+        },
+    },
+    "CsiList": {
+        "type": "object", "required": ["items"],
+        "properties": {"items": {"type": "array", "items": _ref("CsiItem"),
+                                 "description": "open items soonest due first (undated last), then done items "
+                                                "latest first"}},
+    },
     "AlertmanagerAlert": {
         "type": "object", "required": ["status", "labels", "startsAt"],
         "properties": {
@@ -528,7 +744,7 @@ RESPONSES = {
     "Unauthorized": {**_error("No bearer token, or the wrong one"),
                      "headers": {"WWW-Authenticate": {"schema": {"type": "string"},
                                                       "description": "Bearer realm=\"svcbot\""}}},
-    "NotFound": _error("No such ticket, outage, service or change"),
+    "NotFound": _error("No such ticket, outage, service, change, survey or CSI item"),
     "Forbidden": _error("The person named may not do this; nothing changed"),
     "Conflict": _error("The request conflicts with what is stored; nothing changed"),
     "Unprocessable": _error("The body does not fit the schema, or names something unknown; nothing changed"),
@@ -563,6 +779,18 @@ PARAMETERS = {
                           "(default now)"},
     "Limit": {"name": "limit", "in": "query", "required": False, "description": "at most this many",
               "schema": {"type": "integer", "minimum": 1, "maximum": CHANGES_MAX, "default": CHANGES_SHOWN}},
+    "SurveyId": {"name": "id", "in": "path", "required": True, "description": "SRV-N, or just N",
+                 "schema": {"type": "string"}},
+    "SurveyState": {"name": "state", "in": "query", "required": False, "description": "only surveys in this state",
+                    "schema": {"type": "string", "enum": list(SURVEY_STATES)}},
+    "SurveyKind": {"name": "kind", "in": "query", "required": False,
+                   "description": "pulse (asked by a person) or ticket (after a ticket was resolved)",
+                   "schema": {"type": "string", "enum": list(SURVEY_KINDS)}},
+    "CsiId": {"name": "id", "in": "path", "required": True, "description": "CSI-N, or just N",
+              "schema": {"type": "string"}},
+    "CsiState": {"name": "state", "in": "query", "required": False,
+                 "description": "open (default), done, or all",
+                 "schema": {"type": "string", "enum": list(CSI_STATES), "default": "open"}},
 }
 
 
@@ -612,7 +840,8 @@ OPENAPI: dict[str, Any] = {
     "info": {
         "title": "svcbot API", "version": "1.0.0",
         "description": "Tickets and their history, outages, services and availability, SLA reports, requests for "
-                       "change and the Prometheus Alertmanager webhook. Times are RFC 3339 with an offset; answers "
+                       "change, pulse and after-ticket surveys, the continual service improvement (CSI) register, "
+                       "and the Prometheus Alertmanager webhook. Times are RFC 3339 with an offset; answers "
                        "are in UTC. The forward schedule of change is also served, without a token, as an "
                        "iCalendar feed at `/changes.ics?days=180&past=30` (days ahead up to 730, days back up to "
                        "365). "
@@ -621,7 +850,8 @@ OPENAPI: dict[str, Any] = {
     },
     "jsonSchemaDialect": "https://spec.openapis.org/oas/3.1/dialect/base",
     "security": [{"bearerAuth": []}],
-    "tags": [{"name": n} for n in ("openapi", "tickets", "services", "outages", "sla", "changes", "alertmanager")],
+    "tags": [{"name": n} for n in ("openapi", "tickets", "services", "outages", "sla", "changes", "surveys", "csi",
+                                   "alertmanager")],
     "paths": {
         f"{PREFIX}/openapi.json": {"get": _operation(
             "openapi_document", "This document", {"200": _json({"type": "object"}, "The OpenAPI 3.1 document")},
@@ -662,7 +892,7 @@ OPENAPI: dict[str, Any] = {
             errors=(*_WRITE_ERRORS, ("404", "NotFound"), ("409", "Conflict")), params=("OutageId",),
             body="OutageEnd", body_required=False, description="Without a body it ends now.")},
         f"{PREFIX}/sla": {"get": _operation(
-            "sla_attainment", "Attainment per agreement, metric and priority, and availability",
+            "sla_attainment", "Attainment per agreement, metric and priority, availability and satisfaction",
             {"200": _json(_ref("Attainment"), "What `sla [SERVICE] [PERIOD] [by group]` shows")},
             errors=(("400", "BadRequest"),), params=("Service", "Period", "By"))},
         f"{PREFIX}/sla/breaches": {"get": _operation(
@@ -707,6 +937,51 @@ OPENAPI: dict[str, Any] = {
             "The change goes to review.")},
         f"{PREFIX}/changes/{{id}}/cancel": {"post": _step_operation(
             "cancel", "Cancel a change awaiting approval or scheduled", "ChangeStep")},
+        f"{PREFIX}/surveys": {
+            "get": _operation(
+                "surveys_list", "Pulse and after-ticket surveys, newest first",
+                {"200": _json(_ref("SurveyList"), "The surveys that match, each with its headline score")},
+                errors=(("400", "BadRequest"),), params=("SurveyState", "SurveyKind", "Service", "Limit")),
+            "post": _operation(
+                "surveys_create", "Send a pulse survey on a person's behalf",
+                {"201": {**_json(_ref("Survey"), "Sent: posted in its channels, or sent to each person asked"),
+                         "headers": {"Location": {"schema": {"type": "string"}}}}},
+                errors=(*_WRITE_ERRORS, ("403", "Forbidden")), body="SurveyCreate",
+                description="The same checks as `survey new` in chat, run as `owner`: service managers and the "
+                            "owners of services run surveys (403 for anyone else). People answer in Slack or Teams; "
+                            "answers are not taken through the API.")},
+        f"{PREFIX}/surveys/{{id}}": {"get": _operation(
+            "surveys_get", "A survey and its results", {"200": _json(_ref("Survey"), "The survey")},
+            errors=(("404", "NotFound"),), params=("SurveyId",),
+            description="Who answered an anonymous survey is never shown: its results (and comments) show only once "
+                        "surveys.min_respondents people have answered, its comments carry no names, and who was "
+                        "asked is given as a number only.")},
+        f"{PREFIX}/surveys/{{id}}/close": {"post": _operation(
+            "surveys_close", "Close an open survey now",
+            {"200": _json(_ref("Survey"), "Closed: its results are kept and sent to its owner (and to its channels)")},
+            errors=(*_WRITE_ERRORS, ("403", "Forbidden"), ("404", "NotFound"), ("409", "Conflict")),
+            params=("SurveyId",), body="SurveyClose",
+            description="Runs `survey close SRV-N` as `person`: its owner or a service manager (403 for anyone "
+                        "else); 409 when it is not open.")},
+        f"{PREFIX}/csi": {
+            "get": _operation(
+                "csi_list", "The continual service improvement register",
+                {"200": _json(_ref("CsiList"), "The items that match")},
+                errors=(("400", "BadRequest"),), params=("CsiState", "Service", "Limit")),
+            "post": _operation(
+                "csi_create", "Raise an improvement on a person's behalf",
+                {"201": {**_json(_ref("CsiItem"), "Added to the register; its owner is told"),
+                         "headers": {"Location": {"schema": {"type": "string"}}}}},
+                errors=_WRITE_ERRORS, body="CsiCreate",
+                description="The same checks as `csi add` in chat, run as `person`; every faulty field is named in "
+                            "the 422 answer.")},
+        f"{PREFIX}/csi/{{id}}/done": {"post": _operation(
+            "csi_done", "Mark an improvement done",
+            {"200": _json(_ref("CsiItem"), "Done: the item as it is now")},
+            errors=(*_WRITE_ERRORS, ("403", "Forbidden"), ("404", "NotFound"), ("409", "Conflict")),
+            params=("CsiId",), body="CsiDone",
+            description="Runs `csi done CSI-N [note]` as `person`: its owner or a service manager (403 for anyone "
+                        "else); 409 when it is done already.")},
         f"{PREFIX}/alertmanager": {"post": _operation(
             "alertmanager_webhook", "Prometheus Alertmanager webhook (payload version 4)",
             {"200": _json(_ref("AlertmanagerResult"), "Applied: firing alerts open outages of the service "
@@ -768,11 +1043,30 @@ def _at(path: str, name: str) -> str:
     return name if path == "(body)" else f"{path}.{name}"
 
 
+def _types_of(schema: dict) -> list[str]:
+    types = schema.get("type", [])
+    return [types] if isinstance(types, str) else list(types)
+
+
+def _of_type(schema: dict, value: Any) -> bool:
+    types = _types_of(schema)
+    return not types or any(_TYPES[t](value) for t in types)
+
+
 def check(schema: dict, value: Any, path: str = "(body)", *, closed: bool = False) -> list[str]:
     """Every way ``value`` departs from ``schema`` (the subset of JSON Schema this document uses), each as
     "path: what is wrong". ``closed`` treats every object with properties as if it had
     additionalProperties: false (the tests use it to find fields an answer has but the document lacks)."""
     schema = resolve(schema)
+    if "anyOf" in schema:  # e.g. a nullable $ref: [{"$ref": …}, {"type": "null"}]
+        options = [resolve(option) for option in schema["anyOf"]]
+        found = [check(option, value, path, closed=closed) for option in options]
+        if all(found):  # none fits: the faults of the first option of the value's type
+            typed = [f for option, f in zip(options, found) if _of_type(option, value)]
+            if typed:
+                return typed[0]
+            words = [_TYPE_WORDS[t] for option in options for t in _types_of(option)]
+            return [f"{path}: expected {' or '.join(dict.fromkeys(words))}, got {json_type(value)}"]
     types = schema.get("type")
     if types is not None:
         types = [types] if isinstance(types, str) else types
@@ -1012,7 +1306,8 @@ def ticket_view(ctx: Context, session, ticket: Ticket) -> dict:
         "id": tickets.number(ticket), "number": ticket.id, "kind": ticket.kind, "source": ticket.source,
         "external_id": ticket.external_id, "service": ticket.service_id, "title": ticket.title,
         "priority": ticket.priority, "state": ticket.state, "group": ticket.assignment_group,
-        "supplier": ticket.supplier, "opened_at": _iso(ticket.opened_at), "responded_at": _iso(ticket.responded_at),
+        "supplier": ticket.supplier, "requester": None if ticket.opened_by == ACTOR.person_id else ticket.opened_by,
+        "opened_at": _iso(ticket.opened_at), "responded_at": _iso(ticket.responded_at),
         "resolved_at": _iso(ticket.resolved_at), "closed_at": _iso(ticket.closed_at),
         "updated_at": _iso(ticket.updated_at),
         "events": [{"kind": e.kind, "value": e.value, "at": _iso(e.at), "recorded_at": _iso(e.recorded_at),
@@ -1100,6 +1395,114 @@ def _find_change(session, key: str) -> Change:
     return change
 
 
+def _survey_number(key: str) -> int | None:
+    m = re.fullmatch(r"(?:SRV-?)?(\d{1,9})", key, re.IGNORECASE)
+    return int(m[1]) if m else None
+
+
+def _find_survey(session, key: str) -> Survey:
+    number = _survey_number(key)
+    survey = session.get(Survey, number) if number is not None else None
+    if survey is None:
+        raise ApiError(404, f"There is no survey '{key}'",
+                       [f"id: no survey '{key}'" + ("" if number is not None else "; say SRV-N or N")])
+    return survey
+
+
+def _survey_head(survey: Survey) -> dict:
+    return {"id": surveys.number(survey), "number": survey.id, "kind": survey.kind, "question": survey.question,
+            "scale": survey.scale, "anonymous": survey.anonymous, "owner": survey.owner, "service": survey.service_id,
+            "ticket": f"INC-{survey.ticket_id}" if survey.ticket_id else None, "state": survey.state,
+            "created_at": _iso(survey.created_at), "opens_at": _iso(survey.opens_at),
+            "closes_at": _iso(survey.closes_at), "closed_at": _iso(survey.closed_at)}
+
+
+def survey_view(ctx: Context, session, survey: Survey) -> dict:
+    """A survey and its results. Nothing in it tells who answered an anonymous survey: its results and
+    comments stay hidden below surveys.min_respondents, its comments carry no names and come in an order
+    that says nothing (alphabetical), and who was asked is only counted."""
+    results = surveys.results_of(session, survey)
+    hide = surveys.hidden(ctx, survey, results)
+    if survey.audience_kind == "channel":
+        audience, asked = list(survey.audience), None
+    else:
+        audience, asked = (None if survey.anonymous else list(survey.audience)), len(survey.audience)
+    head = _survey_head(survey)
+    return {**{k: head[k] for k in ("id", "number", "kind", "question", "scale", "anonymous")},
+            "comment": survey.ask_comment, "audience_kind": survey.audience_kind, "audience": audience,
+            "asked": asked, **{k: head[k] for k in ("owner", "service", "ticket", "state", "created_at", "opens_at",
+                                                     "closes_at", "closed_at")},
+            "answers": results.answers, "hidden": hide,
+            "results": None if hide else _results_view(ctx, session, survey, results)}
+
+
+def _results_view(ctx: Context, session, survey: Survey, results: satisfaction.Results) -> dict:
+    trend = None
+    previous = surveys.previous_survey(session, survey)
+    if previous is not None:
+        before = surveys.results_of(session, previous)
+        change = None if surveys.hidden(ctx, previous, before) else satisfaction.trend(results, before)
+        if change is not None:
+            trend = {"previous": surveys.number(previous), "change": change}
+    comments: list = []
+    if not survey.comments_purged:
+        newest = (select(SurveyAnswer.comment, SurveyAnswer.person_id)
+                  .where(SurveyAnswer.survey_id == survey.id, SurveyAnswer.comment.is_not(None))
+                  .order_by(SurveyAnswer.answered_at.desc(), SurveyAnswer.id.desc()).limit(surveys.SHOWN_COMMENTS))
+        rows = session.execute(newest).all()
+        if survey.anonymous:
+            comments = sorted(text for text, _ in rows)
+        else:
+            comments = [{"person": person, "comment": text} for text, person in rows]
+    return {"answers": results.answers, "invited": results.invited, "response_rate": results.response_rate,
+            "score_name": results.score_name, "score": results.score, "csat": results.csat, "nps": results.nps,
+            "yes": results.yes, "distribution": {str(v): n for v, n in sorted(results.distribution.items())},
+            "trend": trend, "comments": comments}
+
+
+def survey_summaries(ctx: Context, session, rows: list[Survey]) -> list[dict]:
+    """Surveys with their headline scores: the answers of those without kept results in one query."""
+    live = [s.id for s in rows if s.results is None]
+    counts: dict[int, dict[int, int]] = {}
+    for i in range(0, len(live), 500):
+        for survey_id, value, n in session.execute(
+                select(SurveyAnswer.survey_id, SurveyAnswer.value, func.count())
+                .where(SurveyAnswer.survey_id.in_(live[i:i + 500]))
+                .group_by(SurveyAnswer.survey_id, SurveyAnswer.value)):
+            counts.setdefault(survey_id, {})[value] = n
+    out = []
+    for survey in rows:
+        if survey.results is not None:
+            results = satisfaction.Results.from_dict(survey.results)
+        else:
+            invited = len(survey.audience) if survey.audience_kind == "people" else None
+            results = satisfaction.tally(survey.scale, counts.get(survey.id, {}), invited)
+        hide = surveys.hidden(ctx, survey, results)
+        out.append({**_survey_head(survey), "answers": results.answers, "hidden": hide,
+                    "score_name": results.score_name, "score": None if hide else results.score})
+    return out
+
+
+def _find_csi(session, key: str) -> CsiItem:
+    m = re.fullmatch(r"(?:CSI-?)?(\d{1,9})", key, re.IGNORECASE)
+    item = session.get(CsiItem, int(m[1])) if m else None
+    if item is None:
+        raise ApiError(404, f"There is no CSI item '{key}'",
+                       [f"id: no CSI item '{key}'" + ("" if m else "; say CSI-N or N")])
+    return item
+
+
+def csi_view(ctx: Context, item: CsiItem) -> dict:
+    today = ctx.now().astimezone(ZoneInfo(ctx.config.bot.timezone)).date()
+    return {"id": csi.number(item), "number": item.id, "title": item.title, "owner": item.owner,
+            "due": item.due.isoformat() if item.due else None,
+            "overdue": item.state == "open" and item.due is not None and item.due < today,
+            "service": item.service_id, "survey": surveys.number(item.survey_id) if item.survey_id else None,
+            "ticket": f"INC-{item.ticket_id}" if item.ticket_id else None, "state": item.state,
+            "created_by": item.created_by, "created_at": _iso(item.created_at), "done_at": _iso(item.done_at),
+            "done_by": item.done_by, "note": item.note or ""}
+
+
 # ================================================================================== the endpoints
 
 class Api:
@@ -1168,6 +1571,9 @@ class Api:
         problems = _service_problems(ctx, body["service"], "service") + _not_future("opened_at", opened_at, now)
         if "group" in body:
             problems += _group(ctx, body["group"], "group", "internal")
+        if "requester" in body and ctx.config.person(body["requester"]) is None:
+            problems.append(f"requester: there is no person '{body['requester']}' in app.yaml; people: "
+                            f"{', '.join(p.id for p in ctx.config.people)}")
         if problems:
             raise ApiError(422, "The request body is not valid", problems)
         service = ctx.config.service(body["service"])
@@ -1194,10 +1600,12 @@ class Api:
                 ticket = tickets.open_ticket(
                     work, source="api", service_id=service_id, priority=body["priority"], title=body["title"],
                     at=opened_at, external_id=external_id, kind=body.get("kind", "incident"),
-                    group=body.get("group"), state=body.get("state", "new"), opened_by=ACTOR.person_id)
+                    group=body.get("group"), state=body.get("state", "new"),
+                    opened_by=body.get("requester", ACTOR.person_id))
                 work.audit(f"{ticket.kind}.new", tickets.number(ticket), service=service_id,
                            priority=ticket.priority, external_id=external_id, opened_at=_iso(opened_at))
                 breaches.sync_clocks(work, ticket)
+                surveys.after_ticket(work, ticket)
                 view = {**ticket_view(ctx, work.session, ticket), "duplicate": False}
         except IntegrityError:
             existing = self._existing_ticket(external_id)  # the same external_id, posted twice at once
@@ -1258,6 +1666,7 @@ class Api:
                 work.audit(f"{ticket.kind}.{kind}", tickets.number(ticket), value=value, at=_iso(at),
                            event_id=event_id)
                 breaches.sync_clocks(work, ticket)
+                surveys.after_ticket(work, ticket)  # resolved: its requester's survey, if its service has one
                 return {**ticket_view(ctx, work.session, ticket), "duplicate": False}
         except AlreadyHandled:
             log.info("API event %s repeated; nothing changed", event_id)
@@ -1426,7 +1835,8 @@ class Api:
             "period": _period_view(period), "service": service.id if service else None,
             "by": "group" if by_group else None,
             "targets": [{**plain(r), "ok": r.ok} for r in rows if isinstance(r, sla.TargetAttainment)],
-            "availability": [{**plain(r), "ok": r.ok} for r in rows if isinstance(r, sla.AvailabilityAttainment)]})
+            "availability": [{**plain(r), "ok": r.ok} for r in rows if isinstance(r, sla.AvailabilityAttainment)],
+            "satisfaction": [{**plain(r), "ok": r.ok} for r in rows if isinstance(r, sla.SatisfactionAttainment)]})
 
     async def sla_breaches(self, request: web.Request) -> web.Response:
         period = _query(request, "sla_breaches", self.ctx)["period"]
@@ -1590,6 +2000,145 @@ class Api:
             await response.write(piece)
         await response.write_eof()
         return response
+
+    # ------------------------------------------------------------------ surveys
+
+    def _survey(self, survey_id: int) -> dict:
+        with self.ctx.sessions() as s:
+            return survey_view(self.ctx, s, _find_survey(s, str(survey_id)))
+
+    async def surveys_create(self, request: web.Request) -> web.Response:
+        body = await _body(request, "SurveyCreate")
+        person = self._person(body["owner"], "owner")
+        view = await asyncio.to_thread(self._create_survey, person, body)
+        return web.json_response(view, status=201, headers={"Location": f"{PREFIX}/surveys/{view['id']}"})
+
+    def _create_survey(self, person, body: dict) -> dict:
+        """The chat form's text values: lists as comma-separated names, true and false as yes and no, the
+        closing time in UTC (check() has made sure it is an RFC 3339 date-time)."""
+        values: dict[str, str] = {}
+        for name in surveys.FIELDS:
+            if name not in body:
+                continue
+            value = body[name]
+            if isinstance(value, list):
+                value = ",".join(value)
+            elif isinstance(value, bool):
+                value = "yes" if value else "no"
+            elif name == "closes":
+                value = parse_rfc3339(value).isoformat()
+            values[name] = value
+        cmd = Command(self._actor(person), f"api: survey new for {person.id}", via="api")
+        try:
+            survey_id, _ = surveys.create(self.ctx, cmd, values)
+        except Refused as exc:
+            raise ApiError(403, exc.message, [f"owner: {exc.message}"]) from None
+        except FormInvalid as exc:
+            raise ApiError(422, "The survey is not valid",
+                           [f"{name}: {problem}" for name, problem in exc.errors.items()]) from None
+        except UserError as exc:
+            raise ApiError(422, "The survey is not valid", [exc.message]) from None
+        return self._survey(survey_id)
+
+    async def surveys_list(self, request: web.Request) -> web.Response:
+        query = _query(request, "surveys_list", self.ctx)
+
+        def read():
+            q = select(Survey).order_by(Survey.created_at.desc(), Survey.id.desc())
+            if "state" in query:
+                q = q.where(Survey.state == query["state"])
+            if "kind" in query:
+                q = q.where(Survey.kind == query["kind"])
+            if "service" in query:
+                q = q.where(Survey.service_id == query["service"].id)
+            with self.ctx.sessions() as s:
+                rows = s.scalars(q.limit(query.get("limit", CHANGES_SHOWN))).all()
+                return {"surveys": survey_summaries(self.ctx, s, rows)}
+        return web.json_response(await asyncio.to_thread(read))
+
+    async def surveys_get(self, request: web.Request) -> web.Response:
+        key = request.match_info["id"]
+
+        def read():
+            with self.ctx.sessions() as s:
+                return survey_view(self.ctx, s, _find_survey(s, key))
+        return web.json_response(await asyncio.to_thread(read))
+
+    async def surveys_close(self, request: web.Request) -> web.Response:
+        key = request.match_info["id"]
+        body = await _body(request, "SurveyClose")
+        person = self._person(body["person"], "person")
+
+        def run() -> dict:
+            with self.ctx.sessions() as s:
+                survey_id = _find_survey(s, key).id
+            cmd = Command(self._actor(person), f"survey close {surveys.number(survey_id)}", via="api")
+            try:
+                surveys.close_cmd(self.ctx, cmd, survey_id)
+            except Refused as exc:
+                raise ApiError(403, exc.message, [f"person: {exc.message}"]) from None
+            except UserError as exc:
+                raise ApiError(409, exc.message, [f"state: {exc.message}"]) from None
+            return self._survey(survey_id)
+        return web.json_response(await asyncio.to_thread(run))
+
+    # ------------------------------------------------------------------ the CSI register
+
+    async def csi_list(self, request: web.Request) -> web.Response:
+        query = _query(request, "csi_list", self.ctx)
+        state, limit = query.get("state", "open"), query.get("limit", CHANGES_SHOWN)
+        service = query.get("service")
+
+        def read():
+            with self.ctx.sessions() as s:
+                items = csi.open_items(s, service.id if service else None, limit) if state != "done" else []
+                if state != "open" and len(items) < limit:
+                    q = select(CsiItem).where(CsiItem.state == "done")
+                    if service:
+                        q = q.where(CsiItem.service_id == service.id)
+                    items += s.scalars(q.order_by(CsiItem.done_at.desc(), CsiItem.id.desc())
+                                       .limit(limit - len(items))).all()
+                return {"items": [csi_view(self.ctx, i) for i in items]}
+        return web.json_response(await asyncio.to_thread(read))
+
+    async def csi_create(self, request: web.Request) -> web.Response:
+        body = await _body(request, "CsiCreate")
+        person = self._person(body["person"], "person")
+        view = await asyncio.to_thread(self._create_csi, person, body)
+        return web.json_response(view, status=201, headers={"Location": f"{PREFIX}/csi/{view['id']}"})
+
+    def _create_csi(self, person, body: dict) -> dict:
+        values = {k: v for k, v in body.items() if k in csi.FIELDS}
+        cmd = Command(self._actor(person), f"api: csi add for {person.id}", via="api")
+        try:
+            item_id = csi.add(self.ctx, cmd, values)[0]
+        except FormInvalid as exc:
+            raise ApiError(422, "The improvement is not valid",
+                           [f"{name}: {problem}" for name, problem in exc.errors.items()]) from None
+        except UserError as exc:
+            raise ApiError(422, "The improvement is not valid", [exc.message]) from None
+        with self.ctx.sessions() as s:
+            return csi_view(self.ctx, _find_csi(s, str(item_id)))
+
+    async def csi_done(self, request: web.Request) -> web.Response:
+        key = request.match_info["id"]
+        body = await _body(request, "CsiDone")
+        person = self._person(body["person"], "person")
+        note = " ".join(body.get("note", "").split())
+
+        def run() -> dict:
+            with self.ctx.sessions() as s:
+                item_id = _find_csi(s, key).id
+            cmd = Command(self._actor(person), f"csi done CSI-{item_id}", via="api")
+            try:
+                csi.done(self.ctx, cmd, item_id, note)
+            except Refused as exc:
+                raise ApiError(403, exc.message, [f"person: {exc.message}"]) from None
+            except UserError as exc:
+                raise ApiError(409, exc.message, [f"state: {exc.message}"]) from None
+            with self.ctx.sessions() as s:
+                return csi_view(self.ctx, _find_csi(s, str(item_id)))
+        return web.json_response(await asyncio.to_thread(run))
 
     # ------------------------------------------------------------------ Alertmanager
 
