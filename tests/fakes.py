@@ -22,6 +22,7 @@ class Call:
     params: dict
     headers: dict
     at: float = field(default_factory=time.monotonic)
+    path: str = ""  # the request's path (which response URL a hook call used)
 
 
 class LoopbackServer:
@@ -65,8 +66,8 @@ class LoopbackServer:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def record(self, method: str, params: dict, headers) -> Call:
-        call = Call(method, params, dict(headers))
+    def record(self, method: str, params: dict, headers, path: str = "") -> Call:
+        call = Call(method, params, dict(headers), path=path)
         with self._lock:
             self.calls.append(call)
         return call
@@ -114,7 +115,7 @@ class FakeSlack(LoopbackServer):
         return {k: v[0] for k, v in parse_qs(await request.text()).items()}
 
     async def _hook(self, request):
-        self.record("response_url", await request.json(), request.headers)
+        self.record("response_url", await request.json(), request.headers, path=request.path)
         return web.Response(text="ok")
 
     async def _api(self, request):
