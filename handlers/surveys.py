@@ -448,12 +448,7 @@ def submit_answer(ctx: Context, cmd: Command, values: dict, context: dict) -> Re
         with ctx.sessions() as s:
             raise FormInvalid({"value": "choose an answer"}, answer_form(find(s, survey_id), None, text,
                                                                       {"value": "choose an answer"}))
-    try:
-        return answer(ctx, cmd, survey_id, value, text or None)
-    except UserError as exc:
-        if isinstance(exc, FormInvalid):
-            raise
-        raise UserError(exc.message, exc.example) from None
+    return answer(ctx, cmd, survey_id, value, text or None)
 
 
 def _pass_on_low(work: Work, survey: Survey, row: SurveyAnswer) -> None:
