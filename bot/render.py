@@ -2,13 +2,17 @@
 from __future__ import annotations
 
 import json
+import logging
 import re
 from dataclasses import replace
 from functools import lru_cache
+from pathlib import Path
 
-from jinja2 import Environment, PackageLoader, StrictUndefined
+from jinja2 import ChoiceLoader, Environment, FileSystemLoader, PackageLoader, StrictUndefined
 
 from handlers.core import Form, Reply
+
+log = logging.getLogger("svcbot")
 
 BOLD = re.compile(r"(?<![*\w])\*(?!\s)([^*\n]+?)\*(?![*\w])")
 
@@ -34,14 +38,41 @@ def _mrkdwn(text: str, limit: int) -> str:
     return cut + "…"
 
 
-@lru_cache(maxsize=1)
-def _env() -> Environment:
-    env = Environment(loader=PackageLoader("bot", "templates"), undefined=StrictUndefined,
-                      autoescape=False, keep_trailing_newline=False)
+_override: Path | None = None  # a deployment's own templates (app.yaml bot.templates)
+
+
+def use_templates(folder: str | None) -> None:
+    """Templates in ``folder`` replace the built-in ones of the same path."""
+    global _override
+    _override = Path(folder) if folder else None
+    _env.cache_clear()
+
+
+@lru_cache(maxsize=2)
+def _env(own: bool = True) -> Environment:
+    builtin = PackageLoader("bot", "templates")
+    loader = ChoiceLoader([FileSystemLoader(_override), builtin]) if own and _override else builtin
+    env = Environment(loader=loader, undefined=StrictUndefined, autoescape=False, keep_trailing_newline=False)
     env.filters.update(teams_md=_teams_md, plain=_plain, mrkdwn=_mrkdwn, format_label=lambda s: f"{s:<12}")
     env.policies["truncate.leeway"] = 0  # Slack refuses a header of 151 characters
     env.policies["json.dumps_kwargs"] = {"ensure_ascii": False, "sort_keys": False}
     return env
+
+
+def _render(platform: str, reply: Reply, suffix: str, **extra) -> str:
+    """The reply through its platform's template. A deployment's template that fails (a variable it
+    expects is missing, JSON it makes is broken) must not lose the message: the built-in one is used."""
+    name = f"{platform}/{reply.template or 'message'}.{suffix}.j2"
+    try:
+        out = _env().get_template(name).render(reply=reply, data=reply.data, **extra)
+        if suffix == "json":
+            json.loads(out)
+        return out
+    except Exception:
+        if not _override:
+            raise
+        log.exception("template %s from %s failed; using the built-in one", name, _override)
+        return _env(own=False).get_template(name).render(reply=reply, data=reply.data, **extra)
 
 
 SLACK_MAX_BLOCKS = 50
@@ -49,7 +80,7 @@ SLACK_MAX_BLOCKS = 50
 
 def slack_message(reply: Reply) -> dict:
     """{"text": …, "blocks": […]} for chat.postMessage, chat.update, respond or ack."""
-    message = json.loads(_env().get_template("slack/message.json.j2").render(reply=reply))
+    message = json.loads(_render("slack", reply, "json"))
     blocks = message["blocks"]
     if len(blocks) > SLACK_MAX_BLOCKS:  # keep the head and say what was left out
         message["blocks"] = blocks[:SLACK_MAX_BLOCKS - 1] + [{"type": "context", "elements": [
@@ -87,7 +118,7 @@ def form_values(view: dict) -> dict:
 
 def teams_card(reply: Reply) -> dict:
     """An Adaptive Card (1.4) body."""
-    return json.loads(_env().get_template("teams/card.json.j2").render(reply=reply))
+    return json.loads(_render("teams", reply, "json"))
 
 
 def plain(reply: Reply) -> str:
@@ -96,4 +127,4 @@ def plain(reply: Reply) -> str:
 
 
 def text(reply: Reply) -> str:
-    return _env().get_template("text/message.txt.j2").render(reply=reply)
+    return _render("text", reply, "txt")

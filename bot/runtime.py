@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.exc import IntegrityError
 
+from bot import render
 from bot.metrics import Metrics
 from bot.outbox import Deliverer
 from handlers import surveys
@@ -33,6 +34,7 @@ class Outcome:
 
 class Runtime:
     def __init__(self, config: AppConfig, database_url: str | None = None):
+        render.use_templates(config.bot.templates)
         self.engine = make_engine(database_url)
         upgrade(self.engine)
         sessions = session_factory(self.engine)

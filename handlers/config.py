@@ -299,23 +299,83 @@ class ChangePolicy(Strict):
         return next((m for m in self.models if m.id == model_id), None)
 
 
-class Digest(Strict):
+CRON_DAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
+
+
+def cron_trigger(expr: str, zone: str) -> CronTrigger:
+    """A crontab line as an APScheduler trigger in a time zone. APScheduler 3 counts weekdays from
+    Monday = 0, crontab from Sunday = 0 (7 is Sunday too): numbered weekdays are turned into names
+    first, so "0 9 * * 1-5" means Monday to Friday, as it does in cron."""
+    fields = expr.split()
+    if len(fields) != 5:
+        raise ValueError(f"expected 5 fields (minute hour day month weekday), got {len(fields)}")
+    fields[4] = ",".join(_cron_weekdays(part) for part in fields[4].lower().split(","))
+    return CronTrigger(minute=fields[0], hour=fields[1], day=fields[2], month=fields[3], day_of_week=fields[4],
+                       timezone=zone)
+
+
+def _cron_weekdays(part: str) -> str:
+    span, _, step = part.partition("/")
+    if not any(c.isdigit() for c in span) and not step:
+        return part  # *, names and name ranges mean the same to both
+    number = {d: str(i) for i, d in enumerate(CRON_DAYS)}
+    low, _, high = ("0-6" if span == "*" else span).partition("-")
+    try:
+        first, last = int(number.get(low, low)), int(number.get(high or low, high or low))
+        every = int(step) if step else 1
+    except ValueError:
+        raise ValueError(f"'{part}' is not a weekday, a range or a step of weekdays") from None
+    if not (0 <= first <= 7 and 0 <= last <= 7 and every >= 1) or first > last:
+        raise ValueError(f"'{part}': weekdays run from 0 (Sunday) to 7 (Sunday again)")
+    return ",".join(sorted({CRON_DAYS[d % 7] for d in range(first, last + 1, every)}, key=CRON_DAYS.index))
+
+
+DIGEST_SECTIONS = ("status", "incidents", "breaches", "at-risk", "approvals", "changes", "surveys", "csi")
+
+
+class Scheduled(Strict):
+    """A post on a cron in a time zone: a digest, or the monthly reports."""
+
     name: Annotated[str, Field(pattern=ID_PATTERN)]
     channel: str
     cron: str
     timezone: str
-    sections: list[Literal["status", "incidents", "breaches", "at-risk", "changes", "surveys", "csi"]]
+    # A slot missed while svcbot was stopped is posted late, marked so, if it is at most this old;
+    # an older one is skipped (and logged): yesterday's digest is not news.
+    late_grace: Annotated[Duration, Field(validate_default=True)] = "2 hours"
 
     _zone = field_validator("timezone")(lambda cls, v: Calendar._zone(v))
+
+    @field_validator("late_grace", mode="before")
+    @classmethod
+    def _grace(cls, value):
+        duration = Duration.parse(value) if isinstance(value, (str, int, float)) else value
+        if isinstance(duration, Duration) and duration.business:
+            raise ValueError("the grace is clock time, like '2 hours'")
+        return duration
 
     @field_validator("cron")
     @classmethod
     def _cron(cls, value: str) -> str:
         try:
-            CronTrigger.from_crontab(value)
+            cron_trigger(value, "UTC")
         except ValueError as exc:
             raise ValueError(f"'{value}' is not a crontab expression: {exc}") from None
         return value
+
+    def trigger(self) -> CronTrigger:
+        return cron_trigger(self.cron, self.timezone)
+
+
+class Digest(Scheduled):
+    sections: Annotated[list[Literal[DIGEST_SECTIONS]], Field(min_length=1)]
+    days_ahead: Annotated[int, Field(ge=1, le=60)] = 3  # how far the changes section looks
+
+
+class ReportSchedule(Scheduled):
+    """Last month's service reports, posted with their charts: ``all`` is the overall report."""
+
+    services: Annotated[list[str], Field(min_length=1)] = ["all"]
 
 
 class SurveyPolicy(Strict):
@@ -348,6 +408,9 @@ class BotSettings(Strict):
     name: str = "svcbot"
     slash_command: Annotated[str, Field(pattern=r"^/[a-z0-9_-]+$")] = "/svc"
     timezone: str = "UTC"
+    # A folder of Jinja2 templates that replace the built-in ones of the same path (slack/digest.json.j2,
+    # teams/digest.json.j2, text/digest.txt.j2, …); relative to the folder of app.yaml.
+    templates: str | None = None
 
     _zone = field_validator("timezone")(lambda cls, v: Calendar._zone(v))
 
@@ -364,6 +427,7 @@ class AppConfig(Strict):
     agreements: list[Agreement] = []
     changes: ChangePolicy = ChangePolicy()
     digests: list[Digest] = []
+    reports: list[ReportSchedule] = []
     surveys: SurveyPolicy = SurveyPolicy()
 
     # Lookups used everywhere; built once since the model is frozen.
@@ -420,11 +484,11 @@ def _reference_problems(cfg: AppConfig) -> list[str]:
     services = {s.id for s in cfg.services}
     agreements = {a.id: a for a in cfg.agreements}
 
-    def dupes(kind: str, ids: list[str]):
+    def dupes(kind: str, ids: list[str], key: str = "id"):
         seen = set()
         for i, x in enumerate(ids):
             if x in seen:
-                problems.append(f"{kind}[{i}].id: duplicate id '{x}'")
+                problems.append(f"{kind}[{i}].{key}: duplicate {key} '{x}'")
             seen.add(x)
 
     def ref(path: str, value: str | None, known, what: str):
@@ -522,8 +586,15 @@ def _reference_problems(cfg: AppConfig) -> list[str]:
             ref(f"changes.models[{i}].services[{j}]", sid, services, "service")
         if not m.services:
             problems.append(f"changes.models[{i}].services: name at least one service")
+    dupes("digests", [d.name for d in cfg.digests], "name")
     for i, d in enumerate(cfg.digests):
         ref(f"digests[{i}].channel", d.channel, cfg.channels, "channel")
+    dupes("reports", [r.name for r in cfg.reports], "name")
+    for i, r in enumerate(cfg.reports):
+        ref(f"reports[{i}].channel", r.channel, cfg.channels, "channel")
+        for j, sid in enumerate(r.services):
+            if sid != "all":
+                ref(f"reports[{i}].services[{j}]", sid, services, "service")
     return problems
 
 
@@ -586,4 +657,28 @@ def load_config(path: str | Path) -> AppConfig:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(str(path), [f"(file): cannot read: {exc.strerror}"]) from None
-    return parse_config(text, str(path))
+    cfg = parse_config(text, str(path))
+    if cfg.bot.templates:
+        folder = (path.parent / cfg.bot.templates).resolve()
+        problems = _template_problems(folder, cfg.bot.templates)
+        if problems:
+            raise ConfigError(str(path), problems)
+        cfg = cfg.model_copy(update={"bot": cfg.bot.model_copy(update={"templates": str(folder)})})
+    return cfg
+
+
+def _template_problems(folder: Path, given: str) -> list[str]:
+    """A deployment's templates must exist and parse; a template that fails only when rendered falls
+    back to the built-in one then (see bot/render.py)."""
+    from jinja2 import Environment, TemplateSyntaxError
+    if not folder.is_dir():
+        return [f"bot.templates: no folder '{given}' (looked in {folder})"]
+    problems = []
+    for file in sorted(folder.rglob("*.j2")):
+        try:
+            Environment().parse(file.read_text(encoding="utf-8"))
+        except TemplateSyntaxError as exc:
+            problems.append(f"bot.templates: {file.relative_to(folder)}, line {exc.lineno}: {exc.message}")
+        except (OSError, UnicodeDecodeError) as exc:
+            problems.append(f"bot.templates: {file.relative_to(folder)}: cannot read: {exc}")
+    return problems

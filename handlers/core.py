@@ -10,7 +10,7 @@ import hmac
 import logging
 import os
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Callable, Iterator
 
@@ -96,6 +96,17 @@ class Section:
 
 
 @dataclass
+class Image:
+    """A picture that goes with a message (a report's chart): a PNG as base64, with a text alternative.
+    Teams shows it in the card; Slack gets it as an uploaded file beside the message."""
+
+    name: str  # file name: attainment.png
+    title: str
+    alt: str  # what the picture shows, for screen readers and text surfaces
+    png: str  # base64
+
+
+@dataclass
 class Choice:
     value: str
     label: str
@@ -143,6 +154,11 @@ class Reply:
     # It answers an anonymous act: shown in the answer to the request itself, never sent on to an
     # address that names the person (a direct message), so that no stored row links them to it.
     anonymous: bool = False
+    images: list[Image] = field(default_factory=list)
+    # Rendered with this template of each platform (a digest) instead of the generic message; ``data``
+    # gives a deployment's own templates the numbers behind the text.
+    template: str | None = None
+    data: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -154,6 +170,7 @@ class Reply:
                                     buttons=[Button(**b) for b in s["buttons"]]) for s in data.get("sections", [])]
         data["buttons"] = [Button(**b) for b in data.get("buttons", [])]
         data["form"] = Form.from_dict(data["form"]) if data.get("form") else None
+        data["images"] = [Image(**i) for i in data.get("images", [])]
         return cls(**data)
 
     def plain(self) -> str:
@@ -220,11 +237,17 @@ class Work:
     def send(self, platform: str, target_kind: str, target: str, message: Reply, key: str,
              subject: str = "", thread_id: str | None = None, anchor_key: str | None = None) -> None:
         """Queue a message. With ``anchor_key`` it goes into the thread of that row's delivered message."""
+        # Block Kit shows no pictures it cannot fetch: Slack gets them as files, shared in the same
+        # conversation once the message is there.
+        files = platform == "slack" and message.images and target_kind in ("channel", "person")
         self.session.add(OutboxMessage(
             dedupe_key=key, platform=platform, target_kind=target_kind, target=target, thread_id=thread_id,
-            message=message.to_dict(), subject=subject, status="pending", attempts=0,
-            created_at=self.now, next_attempt_at=self.now, anchor_key=anchor_key))
+            message=(replace(message, images=[]) if files else message).to_dict(), subject=subject,
+            status="pending", attempts=0, created_at=self.now, next_attempt_at=self.now, anchor_key=anchor_key))
         self.queued += 1
+        if files:
+            self.send(platform, "files", target, Reply(title=message.title, images=message.images),
+                      f"{key}:files", subject, anchor_key=key)
 
     def edit(self, anchor_key: str, message: Reply, key: str) -> None:
         """Replace the message another outbox row posted with this one (chat.update, a Teams update).
@@ -274,6 +297,18 @@ class Work:
             keys.append(f"{key}:{ident.platform}:{ident.external_id}")
             self.send(ident.platform, "person", ident.external_id, message, keys[-1], subject)
         return keys
+
+
+@contextmanager
+def reading(ctx: Context, session: Session | None = None) -> Iterator[Session]:
+    """The session given, else one of its own. A reader called inside a transaction must read through
+    that transaction's session: on SQLite every transaction takes the one write lock, so a second
+    session would wait for the first to end."""
+    if session is not None:
+        yield session
+        return
+    with ctx.sessions() as own:
+        yield own
 
 
 def sweep_due(ctx: Context, model, actor: Actor, handle: Callable[[Work, Any, datetime], int],

@@ -7,9 +7,10 @@ from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import and_, case, func, select
+from sqlalchemy.orm import Session
 
 from handlers import breaches, outages, surveys
-from handlers.core import Command, Context, Field, Reply, Section, UserError
+from handlers.core import Command, Context, Field, Reply, Section, UserError, reading
 from storage.models import Outage, SlaClock, Ticket
 
 EXAMPLE = "sla payments last-month"
@@ -150,7 +151,7 @@ def late_condition(now: datetime):
 
 
 def attainment_data(ctx: Context, service_id: str | None, period: Period,
-                    by_group: bool = False) -> list[TargetAttainment | AvailabilityAttainment | SatisfactionAttainment]:
+                    by_group: bool = False, session: Session | None = None) -> list[TargetAttainment | AvailabilityAttainment | SatisfactionAttainment]:
     """Met ÷ measured per agreement, metric and priority, for clocks that started in the period. A clock
     counts once it is decided: met, or breached (stopped late, or still running past its target). Then
     the availability of every service with an availability target. Ticket rows come first, ordered by
@@ -165,7 +166,7 @@ def attainment_data(ctx: Context, service_id: str | None, period: Period,
              .where(decided, period.holds(SlaClock.started_at)).group_by(*cols).order_by(*cols))
     if service_id:
         query = query.where(Ticket.service_id == service_id)
-    with ctx.sessions() as s:
+    with reading(ctx, session) as s:
         rows = s.execute(query).all()
     goals = {(a.id, t.metric, t.priority or "*"): t.goal for a in ctx.config.agreements for t in a.targets}
     agreements = {a.id: a for a in ctx.config.agreements}
@@ -182,7 +183,7 @@ def attainment_data(ctx: Context, service_id: str | None, period: Period,
         out.append(TargetAttainment(agreement_id, *kind_party(agreement_id), metric, priority,
                                     group[0] if by_group else None, measured, measured - late,
                                     100 * (measured - late) / measured, goal))
-    with ctx.sessions() as s:
+    with reading(ctx, session) as s:
         for agreement_id, target_service, goal in outages.availability_targets(ctx):
             if service_id and target_service != service_id:
                 continue
@@ -272,7 +273,8 @@ class Breach:
 BREACHES_SHOWN = 40
 
 
-def breaches_data(ctx: Context, period: Period, limit: int = BREACHES_SHOWN) -> list[Breach]:
+def breaches_data(ctx: Context, period: Period, limit: int | None = BREACHES_SHOWN,
+                  session: Session | None = None) -> list[Breach]:
     """Breached SLA clocks that started in the period, newest first, each with the OLAs and UCs under it
     that ran on the ticket and the time each has used by now."""
     now = ctx.now()
@@ -281,7 +283,7 @@ def breaches_data(ctx: Context, period: Period, limit: int = BREACHES_SHOWN) -> 
         if a.underpins:
             under_by_sla.setdefault(a.underpins, set()).add(a.id)
     out = []
-    with ctx.sessions() as s:
+    with reading(ctx, session) as s:
         rows = s.execute(select(SlaClock, Ticket).join(Ticket, Ticket.id == SlaClock.ticket_id)
                          .where(late_condition(now), SlaClock.kind == "sla", period.holds(SlaClock.started_at))
                          .order_by(SlaClock.started_at.desc()).limit(limit)).all()
@@ -345,10 +347,10 @@ class AtRisk:
 AT_RISK_SHOWN = 40
 
 
-def at_risk_data(ctx: Context) -> list[AtRisk]:
+def at_risk_data(ctx: Context, session: Session | None = None) -> list[AtRisk]:
     """Running clocks past their agreement's first warning level, or past due, soonest due first."""
     now = ctx.now()
-    with ctx.sessions() as s:
+    with reading(ctx, session) as s:
         rows = s.execute(select(SlaClock, Ticket).join(Ticket, Ticket.id == SlaClock.ticket_id)
                          .where(SlaClock.state == "running", SlaClock.due_at.is_not(None))
                          .order_by(SlaClock.due_at).limit(200)).all()

@@ -384,3 +384,32 @@ class CsiItem(Base):
     done_at: Mapped[datetime | None]
     done_by: Mapped[str | None] = mapped_column(String(64))
     note: Mapped[str] = mapped_column(Text, default="")
+
+
+class ScheduledRun(Base):
+    """One slot of a scheduled post (a digest, a monthly report): posted once, or skipped, never both.
+
+    The unique (job, slot_at) is what makes a slot happen once, however many replicas or restarts try:
+    the row commits with the slot's outbox rows or not at all."""
+
+    __tablename__ = "scheduled_runs"
+    __table_args__ = (UniqueConstraint("job", "slot_at"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    job: Mapped[str] = mapped_column(String(120))  # digest:<name> | report:<name>
+    slot_at: Mapped[datetime]
+    outcome: Mapped[str] = mapped_column(String(16))  # posted | late | skipped | manual
+    decided_at: Mapped[datetime]
+    note: Mapped[str] = mapped_column(Text, default="")
+
+
+class ReportComment(Base):
+    """The service manager's commentary on one month's report of a service, or of all ("all")."""
+
+    __tablename__ = "report_comments"
+    __table_args__ = (Index("ix_report_comments_scope", "scope", "month"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    scope: Mapped[str] = mapped_column(String(64))
+    month: Mapped[str] = mapped_column(String(7))  # 2026-10
+    text: Mapped[str] = mapped_column(Text)
+    person_id: Mapped[str] = mapped_column(String(64))
+    at: Mapped[datetime]
