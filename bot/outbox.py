@@ -168,11 +168,13 @@ class Deliverer:
             row.next_attempt_at = max(now, anchor.next_attempt_at) + timedelta(seconds=1)
             return None
         delivered = anchor is not None and anchor.status == "sent" and anchor.platform_message_id
-        if item.target_kind == "edit":
+        if item.target_kind in ("edit", "files"):
             if not delivered:
                 row.status, row.lease_until = "failed", None
-                row.last_error = "the message it edits was never delivered"
+                row.last_error = f"the message it {'edits' if item.target_kind == 'edit' else 'goes with'} was never delivered"
                 return None
+            if item.target_kind == "files":  # beside the message, in the conversation it landed in
+                return replace(item, target=anchor.platform_channel)
             return replace(item, target=anchor.platform_channel, message_id=anchor.platform_message_id)
         if not delivered:  # the thread never started: post on its own
             return item

@@ -9,6 +9,7 @@ event is answered once and changes nothing twice.
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import logging
 import re
@@ -17,7 +18,7 @@ import aiohttp
 from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.app.async_app import AsyncApp
-from slack_sdk.errors import SlackApiError
+from slack_sdk.errors import SlackApiError, SlackRequestError
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
@@ -202,6 +203,8 @@ class SlackSender:
         reply = Reply.from_dict(item.message)
         if item.target_kind == "response_url":
             return await self._respond(item.target, {**_response(reply), "replace_original": False})
+        if item.target_kind == "files":
+            return await self._upload(item, reply)
         payload = slack_payload(reply)
         if item.target_kind == "edit":
             response = await self._call(self.client.chat_update(
@@ -212,6 +215,18 @@ class SlackSender:
             channel=item.target, text=payload["text"], blocks=payload["blocks"], unfurl_links=False,
             metadata={"event_type": self.EVENT_TYPE, "event_payload": {"outbox_key": item.key}}, **kwargs))
         return Delivered(response["channel"], response["ts"])
+
+    async def _upload(self, item: Outgoing, reply: Reply) -> Delivered:
+        """A message's pictures (a report's charts) as files shared in its channel (files upload API)."""
+        uploads = [{"file": base64.b64decode(i.png), "filename": i.name, "title": i.title, "alt_txt": i.alt}
+                   for i in reply.images]
+        try:
+            response = await self._call(self.client.files_upload_v2(
+                file_uploads=uploads, channel=item.target, request_file_info=False))
+        except SlackRequestError as exc:  # the upload URL answered badly: nothing was shared yet
+            raise DeliveryError(f"file upload failed: {exc}") from None
+        files = response.get("files") or [{}]
+        return Delivered(item.target, files[0].get("id", ""))
 
     async def _respond(self, url: str, payload: dict) -> Delivered:
         """Answer through a response URL (a slash command's or a button's), as Slack's own respond() does."""
@@ -236,6 +251,8 @@ class SlackSender:
             # Answers through a response URL leave nothing to look up (they are ephemeral); an edit
             # made twice leaves the same message.
             return None
+        if item.target_kind == "files":
+            return await self._find_files(item)
         channel = item.target
         if item.target_kind == "person":
             opened = await self._call(self.client.conversations_open(users=item.target))
@@ -249,6 +266,17 @@ class SlackSender:
             if meta.get("event_type") == self.EVENT_TYPE and \
                     (meta.get("event_payload") or {}).get("outbox_key") == item.key:
                 return Delivered(channel, message["ts"])
+        return None
+
+    async def _find_files(self, item: Outgoing) -> Delivered | None:
+        """Files shared by an attempt whose answer was lost: a message since then carrying all of them."""
+        titles = {i["title"] for i in item.message.get("images", [])}
+        response = await self._call(self.client.conversations_history(
+            channel=item.target, oldest=f"{item.created_at.timestamp() - 60:.6f}", limit=200))
+        for message in response.get("messages", []):
+            shared = message.get("files") or []
+            if shared and titles <= {f.get("title") for f in shared}:
+                return Delivered(item.target, shared[0].get("id", ""))
         return None
 
     @staticmethod

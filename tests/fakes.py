@@ -98,6 +98,7 @@ class FakeSlack(LoopbackServer):
         super().__init__()
         self.scripts: dict[str, list] = {}
         self.posted: list[dict] = []  # messages that "exist" in channels, for conversations.history
+        self.uploads: dict[str, bytes] = {}  # file id → the bytes uploaded to its upload URL
         self._ts = itertools.count(1)
 
     def script(self, method: str, *answers) -> None:
@@ -106,13 +107,21 @@ class FakeSlack(LoopbackServer):
     def routes(self, app):
         app.router.add_route("*", "/api/{method}", self._api)
         app.router.add_post("/hooks/{rest:.*}", self._hook)
+        app.router.add_post("/upload/{file_id}", self._upload)
+
+    async def _upload(self, request):
+        """The upload URL files.getUploadURLExternal hands out: keeps the bytes by file id."""
+        self.uploads[request.match_info["file_id"]] = await request.read()
+        self.record("upload", {"file_id": request.match_info["file_id"]}, request.headers, path=request.path)
+        return web.Response(text="OK - " + str(len(self.uploads[request.match_info["file_id"]])))
 
     async def _params(self, request) -> dict:
+        query = dict(request.query)  # some methods (files.completeUploadExternal) send theirs here
         if request.method == "GET":
-            return dict(request.query)
+            return query
         if request.content_type == "application/json":
-            return await request.json()
-        return {k: v[0] for k, v in parse_qs(await request.text()).items()}
+            return {**query, **await request.json()}
+        return {**query, **{k: v[0] for k, v in parse_qs(await request.text()).items()}}
 
     async def _hook(self, request):
         self.record("response_url", await request.json(), request.headers, path=request.path)
@@ -125,8 +134,8 @@ class FakeSlack(LoopbackServer):
         script = self.scripts.get(method)
         if script:
             answer = script.pop(0)
-            if answer == "hang":
-                self._store(method, params)
+            if answer == "hang":  # the call takes effect, but its answer never comes
+                self._answer(method, params)
                 await self._released.wait()
             if isinstance(answer, int):
                 headers = {"Retry-After": "1"} if answer == 429 else {}
@@ -162,6 +171,18 @@ class FakeSlack(LoopbackServer):
                 return {"ok": False, "error": "message_not_found"}
             found["text"] = params.get("text")
             return {"ok": True, "channel": found["channel"], "ts": found["ts"], "text": found["text"]}
+        if method == "files.getUploadURLExternal":
+            file_id = f"F{next(self._ts):07d}"
+            return {"ok": True, "file_id": file_id, "upload_url": f"{self.url}/upload/{file_id}"}
+        if method == "files.completeUploadExternal":
+            files = params.get("files")
+            files = json.loads(files) if isinstance(files, str) else files
+            missing = [f["id"] for f in files if f["id"] not in self.uploads]
+            if missing:
+                return {"ok": False, "error": "file_not_found"}
+            message = self._store(method, {"channel": params.get("channel_id"), "text": params.get("initial_comment")})
+            message["files"] = [{"id": f["id"], "title": f.get("title")} for f in files]
+            return {"ok": True, "files": message["files"]}
         if method == "views.open":
             return {"ok": True, "view": {"id": f"V{next(self._ts):06d}"}}
         if method == "conversations.open":

@@ -1,0 +1,174 @@
+"""The monthly service report as files for the service review meeting: one self-contained HTML page (the
+charts inside it as data URIs) and a PDF, both from the same ``reports.Report`` and chart images.
+
+The HTML is rendered by its own Jinja2 environment with autoescaping on — unlike the chat templates,
+whose output is JSON or text — so the commentary and ticket titles can never become markup. The PDF uses
+reportlab's platypus with DejaVu Sans (shipped with matplotlib) rather than the PDF base fonts, which only
+know Western European letters; ``invariant`` output makes the same report the same bytes.
+"""
+from __future__ import annotations
+
+import base64
+import io
+import os
+from functools import lru_cache
+from pathlib import Path
+from xml.sax.saxutils import escape
+
+from jinja2 import Environment, PackageLoader, StrictUndefined
+
+from handlers import reports
+from handlers.core import Image
+from handlers.reports import Report
+
+FONT, BOLD = "DejaVuSans", "DejaVuSans-Bold"
+
+
+def file_stem(report: Report) -> str:
+    return f"svcbot-report-{report.scope_key}-{report.month}"
+
+
+def write(report: Report, images: list[Image], folder: str | os.PathLike) -> tuple[Path, Path]:
+    """Write the HTML and the PDF into ``folder`` (made if missing); returns their paths."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    html_path, pdf_path = folder / f"{file_stem(report)}.html", folder / f"{file_stem(report)}.pdf"
+    html_path.write_text(html(report, images), encoding="utf-8")
+    pdf_path.write_bytes(pdf(report, images))
+    return html_path, pdf_path
+
+
+# ---- HTML -------------------------------------------------------------------------------------------------
+
+@lru_cache(maxsize=1)
+def _env() -> Environment:
+    env = Environment(loader=PackageLoader("bot", "templates"), undefined=StrictUndefined, autoescape=True,
+                      trim_blocks=True, lstrip_blocks=True)
+    env.filters.update(pct=reports.pct, duration=reports.duration, target_name=reports.target_name,
+                       target_detail=reports.target_detail, achieved=reports.achieved_text, goal=reports.goal_text,
+                       satisfaction=reports.satisfaction_text, attainment=reports.attainment_text)
+    return env
+
+
+def html(report: Report, images: list[Image]) -> str:
+    return _env().get_template("report/report.html.j2").render(
+        report=report, images=images, title=reports.title_of(report))
+
+
+# ---- PDF --------------------------------------------------------------------------------------------------
+
+@lru_cache(maxsize=1)
+def _fonts() -> tuple[str, str]:
+    """DejaVu Sans, registered once, from matplotlib's own copy; the base fonts if it cannot be found."""
+    import matplotlib
+    from reportlab.pdfbase import pdfmetrics
+    from reportlab.pdfbase.ttfonts import TTFont
+    folder = Path(matplotlib.get_data_path()) / "fonts" / "ttf"
+    try:
+        pdfmetrics.registerFont(TTFont(FONT, str(folder / "DejaVuSans.ttf")))
+        pdfmetrics.registerFont(TTFont(BOLD, str(folder / "DejaVuSans-Bold.ttf")))
+    except Exception:  # a trimmed matplotlib: fall back rather than fail the export
+        return "Helvetica", "Helvetica-Bold"
+    pdfmetrics.registerFontFamily(FONT, normal=FONT, bold=BOLD, italic=FONT, boldItalic=BOLD)
+    return FONT, BOLD
+
+
+def pdf(report: Report, images: list[Image], *, compress: bool = True) -> bytes:
+    """A4, the same sections as the HTML. ``compress=False`` leaves the page text readable in the file."""
+    from reportlab.lib import colors
+    from reportlab.lib.pagesizes import A4
+    from reportlab.lib.styles import ParagraphStyle, getSampleStyleSheet
+    from reportlab.lib.units import cm
+    from reportlab.platypus import Image as Picture
+    from reportlab.platypus import KeepTogether, Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
+
+    regular, bold = _fonts()
+    base = getSampleStyleSheet()
+    body = ParagraphStyle("body", parent=base["BodyText"], fontName=regular, fontSize=9, leading=12)
+    cell = ParagraphStyle("cell", parent=body, fontSize=8, leading=10)
+    head = ParagraphStyle("head", parent=cell, fontName=bold)
+    h1 = ParagraphStyle("h1", parent=base["Title"], fontName=bold, fontSize=16, alignment=0)
+    h2 = ParagraphStyle("h2", parent=base["Heading2"], fontName=bold, fontSize=12, spaceBefore=10)
+    width = A4[0] - 4 * cm
+
+    def text(value, style=body) -> Paragraph:
+        return Paragraph(escape(str(value)).replace("\n", "<br/>"), style)
+
+    def table(caption: str, header: list[str], rows: list[list], widths: list[float] | None = None) -> list:
+        if not rows:
+            return [text(f"{caption}: none.")]
+        data = [[text(h, head) for h in header]] + [[text(v, cell) for v in row] for row in rows]
+        t = Table(data, colWidths=[w * width for w in widths] if widths else None, repeatRows=1, hAlign="LEFT")
+        t.setStyle(TableStyle([("GRID", (0, 0), (-1, -1), 0.25, colors.grey),
+                               ("BACKGROUND", (0, 0), (-1, 0), colors.HexColor("#E8EEF4")),
+                               ("VALIGN", (0, 0), (-1, -1), "TOP")]))
+        return [text(caption, head), Spacer(1, 3), t]
+
+    def mark(ok: bool) -> str:
+        return "met" if ok else "missed"
+
+    r = report
+    story = [Paragraph(escape(reports.title_of(r)), h1),
+             text(f"{r.start:%Y-%m-%d %H:%M} – {r.end:%Y-%m-%d %H:%M} UTC (a month in {r.timezone} time); "
+                  f"made {r.generated_at:%Y-%m-%d %H:%M} UTC by svcbot.")]
+    story += [Paragraph("Agreed against achieved", h2), *table(
+        "Each target of each agreement", ["Agreement", "Kind", "Target", "Agreed", "Achieved", "Measured", "Result"],
+        [[t.agreement, (t.kind or "").upper(), reports.target_name(t), reports.goal_text(t.goal),
+          reports.achieved_text(t), reports.target_detail(t), mark(t.ok)] for t in r.targets],
+        [0.16, 0.07, 0.22, 0.1, 0.12, 0.22, 0.11]), Spacer(1, 6), *table(
+        "SLA targets and clocks per month", ["Month", "SLA targets met", "SLA clocks met"],
+        [[m.label, f"{m.targets_met} of {m.targets} ({reports.pct(m.targets_share)})",
+          f"{m.clocks_met} of {m.clocks} ({reports.pct(m.clocks_share)})"] for m in r.attainment_trend],
+        [0.2, 0.4, 0.4])]
+    story += [Paragraph(f"SLA breaches: {len(r.breaches)}", h2), *table(
+        "Breaches by cause", ["Cause", "Breaches"], [[c.label, c.breaches] for c in r.breach_causes], [0.8, 0.2]),
+        Spacer(1, 6), *table(
+        "Each breach and the OLA or UC that caused it", ["Ticket", "Target", "Late by", "Cause"],
+        [[f"INC-{b.ticket_id} {b.priority} · {b.service}: {b.title}", f"{b.agreement} {b.metric}",
+          reports.duration(b.late_seconds), f"{b.cause}\n{b.cause_detail}".strip()] for b in r.breaches],
+        [0.38, 0.2, 0.12, 0.3])]
+    story += [Paragraph("Availability", h2), *table(
+        "Availability per service", ["Service", "Achieved", "Downtime", "Agreed", "Result"],
+        [[a.name, reports.pct(a.achieved, 3), reports.duration(a.downtime_seconds), reports.goal_text(a.goal),
+          mark(a.ok) if a.goal is not None else "—"] for a in r.availability], [0.36, 0.16, 0.16, 0.16, 0.16])]
+    t = r.tickets
+    story += [Paragraph("Tickets", h2), *table(
+        "Ticket volume and mean time to resolve", ["Priority", "Opened", "Resolved", "Mean time to resolve",
+                                                   "… in business hours"],
+        [[p.priority, p.opened, p.resolved, reports.duration(p.mttr_clock_seconds),
+          reports.duration(p.mttr_business_seconds)] for p in t.by_priority]
+        + [["All", t.opened, t.resolved, reports.duration(t.mttr_clock_seconds),
+            reports.duration(t.mttr_business_seconds)]], [0.16, 0.14, 0.14, 0.28, 0.28])]
+    c = r.changes
+    story += [Paragraph("Changes", h2), *table(
+        "Changes implemented in the month", ["Implemented", "Successful", "Success rate", "Emergency",
+                                             "Emergency share"],
+        [[c.implemented, c.successful, reports.pct(c.success_rate), c.emergency, reports.pct(c.emergency_share)]])]
+    story += [Paragraph("Satisfaction", h2), *table(
+        "CSAT per month", ["Month", "Answers", "Satisfied", "CSAT"],
+        [[m.label, m.answers, m.satisfied, reports.pct(m.csat)] for m in r.satisfaction_trend],
+        [0.25, 0.25, 0.25, 0.25])]
+    s = r.csi
+    story += [Paragraph("Continual service improvement", h2),
+              text(f"Opened {s.opened} · done {s.done} · open at month end {s.open} · overdue {s.overdue}"),
+              Spacer(1, 4), *table(
+                  "Open at month end", ["Item", "Title", "Owner", "Due", "Overdue"],
+                  [[i.item, i.title, i.owner, i.due.isoformat() if i.due else "—", "yes" if i.overdue else "no"]
+                   for i in s.items], [0.1, 0.46, 0.2, 0.14, 0.1])]
+    story += [Paragraph("Commentary", h2)]
+    if r.commentary:
+        story += [text(r.commentary.text),
+                  text(f"— {r.commentary.person}, {r.commentary.at:%Y-%m-%d %H:%M} UTC", cell)]
+    else:
+        story += [text("No commentary yet.")]
+    story += [Paragraph("Charts", h2)]
+    for image in images:
+        picture = Picture(io.BytesIO(base64.b64decode(image.png)), width=width, height=width / 2)
+        story.append(KeepTogether([text(image.title, head), picture, text(image.alt, cell), Spacer(1, 8)]))
+
+    out = io.BytesIO()
+    doc = SimpleDocTemplate(out, pagesize=A4, leftMargin=2 * cm, rightMargin=2 * cm, topMargin=1.8 * cm,
+                            bottomMargin=1.8 * cm, title=reports.title_of(r), author="svcbot", invariant=1,
+                            pageCompression=1 if compress else 0)
+    doc.build(story)
+    return out.getvalue()
