@@ -1,15 +1,17 @@
 """The service catalogue and its status: status, service set, subscribe, unsubscribe."""
 from __future__ import annotations
 
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from handlers import outages, surveys
 from handlers.change_rules import HOLDING
 from handlers.changes import window_text
 from handlers.config import SERVICE_STATES, Service
-from handlers.core import Button, Command, Context, Field, Refused, Reply, Section, UserError
+from handlers.core import Button, Command, Context, Field, Refused, Reply, Section, UserError, reading
 from storage.models import Change, ChangeService, ServiceStatus, StatusChange, Subscription
 
 STATE_ICON = {
@@ -38,32 +40,56 @@ def find_service(ctx: Context, key: str | None, example: str) -> Service:
     return service
 
 
+@dataclass(frozen=True)
+class ServiceState:
+    """A service of the catalogue and its state now: operational unless someone said otherwise."""
+
+    id: str
+    name: str
+    tier: int
+    state: str
+    message: str
+    since: datetime | None  # None: its state was never set
+
+
+@dataclass(frozen=True)
+class Overview:
+    services: list[ServiceState]  # by tier, then name
+    title: str
+    tone: str
+
+
+def overview(ctx: Context, session: Session | None = None) -> Overview:
+    """Every service at a glance, as plain data: what `status` answers, the status page and digests show."""
+    with reading(ctx, session) as s:
+        rows = {row.service_id: row for row in s.scalars(select(ServiceStatus))}
+    services = []
+    for svc in sorted(ctx.config.services, key=lambda s: (s.tier, s.name)):
+        row = rows.get(svc.id)
+        services.append(ServiceState(svc.id, svc.name, svc.tier, row.state if row else "operational",
+                                     row.message if row else "", row.since if row else None))
+    # Maintenance is planned work, not an outage: it never makes the headline worse than operational.
+    worst = max((s.state for s in services if s.state != "maintenance"), key=SERVICE_STATES.index,
+                default="operational")
+    if worst != "operational":
+        title = "Some services are affected"
+    elif any(s.state == "maintenance" for s in services):
+        title = "Services operational; maintenance under way"
+    else:
+        title = "All services operational"
+    return Overview(services, title, STATE_TONE[worst])
+
+
 def show(ctx: Context, cmd: Command, args: list[str]) -> Reply:
     if len(args) > 1:
         raise UserError("`status` takes at most one service.", "status payments")
     if args:
         return _one(ctx, cmd, find_service(ctx, args[0], "status payments"))
-    with ctx.sessions() as s:
-        states = {row.service_id: row for row in s.scalars(select(ServiceStatus))}
-    worst = "operational"
-    sections = []
-    for svc in sorted(ctx.config.services, key=lambda s: (s.tier, s.name)):
-        row = states.get(svc.id)
-        state = row.state if row else "operational"
-        if SERVICE_STATES.index(state) > SERVICE_STATES.index(worst) and state != "maintenance":
-            worst = state
-        line = f"{STATE_ICON[state]} *{svc.name}* (`{svc.id}`, tier {svc.tier}) — {state}"
-        if row and row.message:
-            line += f": {row.message}"
-        sections.append(Section(text=line))
-    if worst != "operational":
-        title = "Some services are affected"
-    elif any(row.state == "maintenance" for row in states.values()):
-        title = "Services operational; maintenance under way"
-    else:
-        title = "All services operational"
-    return Reply(title=title, sections=sections, tone=STATE_TONE[worst],
-                 footer=f"{len(ctx.config.services)} services · `status SERVICE` for one")
+    view = overview(ctx)
+    sections = [Section(text=f"{STATE_ICON[s.state]} *{s.name}* (`{s.id}`, tier {s.tier}) — {s.state}"
+                        + (f": {s.message}" if s.message else "")) for s in view.services]
+    return Reply(title=view.title, sections=sections, tone=view.tone,
+                 footer=f"{len(view.services)} services · `status SERVICE` for one")
 
 
 def _one(ctx: Context, cmd: Command, svc: Service) -> Reply:
