@@ -42,9 +42,17 @@ def main(argv: list[str] | None = None) -> int:
     rabobank.add_argument("file", help="the export: Detail Change.csv, or detail_change.zip holding it")
     rabobank.add_argument("--service-map", help="a CSV with columns wbs,service: WBS codes to app.yaml services")
     rabobank.add_argument("--timezone", default="Europe/Amsterdam", help="the zone of the file's times")
+    digest = sub.add_parser("digest", help="post a digest now, outside its schedule")
+    digest.add_argument("action", choices=["send"])
+    digest.add_argument("name", help="a digest of app.yaml")
+    digest.add_argument("--dry-run", action="store_true", help="print it instead of posting it")
     gdpr = sub.add_parser("gdpr", help="a person's data: export it, or erase their named survey answers")
     gdpr.add_argument("action", choices=["export", "erase"])
     gdpr.add_argument("user", help="a person id from app.yaml, or a Slack or Teams account id")
+    report = sub.add_parser("report", help="the monthly service report as HTML and PDF, for the service review")
+    report.add_argument("--service", default="all", help="a service id or name, or all (default)")
+    report.add_argument("--month", help="YYYY-MM, last-month (default) or this-month, in the bot's time zone")
+    report.add_argument("--output", default=".", help="the folder to write into (default: the current one)")
     args = parser.parse_args(argv)
 
     logging.basicConfig(level=os.environ.get("SVCBOT_LOG_LEVEL", "WARNING" if args.command == "console" else "INFO"),
@@ -96,6 +104,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "gdpr":
         return _gdpr(config, args)
+    if args.command == "report":
+        return _report(config, args)
+    if args.command == "digest":
+        return _digest(config, args)
     if args.command == "console" and args.person and config.person(args.person) is None:
         print(f"svcbot: no person '{args.person}' in {_config_path(args)}", file=sys.stderr)
         return 2
@@ -131,6 +143,58 @@ def _gdpr(config, args) -> int:
         return 2
     finally:
         runtime.engine.dispose()
+    return 0
+
+
+def _digest(config, args) -> int:
+    from bot import render
+    from bot.runtime import Runtime
+    from handlers import digests
+    from handlers.core import Command, UserError
+    runtime = Runtime(config)
+    try:
+        digest = digests.find_digest(runtime.ctx, args.name)
+        if args.dry_run:
+            print(render.text(digests.preview(runtime.ctx, digest)))
+            return 0
+        reply = digests.send(runtime.ctx, Command(actor=digests.CLI, text=f"digest send {digest.name}"), digest)
+    except UserError as exc:
+        print(f"svcbot: {exc.message}", file=sys.stderr)
+        return 2
+    finally:
+        runtime.engine.dispose()
+    print(f"{render.plain(reply)}; the running server delivers it")
+    return 0
+
+
+def _report(config, args) -> int:
+    from datetime import datetime, timezone
+
+    from handlers import reports
+    from handlers.core import UserError
+    try:  # every word is checked before the database is touched
+        scope = reports.resolve_scope(config, args.service)
+        month = reports.resolve_month(args.month, datetime.now(timezone.utc), config.bot.timezone)
+    except UserError as exc:
+        print(f"svcbot: {exc.message}", file=sys.stderr)
+        return 2
+    if os.path.exists(args.output) and not os.path.isdir(args.output):
+        print(f"svcbot: {args.output} is not a folder; nothing written", file=sys.stderr)
+        return 2
+    from bot import report_export
+    from bot.runtime import Runtime
+    from handlers import report_charts
+    runtime = Runtime(config)
+    try:
+        data = reports.report_data(runtime.ctx, scope, month)
+        paths = report_export.write(data, report_charts.charts(data), args.output)
+    except OSError as exc:
+        print(f"svcbot: cannot write the report into {args.output}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    finally:
+        runtime.engine.dispose()
+    for path in paths:
+        print(path)
     return 0
 
 

@@ -12,8 +12,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
 from bot import api
+from bot import status_page
 from bot.runtime import Runtime
-from handlers import breaches, changes, outages, surveys
+from handlers import breaches, changes, digests, outages, reports, surveys
 from handlers.core import prune_processed
 
 log = logging.getLogger("svcbot")
@@ -48,6 +49,7 @@ def build_app(runtime: Runtime) -> web.Application:
     app.router.add_post("/api/messages", teams.handle)
 
     app.router.add_get("/healthz", _healthz)
+    status_page.register(app, runtime)
     app.router.add_get("/metrics", _metrics)
     api.register(app, runtime)
     runtime.deliverer.senders.update(senders)
@@ -67,6 +69,13 @@ def build_app(runtime: Runtime) -> web.Application:
                           id="changes", max_instances=1, coalesce=True, misfire_grace_time=300)
         scheduler.add_job(_in_thread, "interval", seconds=delivery.sweep_seconds, args=[surveys.sweep, runtime.ctx],
                           id="surveys", max_instances=1, coalesce=True, misfire_grace_time=300)
+        # Digest and report slots are rows (handlers/schedule.py): a sweep at start posts one missed while stopped.
+        scheduler.add_job(_in_thread, "interval", seconds=delivery.sweep_seconds, args=[digests.sweep, runtime.ctx],
+                          id="digests", max_instances=1, coalesce=True, misfire_grace_time=300,
+                          next_run_time=datetime.now(timezone.utc))
+        scheduler.add_job(_in_thread, "interval", seconds=delivery.sweep_seconds, args=[reports.sweep, runtime.ctx],
+                          id="reports", max_instances=1, coalesce=True, misfire_grace_time=300,
+                          next_run_time=datetime.now(timezone.utc))
         scheduler.add_job(_in_thread, "interval", hours=6, args=[surveys.purge, runtime.ctx], id="purge",
                           max_instances=1, coalesce=True, next_run_time=datetime.now(timezone.utc))
         scheduler.add_job(_in_thread, "interval", minutes=1, args=[outages.burn_sweep, runtime.ctx], id="burn",

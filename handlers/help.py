@@ -64,6 +64,20 @@ TOPICS = {
         ("csi list", "open items, soonest due first; csi list payments, csi list all"),
         ("csi done CSI-12 Steps published", "finish one (its owner or a service manager)"),
     ]),
+    "digest": ("Digests: scheduled summaries posted to a channel", [
+        ("digest list", "each digest of app.yaml: where, when, when it was last posted"),
+        ("digest preview morning-ops", "see it now, privately, as it would be posted"),
+        ("digest send morning-ops", "service managers: post it now; the scheduled ones still come"),
+    ]),
+    "report": ("The monthly service report", [
+        ("report payments last-month", "agreed against achieved, breaches and their cause, availability, tickets "
+         "and time to resolve, changes, satisfaction, CSI and the commentary; report alone: all services, last "
+         "month; a month is also 2026-10 or this-month"),
+        ("report post payments last-month", "post it with its charts to the service's channel (service managers, "
+         "and the service's owner)"),
+        ("report comment payments last-month Both P1 breaches waited on CardLink; CSI-4 follows up",
+         "the manager's commentary; a later one replaces it"),
+    ]),
 }
 TOPICS["unsubscribe"] = TOPICS["subscribe"]
 

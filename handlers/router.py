@@ -5,7 +5,7 @@ import logging
 import re
 import uuid
 
-from handlers import changes, csi, help, sla, status, surveys, tickets
+from handlers import changes, csi, digests, help, reports, sla, status, surveys, tickets
 from handlers.core import AlreadyHandled, Command, Context, FormInvalid, Refused, Reply, UserError, error_reply
 
 log = logging.getLogger("svcbot")
@@ -21,6 +21,8 @@ ROUTES = {
     "change": changes.change_cmd,
     "survey": surveys.survey_cmd,
     "csi": csi.csi_cmd,
+    "digest": digests.digest_cmd,
+    "report": reports.report_cmd,
 }
 
 # Forms (a Slack modal, an Adaptive Card with inputs) and the handlers of their answers.
