@@ -56,6 +56,7 @@ from handlers.core import Command
 from handlers.people import resolve_actor
 from handlers.router import dispatch
 from storage.models import AuditRecord, OutboxMessage, ReportComment, Survey
+from tests.test_surveys import all_text
 
 UTC = timezone.utc
 MONTH_SECONDS = 745 * 3600  # 31 days and the hour London gains when BST ends
@@ -374,22 +375,6 @@ def test_to_dict_is_plain_data(october):
 
 
 # ---- chat ----------------------------------------------------------------------------------------------------
-
-def all_text(reply) -> str:
-    out = []
-
-    def walk(v):
-        if isinstance(v, str):
-            out.append(v)
-        elif isinstance(v, dict):
-            for x in v.values():
-                walk(x)
-        elif isinstance(v, (list, tuple)):
-            for x in v:
-                walk(x)
-    walk(reply.to_dict())
-    return "\n".join(out)
-
 
 def test_report_in_chat_shows_last_month_privately_with_a_post_button_for_those_who_may(october):
     reply = ok(october, "priya", "report payments")  # now is 24 Nov: last month is October
