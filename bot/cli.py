@@ -98,8 +98,10 @@ def main(argv: list[str] | None = None) -> int:
         return _import_servicenow(config, args)
     from bot.runtime import Runtime
     if args.command == "db":
-        from storage.db import database_url, make_engine, upgrade
-        upgrade(make_engine())
+        from storage.db import database_url, make_engine, startup_lock, upgrade
+        engine = make_engine()
+        with startup_lock(engine):
+            upgrade(engine)
         print(f"database at {database_url().split('@')[-1]} is up to date")
         return 0
     if args.command == "gdpr":

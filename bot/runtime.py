@@ -18,7 +18,7 @@ from handlers.config import AppConfig, load_config
 from handlers.core import Command, Context, FormInvalid, Reply, UserError, Work
 from handlers.people import resolve_actor, sync_people
 from handlers.router import ROUTES, dispatch, split_words, submit_form
-from storage.db import make_engine, session_factory, upgrade
+from storage.db import make_engine, session_factory, startup_lock, upgrade
 from storage.models import Setting
 
 log = logging.getLogger("svcbot")
@@ -36,10 +36,11 @@ class Runtime:
     def __init__(self, config: AppConfig, database_url: str | None = None):
         render.use_templates(config.bot.templates)
         self.engine = make_engine(database_url)
-        upgrade(self.engine)
-        sessions = session_factory(self.engine)
-        self.ctx = Context(config=config, sessions=sessions, secret=secret_key(sessions))
-        sync_people(self.ctx)
+        with startup_lock(self.engine):
+            upgrade(self.engine)
+            sessions = session_factory(self.engine)
+            self.ctx = Context(config=config, sessions=sessions, secret=secret_key(sessions))
+            sync_people(self.ctx)
         self.metrics = Metrics(self.ctx.sessions)
         self.deliverer = Deliverer(self.ctx, {}, self.metrics)
         self.ctx.on_outbox = self.deliverer.kick
@@ -111,17 +112,12 @@ def secret_key(sessions) -> bytes:
     else one made at first start and kept in the store (then the store alone can test a guess)."""
     if os.environ.get("SVCBOT_SECRET_KEY"):
         return os.environ["SVCBOT_SECRET_KEY"].encode()
-    for _ in range(2):
-        try:
-            with sessions.begin() as s:
-                row = s.get(Setting, "secret_key")
-                if row is None:
-                    row = Setting(key="secret_key", value=secrets.token_hex(32))
-                    s.add(row)
-                return row.value.encode()
-        except IntegrityError:  # another replica made it first
-            continue
-    raise RuntimeError("could not read or make the secret key")
+    with sessions.begin() as s:
+        row = s.get(Setting, "secret_key")
+        if row is None:
+            row = Setting(key="secret_key", value=secrets.token_hex(32))
+            s.add(row)
+        return row.value.encode()
 
 
 def answered_privately(result: Outcome, text: str, form: str | None = None) -> bool:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -12,8 +13,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 DEFAULT_URL = "sqlite:///svcbot.db"
 MIGRATIONS = Path(__file__).parent / "migrations"
-# Held while migrating so that replicas starting together do not race (PostgreSQL only).
-UPGRADE_LOCK_ID = 0x5FCB07
+# Held while a replica prepares the store, so that replicas starting together take turns.
+STARTUP_LOCK_ID = 0x5FCB07
 
 
 def utcnow() -> datetime:
@@ -60,20 +61,26 @@ def alembic_config(engine: Engine) -> Config:
     return cfg
 
 
+@contextmanager
+def startup_lock(engine: Engine):
+    """Let one process at a time migrate the schema and write what app.yaml seeds. PostgreSQL only:
+    SQLite's writers already take turns (every transaction begins IMMEDIATE)."""
+    if engine.dialect.name != "postgresql":
+        yield
+        return
+    with engine.connect() as conn:
+        conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": STARTUP_LOCK_ID})
+        conn.commit()
+        try:
+            yield
+        finally:
+            conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": STARTUP_LOCK_ID})
+            conn.commit()
+
+
 def upgrade(engine: Engine) -> None:
-    """Bring the schema to the newest revision."""
+    """Bring the schema to the newest revision (under ``startup_lock`` when replicas may start together)."""
     cfg = alembic_config(engine)
-    if engine.dialect.name == "postgresql":
-        with engine.connect() as conn:
-            conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": UPGRADE_LOCK_ID})
-            try:
-                cfg.attributes["connection"] = conn
-                command.upgrade(cfg, "head")
-                conn.commit()
-            finally:
-                conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": UPGRADE_LOCK_ID})
-                conn.commit()
-    else:
-        with engine.begin() as conn:
-            cfg.attributes["connection"] = conn
-            command.upgrade(cfg, "head")
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "head")

@@ -1,0 +1,42 @@
+"""Replicas starting together on one empty store: each comes up, and what app.yaml seeds is there once."""
+import threading
+
+from sqlalchemy import func, select
+
+from bot.runtime import Runtime
+from handlers.config import load_config
+from storage.models import Identity, Person, Setting
+
+REPLICAS = 4
+
+
+def test_replicas_starting_together_all_come_up(database_url, config_file, monkeypatch):
+    monkeypatch.delenv("SVCBOT_SECRET_KEY", raising=False)
+    config = load_config(str(config_file))
+    gate = threading.Barrier(REPLICAS)
+    started, failed = [], []
+
+    def start():
+        gate.wait()
+        try:
+            started.append(Runtime(config, database_url))
+        except Exception as exc:  # noqa: BLE001 - the test reports what a replica died of
+            failed.append(exc)
+
+    threads = [threading.Thread(target=start) for _ in range(REPLICAS)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+
+    assert failed == []
+    assert len(started) == REPLICAS
+    # One secret key for all of them: a hash made by one replica is tested by another.
+    assert len({rt.ctx.secret for rt in started}) == 1
+    with started[0].ctx.sessions() as s:
+        assert s.scalar(select(func.count()).select_from(Person)) == len(config.people)
+        accounts = sum(bool(p.slack) + bool(p.teams) for p in config.people)
+        assert s.scalar(select(func.count()).select_from(Identity)) == accounts
+        assert s.scalar(select(func.count()).select_from(Setting).where(Setting.key == "secret_key")) == 1
+    for rt in started:
+        rt.engine.dispose()
