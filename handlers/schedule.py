@@ -63,10 +63,11 @@ def run_due(ctx: Context, job: str, plan: Scheduled, post: Post) -> int:
         with ctx.sessions.begin() as session:
             last = last_run(session, (job,))
             if last is None:
-                # First sight of this job (a new install, a digest just added): earlier slots are not owed.
-                session.add(ScheduledRun(job=job, slot_at=now, outcome="start", decided_at=now,
-                                         note="first seen; earlier slots are not owed"))
-                return 0
+                # First sight of this job (a new install, a digest just added): earlier slots are not owed,
+                # but one that fell due within a sweep before it is, so that the first slot is not lost.
+                last = ScheduledRun(job=job, slot_at=now - ON_TIME, outcome="start", decided_at=now,
+                                    note="first seen; earlier slots are not owed")
+                session.add(last)
             slots = slots_between(plan, max(last.slot_at, now - LOOKBACK), now)
             if not slots:
                 return 0

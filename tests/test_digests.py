@@ -107,6 +107,17 @@ def test_first_sight_owes_no_earlier_slot(ctx, clock, use_digests):
     assert [r.outcome for r in runs(ctx, "london")] == ["start"]
 
 
+def test_first_sight_just_after_a_slot_posts_it(ctx, clock, use_digests):
+    use_digests(digest("london"))
+    clock.to(utc(2026, 11, 24, 9, 0, 20))  # the digest's first sweep came 20 s after its first slot
+    assert digests.sweep(ctx) == 1
+    [post] = posts(ctx, "london")
+    assert not post.message["text"].startswith("⏰")
+    assert [r.outcome for r in runs(ctx, "london")] == ["start", "posted"]
+    clock.advance(seconds=30)
+    assert digests.sweep(ctx) == 0
+
+
 def test_a_restart_across_the_slot_posts_it_once_marked_late(ctx, clock, use_digests):
     use_digests(digest("london"))
     clock.to(utc(2026, 11, 25, 8, 59, 59))
