@@ -16,7 +16,7 @@ from handlers.config import AppConfig
 # reactions on change announcements (reactions:read).
 BOT_SCOPES = ["commands", "chat:write", "chat:write.public", "im:write", "im:history", "channels:history",
               "groups:history", "app_mentions:read", "reactions:read"]
-BOT_EVENTS = ["app_mention", "message.im", "reaction_added"]
+BOT_EVENTS = ["app_mention", "message.im", "reaction_added", "reaction_removed"]
 
 
 def slack_manifest(config: AppConfig, base_url: str | None, socket_mode: bool) -> str:

@@ -61,6 +61,7 @@ class SlackFront:
         self.app.event("app_mention")(self.on_mention)
         self.app.event("message")(self.on_message)
         self.app.event("reaction_added")(self.on_reaction)
+        self.app.event("reaction_removed")(self.on_reaction)
         self.app.view("svc_form")(self.on_form)
         self.app.error(self.on_error)
 
@@ -142,7 +143,8 @@ class SlackFront:
             await self.runtime.queue_reply("slack", "person", user, result.reply, f"reply:slack:view:{view.get('id')}")
 
     async def on_reaction(self, body, event):
-        """An approver's reaction on a change announcement counts as their approval or rejection."""
+        """An approver's reaction on a change announcement counts as their approval or rejection; taking
+        the reaction off takes the approval back."""
         policy = self.runtime.ctx.config.changes
         decision = {policy.approve_reaction: "approve", policy.reject_reaction: "reject"}.get(event.get("reaction"))
         item = event.get("item") or {}
@@ -151,9 +153,12 @@ class SlackFront:
         change = await asyncio.to_thread(announced_change, self.runtime.ctx, "slack", item.get("channel"), item.get("ts"))
         if change is None:
             return
-        event_id = body.get("event_id") or f"{item['channel']}:{item['ts']}:{event['user']}:{event['reaction']}"
-        result = await self.runtime.execute("slack", event["user"], f"change {decision} CHG-{change}",
-                                            key=f"slack:event:{event_id}", via="reaction")
+        removed = event.get("type") == "reaction_removed"
+        event_id = body.get("event_id") or \
+            f"{item['channel']}:{item['ts']}:{event['user']}:{event['reaction']}:{event.get('event_ts')}"
+        text = f"change retract CHG-{change} {decision}" if removed else f"change {decision} CHG-{change}"
+        result = await self.runtime.execute("slack", event["user"], text, key=f"slack:event:{event_id}",
+                                            via="reaction")
         if result.outcome not in ("ok", "duplicate"):
             # The reaction stays on the message but counts for nothing: say why, privately.
             await self.runtime.queue_reply("slack", "person", event["user"], result.reply, f"reply:slack:{event_id}")

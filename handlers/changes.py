@@ -81,6 +81,11 @@ def change_cmd(ctx: Context, cmd: Command, args: list[str]) -> Reply:
     if verb == "reject":
         return decide(ctx, cmd, _id(rest, "change reject CHG-12 Clashes with the month-end close"), "reject",
                       " ".join(rest[1:]))
+    if verb == "retract":
+        kind = rest[1].lower() if len(rest) > 1 else None
+        if len(rest) > 2 or kind not in (None, "approve", "reject"):
+            raise UserError("Say only which change, like CHG-12.", "change retract CHG-12")
+        return retract(ctx, cmd, _id(rest, "change retract CHG-12"), kind)
     if verb in MOVES:
         change_id, words = _id(rest, f"change {verb} CHG-12"), rest[1:]
         with_issues = verb == "complete" and bool(words) and words[0].lower() in ("with-issues", "issues")
@@ -428,6 +433,36 @@ def decide(ctx: Context, cmd: Command, change_id: int, decision: str, comment: s
         _settle(work, change, line)
         return Reply(title=f"{'Approved' if decision == 'approve' else 'Rejected'} {number(change)}",
                      text=f"{change.title} — now {change.state}.", tone="ok")
+
+
+def retract(ctx: Context, cmd: Command, change_id: int, kind: str | None = None) -> Reply:
+    """Take back one's approval of a change that has not started (``kind``: only a vote of that kind, as a
+    removed reaction says). A rejection stands: it ended the change."""
+    with ctx.change(cmd) as work:
+        change = find(work.session, change_id, "change list", lock=True)
+        mine = [v for v in votes(work.session, change) if v.person_id == cmd.actor.person_id
+                and kind in (None, v.decision)]
+        if not mine:
+            if cmd.via == "reaction":  # a reaction that never counted takes nothing back, and says nothing
+                return Reply(title=f"No vote on {number(change)} to take back")
+            raise UserError(f"You have no vote on {number(change)} to take back.", f"change show {number(change)}")
+        if mine[-1].decision == "reject":
+            raise UserError(f"Your rejection ended {number(change)}, and a rejection cannot be taken back; "
+                            "submit the change again instead.", "change new")
+        if change.state not in ("awaiting-approval", "scheduled"):
+            raise UserError(f"{number(change)} is {change.state}; an approval can be taken back only before "
+                            "the change starts.", f"change show {number(change)}")
+        mine[-1].withdrawn_at = work.now
+        work.audit("change.retract", number(change), via=cmd.via)
+        approvals = sum(1 for v in votes(work.session, change) if v.decision == "approve")
+        line = f"↩️ {cmd.actor.name} took back their approval ({approvals} of {change.approvals_needed})"
+        if change.state == "scheduled" and approvals < change.approvals_needed:
+            _to(work, change, "awaiting-approval")
+            line += " — approval needed again"
+            _ask_approvers(work, change)
+        _settle(work, change, line)
+        return Reply(title=f"Approval of {number(change)} taken back", text=f"{change.title} — now {change.state}.",
+                     tone="ok")
 
 
 def submit_reject(ctx: Context, cmd: Command, values: dict, context: dict) -> Reply:

@@ -45,6 +45,7 @@ TOPICS = {
         ("change calendar 14", "the forward schedule of change for the next 14 days"),
         ("change approve CHG-12 Rehearsed on staging", "approve (CAB; ECAB for emergency changes)"),
         ("change reject CHG-12 Clashes with the month-end close", "one rejection rejects"),
+        ("change retract CHG-12", "take back your approval before the change starts (or remove your reaction)"),
         ("change override CHG-12 Agreed with the business owner", "service managers: accept a freeze, "
          "conflict or maintenance-window breach"),
         ("change start CHG-12", "then change complete, complete … with-issues, or fail CHG-12 with a note"),

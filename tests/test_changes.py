@@ -709,6 +709,63 @@ def test_reactions_count_as_votes_and_a_reaction_may_reject_without_words(ctx, d
     assert the_change(database_url, cid).state == "rejected"
 
 
+def test_an_approval_taken_back_reopens_the_change_until_someone_approves_again(ctx, database_url, clock):
+    cid = mail(ctx, "tom", risk="medium")  # one approval needed
+    ok(ctx, "sanne", f"change approve CHG-{cid}", via="reaction")
+    assert the_change(database_url, cid).state == "scheduled"
+    clock.advance(minutes=5)
+    reply = ok(ctx, "sanne", f"change retract CHG-{cid}")
+    assert (reply.title, reply.text) == (f"Approval of CHG-{cid} taken back", f"{MAIL['title']} — now awaiting-approval.")
+    (vote,) = all_votes(database_url, cid)
+    assert (vote.person_id, vote.withdrawn_at) == ("sanne", clock())
+    assert the_change(database_url, cid).state == "awaiting-approval"
+    assert ("change.retract", "sanne", "slack", {"via": "text"}) in audits(database_url, f"CHG-{cid}")
+    lines = [r.message["title"] for r in keyed(database_url, f"change:{cid}:announce:slack:C0ANNOUNCE:history:")]
+    assert lines[-1] == "↩️ Sanne de Vries took back their approval (0 of 1) — approval needed again"
+    # The approvers are asked again, sanne too: her approval no longer counts.
+    asked = dm_people(ctx, database_url, f"change:{cid}:ask:")
+    assert {"sanne", "arjun", "priya"} <= set(asked)
+    ok(ctx, "arjun", f"change approve CHG-{cid}")
+    assert the_change(database_url, cid).state == "scheduled"
+
+
+def test_what_cannot_be_taken_back_is_refused_and_changes_nothing(ctx, database_url, clock):
+    cid = mail(ctx, "tom", risk="medium")
+    before = state_of(database_url)
+    for text, says in [(f"change retract CHG-{cid}", f"You have no vote on CHG-{cid} to take back."),
+                       ("change retract", "Say which change, like CHG-12."),
+                       (f"change retract CHG-{cid} now please", "Say only which change, like CHG-12."),
+                       ("change retract CHG-999", "There is no CHG-999.")]:
+        reply, outcome = run(ctx, "sanne", text)
+        assert (outcome, reply.text) == ("user_error", says), text
+        assert state_of(database_url) == before
+    # A removed reaction that never counted (or counted as the other kind) takes nothing back, quietly.
+    ok(ctx, "meera", f"change retract CHG-{cid} approve", via="reaction")
+    ok(ctx, "arjun", f"change approve CHG-{cid}")
+    ok(ctx, "arjun", f"change retract CHG-{cid} reject", via="reaction")
+    assert [(v.person_id, v.withdrawn_at) for v in all_votes(database_url, cid)] == [("arjun", None)]
+    assert "change.retract" not in actions(database_url, f"CHG-{cid}")
+
+    rejected = bring_to(ctx, "rejected")
+    before = state_of(database_url)
+    reply, outcome = run(ctx, "sanne", f"change retract CHG-{rejected}", via="reaction")
+    assert (outcome, reply.text) == ("user_error", f"Your rejection ended CHG-{rejected}, and a rejection cannot be "
+                                                   "taken back; submit the change again instead.")
+    assert state_of(database_url) == before
+
+
+def test_an_approval_cannot_be_taken_back_once_the_change_started(ctx, database_url, clock):
+    cid = mail(ctx, "tom", risk="medium", implementer="grace")
+    ok(ctx, "arjun", f"change approve CHG-{cid}")
+    clock.to(MAIL_START + timedelta(minutes=1))
+    ok(ctx, "grace", f"change start CHG-{cid}")
+    before = state_of(database_url)
+    reply, outcome = run(ctx, "arjun", f"change retract CHG-{cid}")
+    assert (outcome, reply.text) == ("user_error", f"CHG-{cid} is in-progress; an approval can be taken back only "
+                                                   "before the change starts.")
+    assert state_of(database_url) == before
+
+
 def test_a_delivered_announcement_leads_back_to_its_change(ctx, database_url):
     cid = mail(ctx, "tom", risk="medium")
     posted = deliver_announcements(ctx, cid)

@@ -60,9 +60,11 @@ def submit(server, view, user, answers):
     return interact(server, payload)
 
 
-def react(server, user, channel, ts, reaction, event_id, retry=None):
+def react(server, user, channel, ts, reaction, event_id, retry=None, removed=False):
     payload = load_payload("slack", "bolt_python", "event_callback_reaction_added.json")
-    payload["event"].update(user=user, reaction=reaction, item={"type": "message", "channel": channel, "ts": ts})
+    # reaction_removed has reaction_added's shape; only its type differs.
+    payload["event"].update(user=user, reaction=reaction, item={"type": "message", "channel": channel, "ts": ts},
+                            type="reaction_removed" if removed else "reaction_added")
     payload["event_id"] = event_id
     body = json.dumps(payload)
     headers = slack_headers(body, content_type="application/json")
@@ -158,6 +160,40 @@ def test_a_high_risk_change_from_the_modal_to_scheduled(start_server, fake_slack
     assert "Approve" not in json.dumps(final.params["blocks"])
     actions = [a.action for a in db_rows(database_url, AuditRecord) if a.subject == "CHG-1"]
     assert actions.count("change.approve") == 2 and "change.created" in actions
+
+
+def test_taking_a_reaction_off_takes_the_approval_back(start_server, fake_slack, database_url):
+    server = start_server()
+    text = ('change new title="Rotate the mail relay TLS certificates" services=email risk=medium '
+            'start="2026-12-08 20:00" end="2026-12-08 21:00" backout="Reinstall the previous certificate"')
+    assert "submitted" in json.dumps(slash(server, fake_slack, text, SANNE).json())
+    ts = announcement_ts(fake_slack, ANNOUNCE)
+    wait_until(lambda: ts in {r.platform_message_id for r in db_rows(database_url, OutboxMessage)},
+               "the announcement recorded as sent")
+
+    react(server, ARJUN, ANNOUNCE, ts, "white_check_mark", "Ev-arjun-1")
+    wait_until(lambda: db_rows(database_url, Change)[0].state == "scheduled", "the change scheduled")
+
+    # Arjun takes his ✅ off: his approval is withdrawn and the change waits for approval again.
+    assert react(server, ARJUN, ANNOUNCE, ts, "white_check_mark", "Ev-arjun-2", removed=True).status_code == 200
+    wait_until(lambda: db_rows(database_url, Change)[0].state == "awaiting-approval", "the change reopened")
+    assert votes(database_url) == []
+    fake_slack.wait_for("chat.update", where=lambda c: c.params["ts"] == ts
+                        and "0 of 1" in json.dumps(c.params["blocks"]))
+    fake_slack.wait_for("chat.postMessage", where=lambda c: c.params.get("thread_ts") == ts
+                        and "Arjun Mehta took back their approval" in c.params["text"])
+    # Slack retries the removal, and someone whose reaction never counted takes theirs off: nothing more.
+    react(server, ARJUN, ANNOUNCE, ts, "white_check_mark", "Ev-arjun-2", retry=1, removed=True)
+    react(server, TOM, ANNOUNCE, ts, "white_check_mark", "Ev-tom-2", removed=True)
+    time.sleep(1)
+    retracts = [a for a in db_rows(database_url, AuditRecord) if a.action == "change.retract"]
+    assert [(a.person_id, a.detail) for a in retracts] == [("arjun", {"via": "reaction"})]
+    assert not [c for c in fake_slack.called("chat.postMessage") if c.params["channel"] == TOM]
+
+    # Putting it back approves again.
+    react(server, ARJUN, ANNOUNCE, ts, "white_check_mark", "Ev-arjun-3")
+    wait_until(lambda: db_rows(database_url, Change)[0].state == "scheduled", "the change scheduled again")
+    assert votes(database_url) == [("arjun", "approve", "reaction")]
 
 
 def test_a_change_in_a_freeze_needs_a_service_managers_override(start_server, fake_slack, database_url):
