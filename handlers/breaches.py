@@ -25,10 +25,23 @@ log = logging.getLogger("svcbot.breaches")
 BREACH = 100.0
 
 
+BATCH = 500  # ids per IN (…): well inside SQLite's and PostgreSQL's limits on bound parameters
+
+
 def events_of(session, ticket_id: int) -> list[Event]:
-    rows = session.execute(select(TicketEvent.at, TicketEvent.kind, TicketEvent.value)
-                           .where(TicketEvent.ticket_id == ticket_id).order_by(TicketEvent.at, TicketEvent.id))
-    return [Event(at, kind, value) for at, kind, value in rows]
+    return events_of_tickets(session, [ticket_id]).get(ticket_id, [])
+
+
+def events_of_tickets(session, ticket_ids) -> dict[int, list[Event]]:
+    """Each ticket's events in order, read in a few statements however many tickets there are."""
+    ids, out = sorted(set(ticket_ids)), {}
+    for i in range(0, len(ids), BATCH):
+        rows = session.execute(select(TicketEvent.ticket_id, TicketEvent.at, TicketEvent.kind, TicketEvent.value)
+                               .where(TicketEvent.ticket_id.in_(ids[i:i + BATCH]))
+                               .order_by(TicketEvent.ticket_id, TicketEvent.at, TicketEvent.id))
+        for ticket_id, at, kind, value in rows:
+            out.setdefault(ticket_id, []).append(Event(at, kind, value))
+    return out
 
 
 def next_check(m: Measure, notified: float) -> datetime | None:
@@ -205,14 +218,19 @@ def measured_now(session, ctx: Context, clocks: list[SlaClock], now: datetime) -
     """Clocks measured at ``now``. A stored row is exact as of its last event or sweep; a clock still
     running has used more since, so whoever shows it measures it again."""
     out: dict[int, Measure] = {}
+    ids = sorted({c.ticket_id for c in clocks})
+    service_of = {}
+    for i in range(0, len(ids), BATCH):
+        service_of.update(session.execute(select(Ticket.id, Ticket.service_id)
+                                          .where(Ticket.id.in_(ids[i:i + BATCH]))).all())
+    events = events_of_tickets(session, ids)
     timelines: dict[int, list] = {}
     for clock in clocks:
-        ticket = session.get(Ticket, clock.ticket_id)
-        spec = spec_of(ctx, clock, ticket.service_id)
+        spec = spec_of(ctx, clock, service_of[clock.ticket_id])
         if spec is None:
             continue
         if clock.ticket_id not in timelines:
-            timelines[clock.ticket_id] = replay(events_of(session, clock.ticket_id))
+            timelines[clock.ticket_id] = replay(events.get(clock.ticket_id, []))
         m = measure(spec, timelines[clock.ticket_id], now)
         if m is not None:
             out[clock.id] = m

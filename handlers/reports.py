@@ -387,10 +387,8 @@ def _cause(breach: sla.Breach) -> sla.ClockUse | None:
 
 def _breaches(ctx: Context, session: Session, scope: str | None, period: sla.Period) -> list[BreachRow]:
     out = []
-    found = sla.breaches_data(ctx, period, limit=None, session=session)
+    found = sla.breaches_data(ctx, period, limit=None, session=session, service=scope)
     for b in sorted(found, key=lambda b: (b.started_at, b.ticket_id, b.agreement, b.metric)):  # oldest first
-        if scope and b.service != scope:
-            continue
         c = _cause(b)
         detail = (f"{c.kind.upper()} {c.agreement} {c.metric}: {breaches.human(c.elapsed_seconds)} of "
                   f"{breaches.human(c.target_seconds)}" + (" — breached" if c.breached else "")) if c else ""

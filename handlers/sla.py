@@ -274,9 +274,9 @@ BREACHES_SHOWN = 40
 
 
 def breaches_data(ctx: Context, period: Period, limit: int | None = BREACHES_SHOWN,
-                  session: Session | None = None) -> list[Breach]:
-    """Breached SLA clocks that started in the period, newest first, each with the OLAs and UCs under it
-    that ran on the ticket and the time each has used by now."""
+                  session: Session | None = None, service: str | None = None) -> list[Breach]:
+    """Breached SLA clocks that started in the period (of one service's tickets, if given), newest first,
+    each with the OLAs and UCs under it that ran on the ticket and the time each has used by now."""
     now = ctx.now()
     under_by_sla: dict[str, set[str]] = {}
     for a in ctx.config.agreements:
@@ -284,21 +284,29 @@ def breaches_data(ctx: Context, period: Period, limit: int | None = BREACHES_SHO
             under_by_sla.setdefault(a.underpins, set()).add(a.id)
     out = []
     with reading(ctx, session) as s:
-        rows = s.execute(select(SlaClock, Ticket).join(Ticket, Ticket.id == SlaClock.ticket_id)
-                         .where(late_condition(now), SlaClock.kind == "sla", period.holds(SlaClock.started_at))
-                         .order_by(SlaClock.started_at.desc()).limit(limit)).all()
-        now_measured = breaches.measured_now(s, ctx, [clock for clock, _ in rows], now)
+        query = (select(SlaClock, Ticket).join(Ticket, Ticket.id == SlaClock.ticket_id)
+                 .where(late_condition(now), SlaClock.kind == "sla", period.holds(SlaClock.started_at)))
+        if service:
+            query = query.where(Ticket.service_id == service)
+        rows = s.execute(query.order_by(SlaClock.started_at.desc()).limit(limit)).all()
+        # The OLA and UC clocks of every breached ticket whose SLA has any, read and measured together.
+        underpinned = sorted({t.id for c, t in rows if c.agreement_id in under_by_sla})
+        under_clocks: dict[int, list[SlaClock]] = {}
+        for i in range(0, len(underpinned), breaches.BATCH):
+            for c in s.scalars(select(SlaClock).where(SlaClock.ticket_id.in_(underpinned[i:i + breaches.BATCH]),
+                                                      SlaClock.kind != "sla")
+                               .order_by(SlaClock.agreement_id, SlaClock.metric)):
+                under_clocks.setdefault(c.ticket_id, []).append(c)
+        now_measured = breaches.measured_now(
+            s, ctx, [clock for clock, _ in rows] + [c for cs in under_clocks.values() for c in cs], now)
         for clock, ticket in rows:
             sla_now = now_measured.get(clock.id)
             late_seconds = (sla_now.elapsed_seconds - sla_now.target_seconds) if sla_now else \
                 clock.elapsed_seconds - clock.target_seconds
-            under = under_by_sla.get(clock.agreement_id)
-            used = s.scalars(select(SlaClock).where(SlaClock.ticket_id == ticket.id,
-                                                    SlaClock.agreement_id.in_(under))
-                             .order_by(SlaClock.agreement_id, SlaClock.metric)).all() if under else []
-            measured = breaches.measured_now(s, ctx, used, now)
+            under = under_by_sla.get(clock.agreement_id, set())
             uses = [ClockUse(c.kind, c.agreement_id, c.metric, m.elapsed_seconds, m.target_seconds, m.breached)
-                    for c in used if (m := measured.get(c.id)) is not None and m.state != "unused"]
+                    for c in under_clocks.get(ticket.id, []) if c.agreement_id in under
+                    and (m := now_measured.get(c.id)) is not None and m.state != "unused"]
             out.append(Breach(ticket.id, ticket.priority, ticket.title, ticket.service_id, ticket.state,
                               clock.agreement_id, clock.metric, clock.started_at, clock.due_at, clock.stopped_at,
                               late_seconds, uses))
@@ -345,15 +353,18 @@ class AtRisk:
 
 
 AT_RISK_SHOWN = 40
+AT_RISK_READ = 200  # of the late clocks, and of those still to come: far more than a reply shows
 
 
 def at_risk_data(ctx: Context, session: Session | None = None) -> list[AtRisk]:
     """Running clocks past their agreement's first warning level, or past due, soonest due first."""
     now = ctx.now()
+    running = (select(SlaClock, Ticket).join(Ticket, Ticket.id == SlaClock.ticket_id)
+               .where(SlaClock.state == "running", SlaClock.due_at.is_not(None)).order_by(SlaClock.due_at))
     with reading(ctx, session) as s:
-        rows = s.execute(select(SlaClock, Ticket).join(Ticket, Ticket.id == SlaClock.ticket_id)
-                         .where(SlaClock.state == "running", SlaClock.due_at.is_not(None))
-                         .order_by(SlaClock.due_at).limit(200)).all()
+        # Read apart, so that a morning with hundreds of clocks already late still shows those at risk.
+        rows = [*s.execute(running.where(SlaClock.due_at <= now).limit(AT_RISK_READ)),
+                *s.execute(running.where(SlaClock.due_at > now).limit(AT_RISK_READ))]
         now_measured = breaches.measured_now(s, ctx, [clock for clock, _ in rows], now)
     out = []
     for clock, ticket in rows:

@@ -19,10 +19,10 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 import yaml
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 
 from bot.runtime import Runtime
-from handlers import breaches
+from handlers import breaches, sla
 from handlers.core import Command, Reply, Work
 from handlers.people import resolve_actor
 from handlers.router import dispatch
@@ -616,6 +616,35 @@ def test_sla_breaches_of_a_ticket_still_open_says_how_late_it_is_now(ctx, clock,
     assert [s.title for s in reply.sections] == [f"INC-{ticket_id} P1 · SLA-SHOP resolution · late by 2 h"]
 
 
+def test_listing_breaches_takes_the_same_statements_however_many_there_are(ctx, clock):
+    def listed() -> tuple[int, int]:
+        seen = []
+
+        def count(*_):
+            seen.append(1)
+        engine = ctx.sessions.kw["bind"]
+        event.listen(engine, "before_cursor_execute", count)
+        try:
+            found = sla.breaches_data(ctx, sla.parse_period(None, ctx.now(), "UTC"), limit=None)
+        finally:
+            event.remove(engine, "before_cursor_execute", count)
+        return len(found), len(seen)
+
+    # Payments P1s, assigned to platform-ops: each breach has an OLA under it to measure as well.
+    def breaching(n: int) -> None:
+        for _ in range(n):
+            ticket_id = open_by_chat(ctx, "tom", "payments", "P1")
+            ok(ctx, "tom", f"incident assign INC-{ticket_id} platform-ops")
+        walk(clock, clock() + timedelta(hours=5), ctx, step=timedelta(minutes=30))
+
+    breaching(2)
+    few = listed()
+    breaching(4)
+    many = listed()
+    assert (few[0], many[0]) == (4, 12)  # response and resolution, each late
+    assert many[1] == few[1]
+
+
 def test_sla_at_risk_lists_running_clocks_past_their_first_warning(ctx, clock):
     # A payments P2 09:00 (due 17:00; 50 % at 13:00); B payments P2 12:00 (1 h of 8 at 13:00: not at risk);
     # C web shop P1 10:00 (due 12:00: late). The payments tickets are acknowledged a minute after opening.
@@ -635,6 +664,19 @@ def test_sla_at_risk_lists_running_clocks_past_their_first_warning(ctx, clock):
     assert reply.text.splitlines() == [
         f"INC-{c} P1 webshop · SLA SLA-SHOP resolution: 150 % used, late since 2026-03-02 12:00",
         f"INC-{a} P2 payments · SLA SLA-PAY resolution: 50 % used, due 2026-03-02 17:00 UTC"]
+
+
+def test_clocks_at_risk_are_found_behind_more_late_clocks_than_are_read(ctx, clock, monkeypatch):
+    # As test_sla_at_risk_lists_…, with room for only one late clock: C, late, must not hide A, at risk.
+    monkeypatch.setattr(sla, "AT_RISK_READ", 1)
+    a = open_by_chat(ctx, "tom", "payments", "P2")
+    clock.to(at(2, 9, 1))
+    ok(ctx, "tom", f"incident ack INC-{a}")
+    walk(clock, at(2, 10), ctx)
+    c = open_by_chat(ctx, "grace", "webshop", "P1")
+    walk(clock, at(2, 13), ctx)
+    rows = sla.at_risk_data(ctx)
+    assert [(r.ticket_id, r.late) for r in rows] == [(c, True), (a, False)]
 
 
 def test_sla_at_risk_shows_the_share_used_now(ctx, clock):
