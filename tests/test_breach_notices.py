@@ -645,7 +645,7 @@ def test_listing_breaches_takes_the_same_statements_however_many_there_are(ctx, 
     assert many[1] == few[1]
 
 
-def test_sla_at_risk_lists_running_clocks_past_their_first_warning(ctx, clock):
+def test_sla_at_risk_lists_running_clocks_past_their_first_warning(ctx, clock, monkeypatch):
     # A payments P2 09:00 (due 17:00; 50 % at 13:00); B payments P2 12:00 (1 h of 8 at 13:00: not at risk);
     # C web shop P1 10:00 (due 12:00: late). The payments tickets are acknowledged a minute after opening.
     assert ok(ctx, "priya", "sla at-risk").title == "No clocks at risk"
@@ -664,19 +664,9 @@ def test_sla_at_risk_lists_running_clocks_past_their_first_warning(ctx, clock):
     assert reply.text.splitlines() == [
         f"INC-{c} P1 webshop · SLA SLA-SHOP resolution: 150 % used, late since 2026-03-02 12:00",
         f"INC-{a} P2 payments · SLA SLA-PAY resolution: 50 % used, due 2026-03-02 17:00 UTC"]
-
-
-def test_clocks_at_risk_are_found_behind_more_late_clocks_than_are_read(ctx, clock, monkeypatch):
-    # As test_sla_at_risk_lists_…, with room for only one late clock: C, late, must not hide A, at risk.
+    # Late clocks and those still to come are read apart: with room for one of each, C does not hide A.
     monkeypatch.setattr(sla, "AT_RISK_READ", 1)
-    a = open_by_chat(ctx, "tom", "payments", "P2")
-    clock.to(at(2, 9, 1))
-    ok(ctx, "tom", f"incident ack INC-{a}")
-    walk(clock, at(2, 10), ctx)
-    c = open_by_chat(ctx, "grace", "webshop", "P1")
-    walk(clock, at(2, 13), ctx)
-    rows = sla.at_risk_data(ctx)
-    assert [(r.ticket_id, r.late) for r in rows] == [(c, True), (a, False)]
+    assert ok(ctx, "priya", "sla at-risk").text == reply.text
 
 
 def test_sla_at_risk_shows_the_share_used_now(ctx, clock):
