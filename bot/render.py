@@ -59,20 +59,22 @@ def _env(own: bool = True) -> Environment:
     return env
 
 
-def _render(platform: str, reply: Reply, suffix: str, **extra) -> str:
-    """The reply through its platform's template. A deployment's template that fails (a variable it
-    expects is missing, JSON it makes is broken) must not lose the message: the built-in one is used."""
+def _render(platform: str, reply: Reply, suffix: str):
+    """The reply through its platform's template; a JSON template's output comes back parsed. A
+    deployment's template that fails (a variable it expects is missing, JSON it makes is broken) must
+    not lose the message: the built-in one is used."""
     name = f"{platform}/{reply.template or 'message'}.{suffix}.j2"
+
+    def through(env: Environment):
+        out = env.get_template(name).render(reply=reply, data=reply.data)
+        return json.loads(out) if suffix == "json" else out
     try:
-        out = _env().get_template(name).render(reply=reply, data=reply.data, **extra)
-        if suffix == "json":
-            json.loads(out)
-        return out
+        return through(_env())
     except Exception:
         if not _override:
             raise
         log.exception("template %s from %s failed; using the built-in one", name, _override)
-        return _env(own=False).get_template(name).render(reply=reply, data=reply.data, **extra)
+        return through(_env(own=False))
 
 
 SLACK_MAX_BLOCKS = 50
@@ -80,7 +82,7 @@ SLACK_MAX_BLOCKS = 50
 
 def slack_message(reply: Reply) -> dict:
     """{"text": …, "blocks": […]} for chat.postMessage, chat.update, respond or ack."""
-    message = json.loads(_render("slack", reply, "json"))
+    message = _render("slack", reply, "json")
     blocks = message["blocks"]
     if len(blocks) > SLACK_MAX_BLOCKS:  # keep the head and say what was left out
         message["blocks"] = blocks[:SLACK_MAX_BLOCKS - 1] + [{"type": "context", "elements": [
@@ -118,7 +120,7 @@ def form_values(view: dict) -> dict:
 
 def teams_card(reply: Reply) -> dict:
     """An Adaptive Card (1.4) body."""
-    return json.loads(_render("teams", reply, "json"))
+    return _render("teams", reply, "json")
 
 
 def plain(reply: Reply) -> str:

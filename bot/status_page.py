@@ -23,10 +23,10 @@ from zoneinfo import ZoneInfo
 from aiohttp import web
 from jinja2 import Environment, PackageLoader, StrictUndefined
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from bot.api import plain
 from handlers import breaches, change_calendar, sla, status
-from handlers.change_rules import HOLDING
 from handlers.changes import window_text
 from handlers.clocks import OPEN_STATES
 from handlers.core import Context
@@ -115,46 +115,46 @@ class StatusPage:
 def snapshot(ctx: Context) -> StatusPage:
     """Everything the page shows, as of now. Synchronous: the store is."""
     now, cfg = ctx.now(), ctx.config
-    overview = status.overview(ctx)
-    incidents, incidents_open = open_incidents(ctx, now)
     period = sla.parse_period("this-month", now, cfg.bot.timezone)
+    with ctx.sessions() as s:  # one read for the whole page
+        overview = status.overview(ctx, s)
+        incidents, incidents_open = open_incidents(ctx, s, now)
+        changes = upcoming_changes(ctx, s, now)
+        attainment = sla.attainment_data(ctx, None, period, session=s)
     return StatusPage(
         name=cfg.bot.name, timezone=cfg.bot.timezone, generated_at=now, headline=overview.title, tone=overview.tone,
         services=overview.services, incidents=incidents, incidents_open=incidents_open, change_days=CHANGE_DAYS,
-        changes=upcoming_changes(ctx, now), attainment_period=period.name,
-        attainment=[attainment_line(ctx, row) for row in sla.attainment_data(ctx, None, period)])
+        changes=changes, attainment_period=period.name,
+        attainment=[attainment_line(ctx, row) for row in attainment])
 
 
-def open_incidents(ctx: Context, now: datetime) -> tuple[list[OpenIncident], int]:
+def open_incidents(ctx: Context, s: Session, now: datetime) -> tuple[list[OpenIncident], int]:
     """The most urgent open incidents (by priority, oldest first), each with the clocks that have run."""
     is_open = (Ticket.kind == "incident", Ticket.state.in_(OPEN_STATES))
-    with ctx.sessions() as s:
-        total = s.scalar(select(func.count(Ticket.id)).where(*is_open))
-        tickets = s.scalars(select(Ticket).where(*is_open).order_by(Ticket.priority, Ticket.opened_at, Ticket.id)
-                            .limit(INCIDENTS_SHOWN)).all()
-        clocks = s.scalars(select(SlaClock).where(SlaClock.ticket_id.in_([t.id for t in tickets]))).all()
-        measured = breaches.measured_now(s, ctx, clocks, now)
-        by_ticket: dict[int, list[ClockNow]] = {}
-        for c in sorted(clocks, key=lambda c: (CLOCK_ORDER[c.kind], c.agreement_id, CLOCK_ORDER[c.metric])):
-            m = measured.get(c.id)
-            # Left out: no target at this priority, or an OLA or UC that has not run (not that party's turn).
-            # An SLA clock paused since the ticket opened has not run either, but it is the customer's: shown.
-            if m is None or m.state == "unused" or (c.kind != "sla" and not m.engaged):
-                continue
-            by_ticket.setdefault(c.ticket_id, []).append(
-                ClockNow(c.kind, c.agreement_id, c.metric, m.state, m.breached, m.used, m.due_at))
-        return [OpenIncident(f"INC-{t.id}", t.priority, t.service_id, ctx.config.service_names([t.service_id]),
-                             t.title, t.state, t.opened_at, by_ticket.get(t.id, [])) for t in tickets], total
+    total = s.scalar(select(func.count(Ticket.id)).where(*is_open))
+    tickets = s.scalars(select(Ticket).where(*is_open).order_by(Ticket.priority, Ticket.opened_at, Ticket.id)
+                        .limit(INCIDENTS_SHOWN)).all()
+    clocks = s.scalars(select(SlaClock).where(SlaClock.ticket_id.in_([t.id for t in tickets]))).all()
+    measured = breaches.measured_now(s, ctx, clocks, now)
+    by_ticket: dict[int, list[ClockNow]] = {}
+    for c in sorted(clocks, key=lambda c: (CLOCK_ORDER[c.kind], c.agreement_id, CLOCK_ORDER[c.metric])):
+        m = measured.get(c.id)
+        # Left out: no target at this priority, or an OLA or UC that has not run (not that party's turn).
+        # An SLA clock paused since the ticket opened has not run either, but it is the customer's: shown.
+        if m is None or m.state == "unused" or (c.kind != "sla" and not m.engaged):
+            continue
+        by_ticket.setdefault(c.ticket_id, []).append(
+            ClockNow(c.kind, c.agreement_id, c.metric, m.state, m.breached, m.used, m.due_at))
+    return [OpenIncident(f"INC-{t.id}", t.priority, t.service_id, ctx.config.service_names([t.service_id]),
+                         t.title, t.state, t.opened_at, by_ticket.get(t.id, [])) for t in tickets], total
 
 
-def upcoming_changes(ctx: Context, now: datetime) -> list[UpcomingChange]:
+def upcoming_changes(ctx: Context, s: Session, now: datetime) -> list[UpcomingChange]:
     """Changes awaiting approval, scheduled or under way whose window overlaps the next CHANGE_DAYS days."""
     zone = ctx.config.bot.timezone
-    with ctx.sessions() as s:
-        rows = change_calendar.ics_rows(s, now, now + timedelta(days=CHANGE_DAYS))
     return [UpcomingChange(f"CHG-{c.id}", c.title, c.state, c.planned_start, c.planned_end, window_text(c, zone),
                            [ctx.config.service_names([x]) for x in services])
-            for c, services in rows if c.state in HOLDING]
+            for c, services in change_calendar.holding_rows(s, now, now + timedelta(days=CHANGE_DAYS))]
 
 
 def attainment_line(ctx: Context, row) -> AttainmentLine:

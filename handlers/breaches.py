@@ -18,6 +18,7 @@ from sqlalchemy.exc import IntegrityError
 
 from handlers.clocks import ClockSpec, Event, Measure, measure, replay, specs_for
 from handlers.core import Button, Command, Context, Field, Reply, Section, UserError, Work
+from handlers.exports import batches
 from storage.models import ClockNotice, Setting, SlaClock, Ticket, TicketEvent
 
 log = logging.getLogger("svcbot.breaches")
@@ -35,9 +36,9 @@ def events_of(session, ticket_id: int) -> list[Event]:
 def events_of_tickets(session, ticket_ids) -> dict[int, list[Event]]:
     """Each ticket's events in order, read in a few statements however many tickets there are."""
     ids, out = sorted(set(ticket_ids)), {}
-    for i in range(0, len(ids), BATCH):
+    for chunk in batches(ids, BATCH):
         rows = session.execute(select(TicketEvent.ticket_id, TicketEvent.at, TicketEvent.kind, TicketEvent.value)
-                               .where(TicketEvent.ticket_id.in_(ids[i:i + BATCH]))
+                               .where(TicketEvent.ticket_id.in_(chunk))
                                .order_by(TicketEvent.ticket_id, TicketEvent.at, TicketEvent.id))
         for ticket_id, at, kind, value in rows:
             out.setdefault(ticket_id, []).append(Event(at, kind, value))
@@ -220,9 +221,8 @@ def measured_now(session, ctx: Context, clocks: list[SlaClock], now: datetime) -
     out: dict[int, Measure] = {}
     ids = sorted({c.ticket_id for c in clocks})
     service_of = {}
-    for i in range(0, len(ids), BATCH):
-        service_of.update(session.execute(select(Ticket.id, Ticket.service_id)
-                                          .where(Ticket.id.in_(ids[i:i + BATCH]))).all())
+    for chunk in batches(ids, BATCH):
+        service_of.update(session.execute(select(Ticket.id, Ticket.service_id).where(Ticket.id.in_(chunk))).all())
     events = events_of_tickets(session, ids)
     timelines: dict[int, list] = {}
     for clock in clocks:
@@ -251,9 +251,14 @@ def underpinning_lines(session, ctx: Context, ticket_id: int, sla_id: str, now: 
         m = now_measured.get(c.id)
         if m is None or m.state == "unused":
             continue
-        lines.append(f"{c.kind.upper()} {c.agreement_id} {c.metric}: {human(m.elapsed_seconds)} of "
-                     f"{human(m.target_seconds)}{' — breached' if m.breached else ''}")
+        lines.append(use_text(c.kind, c.agreement_id, c.metric, m.elapsed_seconds, m.target_seconds, m.breached))
     return lines
+
+
+def use_text(kind: str, agreement: str, metric: str, elapsed: float, target: float, breached: bool) -> str:
+    """The time an underpinning clock used: "OLA OLA-PAY-OPS resolution: 3 h of 2 h — breached"."""
+    return f"{kind.upper()} {agreement} {metric}: {human(elapsed)} of {human(target)}" + \
+        (" — breached" if breached else "")
 
 
 def clock_lines(session, ticket_id: int) -> list[str]:

@@ -98,6 +98,20 @@ def _services_by_change(session: Session, where) -> dict[int, list[str]]:
     return out
 
 
+def holding(start: datetime, end: datetime) -> tuple:
+    """The filter of changes awaiting approval, scheduled or under way whose planned window overlaps
+    [start, end): the forward schedule of change."""
+    return Change.state.in_(change_rules.HOLDING), Change.planned_start < end, Change.planned_end > start
+
+
+def holding_rows(session: Session, start: datetime, end: datetime) -> list[tuple[Change, list[str]]]:
+    """(change, its services) for each change holding a window in [start, end), by planned start."""
+    where = holding(start, end)
+    changes = session.scalars(select(Change).where(*where).order_by(Change.planned_start, Change.id)).all()
+    services = _services_by_change(session, where)
+    return [(c, services.get(c.id, [])) for c in changes]
+
+
 def _day_title(day: date, today: date) -> str:
     label = {0: " · today", 1: " · tomorrow"}.get((day - today).days, "")
     return f"{day:%a %d %b %Y}{label}"
@@ -111,7 +125,7 @@ def calendar_reply(ctx: Context, cmd: Command, args: list[str]) -> Reply:
     end = now + timedelta(days=days)
     zone = ZoneInfo(cmd.actor.timezone)
     cfg = ctx.config
-    where = (Change.state.in_(change_rules.HOLDING), Change.planned_start < end, Change.planned_end > now)
+    where = holding(now, end)
     with ctx.sessions() as s:
         total = s.scalar(select(func.count(Change.id)).where(*where))
         rows = s.scalars(select(Change).where(*where).order_by(Change.planned_start, Change.id).limit(SHOWN)).all()

@@ -2,7 +2,6 @@
 themselves are kept by handlers/schedule.py); `digest list`, `digest preview`, `digest send`."""
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -10,16 +9,13 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from handlers import csi, schedule, sla, status, surveys
-from handlers.change_rules import HOLDING
+from handlers import change_calendar, csi, schedule, sla, status, surveys
 from handlers.changes import window_text
 from handlers.clocks import OPEN_STATES
 from handlers.config import Digest
 from handlers.core import Actor, Command, Context, Field, Refused, Reply, Section, UserError, Work
 from handlers.status import STATE_ICON
 from storage.models import Change, CsiItem, ScheduledRun, SlaClock, Survey, Ticket
-
-log = logging.getLogger("svcbot")
 
 EXAMPLE = "digest preview morning-ops"
 CSI_HORIZON = timedelta(days=14)  # CSI items due this soon (or overdue) are worth a line
@@ -121,7 +117,7 @@ def _breaches(ctx: Context, s, digest: Digest, now: datetime, since: datetime) -
 
 
 def _at_risk(ctx: Context, s, digest: Digest, now: datetime, since: datetime) -> Part:
-    rows = [r for r in sla.at_risk_data(ctx, s) if not r.late]  # the late ones are breaches
+    rows = sla.at_risk_data(ctx, s, late=False)  # the late ones are breaches
     zone = ZoneInfo(digest.timezone)
     lines = [f"INC-{r.ticket_id} {r.priority} {ctx.config.service_names([r.service])} · {r.kind.upper()} "
              f"{r.agreement} {r.metric}: {r.used:.0f} % used, due {r.due_at.astimezone(zone):%a %H:%M}"
@@ -141,8 +137,8 @@ def _approvals(ctx: Context, s, digest: Digest, now: datetime, since: datetime) 
 
 def _changes(ctx: Context, s, digest: Digest, now: datetime, since: datetime) -> Part:
     until = now + timedelta(days=digest.days_ahead)
-    coming = s.scalars(select(Change).where(Change.state.in_(HOLDING), Change.planned_start < until,
-                                            Change.planned_end > now).order_by(Change.planned_start)).all()
+    coming = s.scalars(select(Change).where(*change_calendar.holding(now, until))
+                       .order_by(Change.planned_start, Change.id)).all()
     lines = [f"*CHG-{c.id}* {c.title} — {c.state}, {window_text(c, digest.timezone)}" for c in coming[:SHOWN]]
     if len(coming) > SHOWN:
         lines.append(f"… and {len(coming) - SHOWN} more: `change calendar {digest.days_ahead}`")

@@ -390,8 +390,8 @@ def _breaches(ctx: Context, session: Session, scope: str | None, period: sla.Per
     found = sla.breaches_data(ctx, period, limit=None, session=session, service=scope)
     for b in sorted(found, key=lambda b: (b.started_at, b.ticket_id, b.agreement, b.metric)):  # oldest first
         c = _cause(b)
-        detail = (f"{c.kind.upper()} {c.agreement} {c.metric}: {breaches.human(c.elapsed_seconds)} of "
-                  f"{breaches.human(c.target_seconds)}" + (" — breached" if c.breached else "")) if c else ""
+        detail = breaches.use_text(c.kind, c.agreement, c.metric, c.elapsed_seconds, c.target_seconds,
+                                   c.breached) if c else ""
         out.append(BreachRow(b.ticket_id, b.service, b.priority, b.title, b.agreement, b.metric, b.late_seconds,
                              c.agreement if c else NO_CAUSE, detail))
     return out

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from handlers import breaches, outages, surveys
 from handlers.core import Command, Context, Field, Reply, Section, UserError, reading
+from handlers.exports import batches
 from storage.models import Outage, SlaClock, Ticket
 
 EXAMPLE = "sla payments last-month"
@@ -292,9 +293,8 @@ def breaches_data(ctx: Context, period: Period, limit: int | None = BREACHES_SHO
         # The OLA and UC clocks of every breached ticket whose SLA has any, read and measured together.
         underpinned = sorted({t.id for c, t in rows if c.agreement_id in under_by_sla})
         under_clocks: dict[int, list[SlaClock]] = {}
-        for i in range(0, len(underpinned), breaches.BATCH):
-            for c in s.scalars(select(SlaClock).where(SlaClock.ticket_id.in_(underpinned[i:i + breaches.BATCH]),
-                                                      SlaClock.kind != "sla")
+        for chunk in batches(underpinned, breaches.BATCH):
+            for c in s.scalars(select(SlaClock).where(SlaClock.ticket_id.in_(chunk), SlaClock.kind != "sla")
                                .order_by(SlaClock.agreement_id, SlaClock.metric)):
                 under_clocks.setdefault(c.ticket_id, []).append(c)
         now_measured = breaches.measured_now(
@@ -316,8 +316,8 @@ def breaches_data(ctx: Context, period: Period, limit: int | None = BREACHES_SHO
 def breaches_reply(rows: list[Breach], period: Period) -> Reply:
     sections = []
     for b in rows:
-        causes = [f"{c.kind.upper()} {c.agreement} {c.metric}: {breaches.human(c.elapsed_seconds)} of "
-                  f"{breaches.human(c.target_seconds)}{' — breached' if c.breached else ''}" for c in b.used_by]
+        causes = [breaches.use_text(c.kind, c.agreement, c.metric, c.elapsed_seconds, c.target_seconds, c.breached)
+                  for c in b.used_by]
         late = breaches.human(b.late_seconds)
         sections.append(Section(
             title=f"INC-{b.ticket_id} {b.priority} · {b.agreement} {b.metric} · late by {late}", text=b.title,
@@ -356,14 +356,15 @@ AT_RISK_SHOWN = 40
 AT_RISK_READ = 200  # of the late clocks, and of those still to come: far more than a reply shows
 
 
-def at_risk_data(ctx: Context, session: Session | None = None) -> list[AtRisk]:
-    """Running clocks past their agreement's first warning level, or past due, soonest due first."""
+def at_risk_data(ctx: Context, session: Session | None = None, late: bool = True) -> list[AtRisk]:
+    """Running clocks past their agreement's first warning level, or past due (unless not ``late``), soonest
+    due first."""
     now = ctx.now()
     running = (select(SlaClock, Ticket).join(Ticket, Ticket.id == SlaClock.ticket_id)
                .where(SlaClock.state == "running", SlaClock.due_at.is_not(None)).order_by(SlaClock.due_at))
     with reading(ctx, session) as s:
         # Read apart, so that a morning with hundreds of clocks already late still shows those at risk.
-        rows = [*s.execute(running.where(SlaClock.due_at <= now).limit(AT_RISK_READ)),
+        rows = [*(s.execute(running.where(SlaClock.due_at <= now).limit(AT_RISK_READ)) if late else ()),
                 *s.execute(running.where(SlaClock.due_at > now).limit(AT_RISK_READ))]
         now_measured = breaches.measured_now(s, ctx, [clock for clock, _ in rows], now)
     out = []
