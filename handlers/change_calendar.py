@@ -44,10 +44,12 @@ DONE = ("review", "closed")  # shown at their actual window when it is known
 
 @dataclass(frozen=True)
 class Rate:
-    """Changes implemented in a period (their work ended with an outcome), and how many were successful."""
+    """Changes implemented in a period (their work ended with an outcome), how many were successful and how
+    many were emergency changes."""
 
     successful: int
     implemented: int
+    emergency: int = 0
     ratio: float | None = field(init=False)  # successful ÷ implemented; None when nothing was implemented
 
     def __post_init__(self):
@@ -57,14 +59,16 @@ class Rate:
 def success_rate(session: Session, start: datetime, end: datetime, service_id: str | None = None) -> Rate:
     """successful ÷ implemented over changes whose actual end is in [start, end): implemented means an outcome
     of successful, with-issues or failed; only "successful" counts as a success. One aggregate query."""
-    query = (select(func.count(Change.id), func.coalesce(func.sum(case((Change.outcome == "successful", 1),
-                                                                      else_=0)), 0))
+    def how_many(condition):
+        return func.coalesce(func.sum(case((condition, 1), else_=0)), 0)
+    query = (select(func.count(Change.id), how_many(Change.outcome == "successful"),
+                    how_many(Change.kind == "emergency"))
              .where(Change.outcome.in_(OUTCOMES), Change.actual_end >= start, Change.actual_end < end))
     if service_id is not None:
         query = query.join(ChangeService, ChangeService.change_id == Change.id).where(
             ChangeService.service_id == service_id)
-    implemented, successful = session.execute(query).one()
-    return Rate(successful=int(successful), implemented=int(implemented))
+    implemented, successful, emergency = session.execute(query).one()
+    return Rate(successful=int(successful), implemented=int(implemented), emergency=int(emergency))
 
 
 def rate_text(rate: Rate, days: int = RATE_DAYS) -> str:

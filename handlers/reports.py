@@ -46,12 +46,11 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from handlers import breaches, change_calendar, outages, satisfaction, schedule, sla, surveys
+from handlers import breaches, change_calendar, outages, schedule, sla, surveys
 from handlers.business_time import BusinessCalendar
-from handlers.changes import OUTCOMES
 from handlers.config import AppConfig, ReportSchedule
 from handlers.core import Button, Command, Context, Field, Refused, Reply, Section, UserError, Work
-from storage.models import Change, ChangeService, CsiItem, ReportComment, Ticket
+from storage.models import CsiItem, ReportComment, Ticket
 
 EXAMPLE = "report payments last-month"
 POST_EXAMPLE = "report post payments last-month"
@@ -458,15 +457,8 @@ def _tickets(ctx: Context, session: Session, scope: str | None, period: sla.Peri
 
 def _changes(session: Session, scope: str | None, period: sla.Period) -> ChangeStats:
     rate = change_calendar.success_rate(session, period.start, period.end, scope)
-    # The emergency changes among the same implemented changes success_rate counts.
-    query = select(func.count(Change.id)).where(Change.kind == "emergency", Change.outcome.in_(OUTCOMES),
-                                                period.holds(Change.actual_end))
-    if scope:
-        query = query.join(ChangeService, ChangeService.change_id == Change.id).where(
-            ChangeService.service_id == scope)
-    emergency = session.scalar(query)
-    share = 100 * emergency / rate.implemented if rate.implemented else None
-    return ChangeStats(rate.implemented, rate.successful, emergency,
+    share = 100 * rate.emergency / rate.implemented if rate.implemented else None
+    return ChangeStats(rate.implemented, rate.successful, rate.emergency,
                        None if rate.ratio is None else 100 * rate.ratio, share)
 
 
@@ -474,10 +466,7 @@ def _satisfaction_month(ctx: Context, session: Session, scope: str | None, month
     """CSAT of the month's answers: the service's, or all services' and those about IT as a whole."""
     period = _period(ctx, month)
     about = [scope] if scope else [s.id for s in ctx.config.services] + [None]
-    counts: Counter[int] = Counter()
-    for service_id in about:
-        counts.update(surveys.service_satisfaction(ctx, session, service_id, period.start, period.end).distribution)
-    results = satisfaction.tally("csat", counts)
+    results = surveys.service_satisfaction(ctx, session, about, period.start, period.end)
     return SatisfactionMonth(month, _month_label(month), results.answers,
                              results.distribution[4] + results.distribution[5], results.csat)
 

@@ -726,11 +726,15 @@ def purge(ctx: Context) -> tuple[int, int]:
 
 # ---- satisfaction of a service --------------------------------------------------------------------------
 
-def service_satisfaction(ctx: Context, session: Session, service_id: str, start: datetime | None,
-                         end: datetime | None) -> Results:
-    """CSAT of the answers about a service in a period: its after-ticket surveys and its CSAT pulse
-    surveys. An anonymous survey's answers count only when at least the minimum of them fall in the
-    period, so that a period's edge never singles out a few."""
+def service_satisfaction(ctx: Context, session: Session, services: str | None | list[str | None],
+                         start: datetime | None, end: datetime | None) -> Results:
+    """CSAT of the answers about a service (or several; None: IT as a whole) in a period: its after-ticket
+    surveys and its CSAT pulse surveys. An anonymous survey's answers count only when at least the minimum
+    of them fall in the period, so that a period's edge never singles out a few."""
+    ids = services if isinstance(services, list) else [services]
+    about = Survey.service_id.in_([i for i in ids if i is not None])
+    if None in ids:
+        about = about | Survey.service_id.is_(None)
     minimum = ctx.config.surveys.min_respondents
     in_period = [SurveyAnswer.answered_at >= start] if start is not None else []
     in_period += [SurveyAnswer.answered_at < end] if end is not None else []
@@ -738,7 +742,7 @@ def service_satisfaction(ctx: Context, session: Session, service_id: str, start:
              .group_by(SurveyAnswer.survey_id).subquery())
     query = (select(SurveyAnswer.value, func.count()).join(Survey, Survey.id == SurveyAnswer.survey_id)
              .join(sizes, sizes.c.survey_id == Survey.id)
-             .where(Survey.service_id == service_id, Survey.scale == "csat", *in_period,
+             .where(about, Survey.scale == "csat", *in_period,
                     (Survey.anonymous.is_(False)) | (sizes.c.n >= minimum)))
     return satisfaction.tally("csat", dict(session.execute(query.group_by(SurveyAnswer.value)).all()))
 

@@ -1436,6 +1436,20 @@ def test_named_pulses_count_from_the_first_answer_and_other_scales_never(ctx, cl
     assert satisfaction_field(ctx) == "CSAT 0 % of 1 answer"
 
 
+def test_satisfaction_about_several_services_or_it_as_a_whole_adds_their_answers(ctx, clock):
+    for service, value in (("payments", 5), ("vpn", 2), (None, 4)):  # None: a survey about no service
+        answer(ctx, "tom", new_survey(ctx, service=service, anonymous="no"), value)
+    with ctx.sessions() as s:
+        def csat(about):
+            results = surveys.service_satisfaction(ctx, s, about, None, None)
+            return results.answers, results.csat
+        assert csat("payments") == (1, 100.0)
+        assert csat(["payments", "vpn"]) == (2, 50.0)
+        assert csat([None]) == (1, 100.0)
+        assert csat(["payments", "vpn", None]) == (3, 200 / 3)
+        assert csat(["hr-portal"]) == (0, None)
+
+
 def test_sla_reports_satisfaction_against_the_agreements_target(ctx, clock):
     assert satisfaction_lines(ctx) == []  # nothing measured yet
     _, a = surveyed(ctx, clock, "sanne")
