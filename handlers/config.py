@@ -170,6 +170,14 @@ class Duration(Strict):
 SCALES = ("csat", "nps", "yesno")
 
 
+def _clock_time(value, what: str):
+    """A duration that must be clock time, not business time."""
+    duration = Duration.parse(value) if isinstance(value, (str, int, float)) else value
+    if isinstance(duration, Duration) and duration.business:
+        raise ValueError(f"{what} is clock time, like '2 hours'")
+    return duration
+
+
 class TicketSurvey(Strict):
     """The one-question survey a ticket's requester gets when it is resolved."""
 
@@ -178,13 +186,7 @@ class TicketSurvey(Strict):
     delay: Annotated[Duration, Field(validate_default=True)] = "1 hours"  # clock time after the resolution
     question: str = "How satisfied are you with how {ticket} was handled?"
 
-    @field_validator("delay", mode="before")
-    @classmethod
-    def _delay(cls, value):
-        duration = Duration.parse(value) if isinstance(value, (str, int, float)) else value
-        if isinstance(duration, Duration) and duration.business:
-            raise ValueError("a survey's delay is clock time, like '2 hours'")
-        return duration
+    _delay = field_validator("delay", mode="before")(lambda cls, v: _clock_time(v, "a survey's delay"))
 
 
 class Service(Strict):
@@ -346,13 +348,7 @@ class Scheduled(Strict):
 
     _zone = field_validator("timezone")(lambda cls, v: Calendar._zone(v))
 
-    @field_validator("late_grace", mode="before")
-    @classmethod
-    def _grace(cls, value):
-        duration = Duration.parse(value) if isinstance(value, (str, int, float)) else value
-        if isinstance(duration, Duration) and duration.business:
-            raise ValueError("the grace is clock time, like '2 hours'")
-        return duration
+    _grace = field_validator("late_grace", mode="before")(lambda cls, v: _clock_time(v, "the grace"))
 
     @field_validator("cron")
     @classmethod
