@@ -397,7 +397,7 @@ class ScheduledRun(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     job: Mapped[str] = mapped_column(String(120))  # digest:<name> | report:<name>
     slot_at: Mapped[datetime]
-    outcome: Mapped[str] = mapped_column(String(16))  # posted | late | skipped | manual
+    outcome: Mapped[str] = mapped_column(String(16))  # start (first seen) | posted | late | skipped | manual
     decided_at: Mapped[datetime]
     note: Mapped[str] = mapped_column(Text, default="")
 

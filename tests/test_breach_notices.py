@@ -19,7 +19,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 import yaml
-from sqlalchemy import event, func, select
+from sqlalchemy import func, select
 
 from bot.runtime import Runtime
 from handlers import breaches, sla
@@ -29,6 +29,7 @@ from handlers.router import dispatch
 from handlers.tickets import open_ticket
 from storage.models import (AuditRecord, ClockNotice, Identity, OutboxMessage, SlaClock, Ticket, TicketEvent)
 from tests.conftest import T0, demo_config
+from tests.test_change_calendar import selects
 
 BREACH = 100.0
 
@@ -618,16 +619,8 @@ def test_sla_breaches_of_a_ticket_still_open_says_how_late_it_is_now(ctx, clock,
 
 def test_listing_breaches_takes_the_same_statements_however_many_there_are(ctx, clock):
     def listed() -> tuple[int, int]:
-        seen = []
-
-        def count(*_):
-            seen.append(1)
-        engine = ctx.sessions.kw["bind"]
-        event.listen(engine, "before_cursor_execute", count)
-        try:
+        with selects(ctx.sessions.kw["bind"]) as seen:
             found = sla.breaches_data(ctx, sla.parse_period(None, ctx.now(), "UTC"), limit=None)
-        finally:
-            event.remove(engine, "before_cursor_execute", count)
         return len(found), len(seen)
 
     # Payments P1s, assigned to platform-ops: each breach has an OLA under it to measure as well.

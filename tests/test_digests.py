@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -18,14 +18,9 @@ from handlers.config import ConfigError, cron_trigger, load_config, parse_config
 from handlers.core import Reply
 from storage.models import AuditRecord, OutboxMessage, ScheduledRun
 from tests.conftest import demo_config
-from tests.test_surveys import all_text, ok, refused, run
+from tests.test_surveys import all_text, ok, refused, run, utc
 
-UTC = timezone.utc
 OPS_SLACK = "C0OPS00001"
-
-
-def utc(*args) -> datetime:
-    return datetime(*args, tzinfo=UTC)
 
 
 def digest(name: str, cron: str = "0 9 * * *", zone: str = "Europe/London", **kw) -> dict:

@@ -52,11 +52,8 @@ from sqlalchemy import func, select
 from bot import cli, report_export
 from handlers import report_charts, reports, surveys
 from handlers.change_calendar import success_rate
-from handlers.core import Command
-from handlers.people import resolve_actor
-from handlers.router import dispatch
 from storage.models import AuditRecord, OutboxMessage, ReportComment, Survey
-from tests.test_surveys import all_text
+from tests.test_surveys import all_text, ok, run
 
 UTC = timezone.utc
 MONTH_SECONDS = 745 * 3600  # 31 days and the hour London gains when BST ends
@@ -64,21 +61,6 @@ MONTH_SECONDS = 745 * 3600  # 31 days and the hour London gains when BST ends
 
 def at(month: int, day: int, hour: int, minute: int = 0) -> datetime:
     return datetime(2026, month, day, hour, minute, tzinfo=UTC)
-
-
-def person(ctx, pid: str):
-    p = ctx.config.person(pid)
-    return resolve_actor(ctx, "slack", p.slack, p.name)
-
-
-def run(ctx, who: str, text: str, key: str | None = None):
-    return dispatch(ctx, Command(actor=person(ctx, who), text=text, delivery_key=key))
-
-
-def ok(ctx, who: str, text: str):
-    reply, outcome = run(ctx, who, text)
-    assert outcome == "ok", (text, reply)
-    return reply
 
 
 def counts(ctx) -> dict[str, int]:

@@ -16,8 +16,8 @@ from bot import status_page
 from bot.api import plain
 from bot.server import build_app
 from handlers import breaches, sla, tickets
-from handlers.core import Actor, Command
-from handlers.router import dispatch
+from handlers.core import Command
+from tests.test_change_calendar import actor, run
 from tests.test_handlers import overview as status_lines
 
 SCRIPT = '<script>alert("x")</script>'
@@ -118,17 +118,6 @@ def services_shown(page: Page) -> dict[str, tuple[str, str]]:
 
 
 # ------------------------------------------------------------------------------------------- fixtures
-
-def actor(ctx, pid: str) -> Actor:
-    p = ctx.config.person(pid)
-    return Actor(person_id=pid, name=p.name, platform="console", roles=ctx.roles_of(pid), timezone=p.timezone)
-
-
-def run(ctx, pid: str, text: str):
-    reply, outcome = dispatch(ctx, Command(actor(ctx, pid), text))
-    assert outcome == "ok", (text, reply)
-    return reply
-
 
 @pytest.fixture
 async def client(runtime, ctx):
