@@ -1,17 +1,26 @@
 """Shared fixtures: a fresh store per test (SQLite, or PostgreSQL when SVCBOT_TEST_DATABASE_URL is set),
-the demo configuration, and the real server started as a subprocess against loopback fakes."""
+the demo configuration, and the real server started as a subprocess against loopback fakes.
+
+The schema is migrated once per test process into a template store, and each test gets a copy of it: a
+file copy on SQLite, ``CREATE DATABASE … TEMPLATE`` on PostgreSQL. A test marked ``empty_store`` gets a
+store with no schema at all (for what migrations and first starts do)."""
 from __future__ import annotations
 
+import copy
+import functools
 import hashlib
 import hmac
 import json
 import os
+import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
 import urllib.request
+from contextlib import closing
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from urllib.parse import urlencode
@@ -19,6 +28,7 @@ from urllib.parse import urlencode
 import pytest
 import yaml
 from sqlalchemy import create_engine, func, select, text
+from sqlalchemy.engine import make_url
 
 from tests.fakes import FakeSlack, FakeTeamsConnector
 
@@ -28,37 +38,111 @@ PAYLOADS = SHARED / "data" / "payloads"
 SIGNING_SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
 
 
+def pytest_configure(config):
+    config.addinivalue_line("markers", "empty_store: the test's store has no schema (not even migrated)")
+
+
+@functools.cache
+def _app_yaml() -> dict:
+    return yaml.load((ROOT / "app.yaml").read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+
+
 def demo_config(**overrides) -> dict:
-    cfg = yaml.safe_load((ROOT / "app.yaml").read_text())
+    cfg = copy.deepcopy(_app_yaml())
     cfg["delivery"] = {"sweep_seconds": 0.2, "lease_seconds": 2, "give_up_hours": 24}
     cfg.update(overrides)
     return cfg
 
 
-@pytest.fixture
-def database_url(tmp_path):
-    url = os.environ.get("SVCBOT_TEST_DATABASE_URL")
-    if not url:
-        return f"sqlite:///{tmp_path / 'svcbot.db'}"
-    engine = create_engine(url)
-    with engine.begin() as conn:  # every test starts from an empty database
-        conn.execute(text("DROP SCHEMA public CASCADE"))
-        conn.execute(text("CREATE SCHEMA public"))
+@functools.cache
+def _demo_config_text() -> str:
+    return yaml.safe_dump(demo_config(), sort_keys=False)
+
+
+@functools.cache
+def _parsed_config(text: str):
+    from handlers.config import parse_config
+    return parse_config(text)
+
+
+def config_from(path: Path):
+    """load_config, parsed once per distinct text: the models are frozen, so tests can share one. A
+    configuration naming its own templates is loaded as usual (they are found beside the file)."""
+    from handlers.config import load_config
+    cfg = _parsed_config(path.read_text())
+    return load_config(path) if cfg.bot.templates else cfg
+
+
+# ------------------------------------------------------------------------------------------------ the store
+
+def _worker() -> str:
+    return os.environ.get("PYTEST_XDIST_WORKER", "main")
+
+
+def _postgres_admin(url):
+    return create_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")
+
+
+@pytest.fixture(scope="session")
+def _template_store(tmp_path_factory):
+    """The schema migrated once for this test process: a SQLite file, or a PostgreSQL template database."""
+    from storage.db import make_engine, upgrade
+    given = os.environ.get("SVCBOT_TEST_DATABASE_URL")
+    if not given:
+        path = tmp_path_factory.mktemp("template") / "svcbot.db"
+        engine = make_engine(f"sqlite:///{path}")
+        upgrade(engine)
+        engine.dispose()
+        with closing(sqlite3.connect(path)) as conn:  # one self-contained file to copy: no write-ahead log
+            conn.execute("PRAGMA journal_mode=DELETE")
+        yield path
+        return
+    url = make_url(given)
+    template = f"{url.database}_{_worker()}_template"
+    admin = _postgres_admin(url)
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{template}" WITH (FORCE)'))
+        conn.execute(text(f'CREATE DATABASE "{template}"'))
+    engine = make_engine(url.set(database=template).render_as_string(hide_password=False))
+    upgrade(engine)
     engine.dispose()
-    return url
+    yield template
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{template}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture
+def database_url(request, tmp_path):
+    empty = request.node.get_closest_marker("empty_store") is not None
+    given = os.environ.get("SVCBOT_TEST_DATABASE_URL")
+    if not given:
+        path = tmp_path / "svcbot.db"
+        if not empty:
+            shutil.copyfile(request.getfixturevalue("_template_store"), path)
+        return f"sqlite:///{path}"
+    url = make_url(given)
+    name = f"{url.database}_{_worker()}"
+    template = "template0" if empty else request.getfixturevalue("_template_store")
+    admin = _postgres_admin(url)
+    with admin.connect() as conn:  # every test starts from its own copy; FORCE ends a previous test's sessions
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        conn.execute(text(f'CREATE DATABASE "{name}" TEMPLATE "{template}"'))
+    admin.dispose()
+    return url.set(database=name).render_as_string(hide_password=False)
 
 
 @pytest.fixture
 def config_file(tmp_path):
     path = tmp_path / "app.yaml"
-    path.write_text(yaml.safe_dump(demo_config(), sort_keys=False))
+    path.write_text(_demo_config_text())
     return path
 
 
 @pytest.fixture
 def runtime(database_url, config_file):
     from bot.runtime import Runtime
-    rt = Runtime.from_file(str(config_file), database_url)
+    rt = Runtime(config_from(config_file), database_url)
     yield rt
     rt.engine.dispose()
 

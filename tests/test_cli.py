@@ -158,6 +158,7 @@ def schema(database_url: str) -> tuple[set[str], list]:
         engine.dispose()
 
 
+@pytest.mark.empty_store
 def test_db_upgrade_creates_the_schema_and_is_idempotent(cli, database_url):
     assert schema(database_url)[0] == set()
     first = cli("db", "upgrade")

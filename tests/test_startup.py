@@ -1,6 +1,7 @@
 """Replicas starting together on one empty store: each comes up, and what app.yaml seeds is there once."""
 import threading
 
+import pytest
 from sqlalchemy import func, select
 
 from bot.runtime import Runtime
@@ -10,6 +11,7 @@ from storage.models import Identity, Person, Setting
 REPLICAS = 4
 
 
+@pytest.mark.empty_store
 def test_replicas_starting_together_all_come_up(database_url, config_file, monkeypatch):
     monkeypatch.delenv("SVCBOT_SECRET_KEY", raising=False)
     config = load_config(str(config_file))
