@@ -1,7 +1,7 @@
 """Monthly reports through the real server: `report post` from a signed Slack command puts the report in the
 service's channel and its three charts beside it through Slack's files upload API (a 429 on the way is
 waited out, and the charts are shared once); from Teams the charts are images in the card; and the
-scheduled monthly report comes at its slot, once, with libfaketime setting the server's clock."""
+scheduled monthly report comes at its slot, once, with libfaketime moving the server's clock to it."""
 from __future__ import annotations
 
 import base64
@@ -15,7 +15,7 @@ from storage.models import ScheduledRun
 from tests.conftest import db_rows, demo_config
 from tests.test_changes_slack_e2e import PAYMENTS, slash
 from tests.test_changes_slack_e2e import TOM as TOM_SLACK
-from tests.test_digests_e2e import FAKETIME_LIB, needs_faketime
+from tests.test_digests_e2e import first_sweep, needs_faketime, server_clock  # noqa: F401 - a fixture
 from tests.test_teams_e2e import (PAYMENTS_CONV, TOM, card_of, channel_config,  # noqa: F401 - a fixture
                                   installed_in_channel, personal_message, posted)
 
@@ -64,13 +64,14 @@ def test_report_post_from_teams_shows_the_charts_in_the_card(start_server, fake_
 
 
 @needs_faketime
-def test_the_monthly_report_comes_at_its_slot_once(start_server, fake_slack, config_file, database_url):
+def test_the_monthly_report_comes_at_its_slot_once(server_clock, fake_slack, config_file, database_url):
     cfg = demo_config(reports=[{"name": "monthly", "channel": "payments", "cron": "0 9 2 * *",
                                 "timezone": "Europe/London", "services": ["payments"]}])
     config_file.write_text(yaml.safe_dump(cfg, sort_keys=False))
-    env = {"LD_PRELOAD": FAKETIME_LIB, "FAKETIME": "@2026-12-02 08:59:40", "FAKETIME_DONT_FAKE_MONOTONIC": "1",
-           "TZ": "UTC"}
-    start_server(**env)
+    server_clock.set("2026-12-02 08:59:30")
+    server_clock.start()
+    first_sweep(database_url, "report:monthly")
+    server_clock.set("2026-12-02 09:00:02")  # the slot has come
     [post] = fake_slack.wait_for("chat.postMessage", where=lambda c: c.params.get("channel") == PAYMENTS, timeout=40)
     assert "November 2026" in post.params["text"]
     fake_slack.wait_for("files.completeUploadExternal", timeout=20)
