@@ -7,10 +7,12 @@ import re
 from dataclasses import replace
 from functools import lru_cache
 from pathlib import Path
-
-from jinja2 import ChoiceLoader, Environment, FileSystemLoader, PackageLoader, StrictUndefined
+from typing import TYPE_CHECKING
 
 from handlers.core import Form, Reply
+
+if TYPE_CHECKING:
+    from jinja2 import Environment
 
 log = logging.getLogger("svcbot")
 
@@ -50,6 +52,8 @@ def use_templates(folder: str | None) -> None:
 
 @lru_cache(maxsize=2)
 def _env(own: bool = True) -> Environment:
+    # jinja2 is imported with the first reply rendered, not by every process that imports this module.
+    from jinja2 import ChoiceLoader, Environment, FileSystemLoader, PackageLoader, StrictUndefined
     builtin = PackageLoader("bot", "templates")
     loader = ChoiceLoader([FileSystemLoader(_override), builtin]) if own and _override else builtin
     env = Environment(loader=loader, undefined=StrictUndefined, autoescape=False, keep_trailing_newline=False)

@@ -5,6 +5,7 @@ import asyncio
 import logging
 import os
 from datetime import datetime, timezone
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -13,9 +14,13 @@ from sqlalchemy import text
 
 from bot import api
 from bot import status_page
+from bot.outbox import Delivered, Outgoing
 from bot.runtime import Runtime
 from handlers import breaches, changes, digests, outages, reports, surveys
 from handlers.core import prune_processed
+
+if TYPE_CHECKING:
+    from bot.teams import TeamsFront, TeamsSender
 
 log = logging.getLogger("svcbot")
 
@@ -43,9 +48,10 @@ def build_app(runtime: Runtime) -> web.Application:
     if slack is None or app_token:
         app.router.add_post("/slack/events", _slack_off)
 
-    from bot.teams import TeamsFront, TeamsSender
-    teams = TeamsFront(runtime)
-    senders["teams"] = TeamsSender(teams)
+    teams = LazyTeams(runtime)
+    if teams.configured:  # a misconfigured adapter fails the start, not the first Teams request
+        teams.front()
+    senders["teams"] = teams
     app.router.add_post("/api/messages", teams.handle)
 
     app.router.add_get("/healthz", _healthz)
@@ -108,6 +114,41 @@ def build_app(runtime: Runtime) -> web.Application:
     app.on_startup.append(start)
     app.on_cleanup.append(stop)
     return app
+
+
+class LazyTeams:
+    """Teams' front and sender, built when first needed: bot.teams imports botbuilder, the largest single
+    import of the start-up, and a server that never hears from Teams need not pay for it. Built at once
+    when a MICROSOFT_APP_* setting is given, since the adapter checks those settings when built."""
+
+    platform = "teams"
+    SETTINGS = ("MICROSOFT_APP_ID", "MICROSOFT_APP_PASSWORD", "MICROSOFT_APP_TYPE", "MICROSOFT_APP_TENANT_ID")
+
+    def __init__(self, runtime: Runtime):
+        self.runtime = runtime
+        self.anonymous = not os.environ.get("MICROSOFT_APP_ID")
+        self.configured = any(os.environ.get(name) for name in self.SETTINGS)
+        self._front: TeamsFront | None = None
+        self._sender: TeamsSender | None = None
+
+    def front(self) -> TeamsFront:
+        # Called from build_app and the event loop, both on the main thread, never from workers: built once.
+        if self._front is None:
+            from bot.teams import TeamsFront, TeamsSender
+            self._front = TeamsFront(self.runtime)
+            self._sender = TeamsSender(self._front)
+        return self._front
+
+    async def handle(self, request: web.Request) -> web.Response:
+        return await self.front().handle(request)
+
+    async def send(self, item: Outgoing) -> Delivered:
+        self.front()
+        return await self._sender.send(item)
+
+    async def find_sent(self, item: Outgoing) -> Delivered | None:
+        self.front()
+        return await self._sender.find_sent(item)
 
 
 async def _slack_off(request: web.Request) -> web.Response:

@@ -13,11 +13,10 @@ import base64
 import json
 import logging
 import re
+from typing import TYPE_CHECKING
 
 import aiohttp
 from aiohttp import web
-from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
-from slack_bolt.app.async_app import AsyncApp
 from slack_sdk.errors import SlackApiError, SlackRequestError
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
@@ -27,6 +26,9 @@ from bot.outbox import Delivered, DeliveryError, Outgoing
 from bot.runtime import Runtime, answered_privately
 from handlers.changes import announced_change
 from handlers.core import Reply
+
+if TYPE_CHECKING:
+    from slack_bolt.app.async_app import AsyncApp
 
 log = logging.getLogger("svcbot.slack")
 
@@ -53,19 +55,31 @@ class SlackFront:
     def __init__(self, runtime: Runtime, token: str, signing_secret: str | None, api_url: str | None = None):
         self.runtime = runtime
         self.client = web_client(token, api_url)
-        self.app = AsyncApp(client=self.client, signing_secret=signing_secret or "socket-mode",
-                            request_verification_enabled=signing_secret is not None,
-                            process_before_response=False)
-        self.app.command(runtime.ctx.config.bot.slash_command)(self.on_command)
-        self.app.action(re.compile(r"^svc_run:"))(self.on_button)
-        self.app.event("app_mention")(self.on_mention)
-        self.app.event("message")(self.on_message)
-        self.app.event("reaction_added")(self.on_reaction)
-        self.app.event("reaction_removed")(self.on_reaction)
-        self.app.view("svc_form")(self.on_form)
-        self.app.error(self.on_error)
+        self.signing_secret = signing_secret
+        self._app: AsyncApp | None = None
+
+    @property
+    def app(self) -> AsyncApp:
+        """Bolt's app, built for the first request (or the Socket Mode connection): slack_bolt is a large
+        import, and the outbox posts to Slack with the client alone."""
+        if self._app is None:
+            from slack_bolt.app.async_app import AsyncApp
+            app = AsyncApp(client=self.client, signing_secret=self.signing_secret or "socket-mode",
+                           request_verification_enabled=self.signing_secret is not None,
+                           process_before_response=False)
+            app.command(self.runtime.ctx.config.bot.slash_command)(self.on_command)
+            app.action(re.compile(r"^svc_run:"))(self.on_button)
+            app.event("app_mention")(self.on_mention)
+            app.event("message")(self.on_message)
+            app.event("reaction_added")(self.on_reaction)
+            app.event("reaction_removed")(self.on_reaction)
+            app.view("svc_form")(self.on_form)
+            app.error(self.on_error)
+            self._app = app
+        return self._app
 
     async def handle(self, request: web.Request) -> web.Response:
+        from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
         bolt_request = await to_bolt_request(request)
         response = await self.app.async_dispatch(bolt_request)
         if response.status == 401:

@@ -18,10 +18,10 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import lru_cache
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from aiohttp import web
-from jinja2 import Environment, PackageLoader, StrictUndefined
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -31,6 +31,9 @@ from handlers.changes import window_text
 from handlers.clocks import OPEN_STATES
 from handlers.core import Context
 from storage.models import SlaClock, Ticket
+
+if TYPE_CHECKING:
+    from jinja2 import Environment
 
 REFRESH_SECONDS = 60
 REFRESH_RANGE = (1, 3600)
@@ -180,6 +183,8 @@ def _local(moment: datetime, zone: str, fmt: str = "%a %d %b %H:%M %Z") -> str:
 @lru_cache(maxsize=1)
 def _env() -> Environment:
     # Its own environment: the chat templates make JSON and mrkdwn, this one HTML, so autoescape is on.
+    # jinja2 is imported with the first page, not at start.
+    from jinja2 import Environment, PackageLoader, StrictUndefined
     env = Environment(loader=PackageLoader("bot", "templates"), undefined=StrictUndefined, autoescape=True,
                       trim_blocks=True, lstrip_blocks=True)
     env.filters.update(local=_local, human=breaches.human)

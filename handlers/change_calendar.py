@@ -13,10 +13,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
-from typing import Iterable, Iterator
+from typing import TYPE_CHECKING, Iterable, Iterator
 from zoneinfo import ZoneInfo
 
-from icalendar import Calendar, Event, vCategory, vDatetime, vDuration, vInt, vText
 from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
@@ -25,6 +24,9 @@ from handlers.changes import OUTCOME_TEXT, OUTCOMES, STATE_ICON, window_text
 from handlers.config import AppConfig
 from handlers.core import Command, Context, Reply, Section, UserError
 from storage.models import Change, ChangeService
+
+if TYPE_CHECKING:
+    from icalendar import Event
 
 UTC = timezone.utc
 DEFAULT_DAYS, MAX_DAYS = 7, 90
@@ -155,6 +157,8 @@ def calendar_reply(ctx: Context, cmd: Command, args: list[str]) -> Reply:
 
 
 # ---- the iCalendar feed -------------------------------------------------------------------------------
+# icalendar is imported by the functions that build the feed: the chat commands and every start would
+# otherwise load it too.
 
 # The columns an event needs, read as plain rows: no ORM objects, no per-change queries.
 _ICS_COLUMNS = (Change.id, Change.title, Change.description, Change.kind, Change.model, Change.risk, Change.impact,
@@ -178,6 +182,7 @@ def _utc(moment: datetime) -> datetime:
 
 def _envelope(cfg: AppConfig) -> tuple[bytes, bytes]:
     """The VCALENDAR around the events: everything before them, and its END line."""
+    from icalendar import Calendar, vDuration
     cal = Calendar()
     cal.add("prodid", PRODID)
     cal.add("version", "2.0")
@@ -227,6 +232,7 @@ def _description(cfg: AppConfig, c, services: list[str]) -> str:
 
 def event(cfg: AppConfig, c, services: list[str]) -> Event:
     """The VEVENT of one change (a row of ``ics_rows``)."""
+    from icalendar import Event, vCategory, vDatetime, vInt, vText
     start, end = _window(c)
     e = Event()
     e["uid"] = vText(f"chg-{c.id}@svcbot")

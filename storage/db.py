@@ -1,15 +1,18 @@
 """The engine, sessions and migrations. SQLite embedded by default; PostgreSQL for several replicas."""
 from __future__ import annotations
 
+import ast
 import os
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from alembic import command
-from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
 from sqlalchemy.orm import Session, sessionmaker
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 DEFAULT_URL = "sqlite:///svcbot.db"
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -55,6 +58,7 @@ def session_factory(engine: Engine) -> sessionmaker[Session]:
 
 
 def alembic_config(engine: Engine) -> Config:
+    from alembic.config import Config
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     cfg.attributes["engine"] = engine
@@ -80,7 +84,53 @@ def startup_lock(engine: Engine):
 
 def upgrade(engine: Engine) -> None:
     """Bring the schema to the newest revision (under ``startup_lock`` when replicas may start together)."""
-    cfg = alembic_config(engine)
     with engine.begin() as conn:
+        # Most starts find the schema up to date. Alembic would import itself and every migration script
+        # to find that out, a large part of the start-up; reading the version table is enough.
+        heads = head_revisions()
+        if heads is not None and current_revisions(conn) == heads:
+            return
+        from alembic import command
+        cfg = alembic_config(engine)
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "head")
+
+
+def current_revisions(conn: Connection) -> set[str]:
+    """The revisions the store is at, as alembic records them; none for an empty store."""
+    if not inspect(conn).has_table("alembic_version"):
+        return set()
+    return set(conn.execute(text("SELECT version_num FROM alembic_version")).scalars())
+
+
+def head_revisions() -> set[str] | None:
+    """The newest revisions of the migration scripts, read from their ``revision`` and ``down_revision``
+    without running them; None if a script does not state them plainly (then alembic decides)."""
+    revisions: set[str] = set()
+    parents: set[str] = set()
+    for path in (MIGRATIONS / "versions").glob("*.py"):
+        stated = _literal_assignments(path, ("revision", "down_revision"))
+        if not isinstance(stated.get("revision"), str) or "down_revision" not in stated:
+            return None
+        revisions.add(stated["revision"])
+        down = stated["down_revision"]
+        parents.update([down] if isinstance(down, str) else down or ())
+    return revisions - parents
+
+
+def _literal_assignments(path: Path, names: tuple[str, ...]) -> dict:
+    """The module-level ``name = <literal>`` (or ``name: type = <literal>``) assignments of a script."""
+    found = {}
+    for node in ast.parse(path.read_text(encoding="utf-8")).body:
+        if isinstance(node, ast.Assign) and len(node.targets) == 1:
+            target, value = node.targets[0], node.value
+        elif isinstance(node, ast.AnnAssign) and node.value is not None:
+            target, value = node.target, node.value
+        else:
+            continue
+        if isinstance(target, ast.Name) and target.id in names:
+            try:
+                found[target.id] = ast.literal_eval(value)
+            except ValueError:
+                pass
+    return found

@@ -42,3 +42,35 @@ def test_replicas_starting_together_all_come_up(database_url, config_file, monke
         assert s.scalar(select(func.count()).select_from(Setting).where(Setting.key == "secret_key")) == 1
     for rt in started:
         rt.engine.dispose()
+
+
+def test_the_heads_read_from_the_scripts_are_alembics():
+    from alembic.script import ScriptDirectory
+
+    from storage.db import alembic_config, head_revisions, make_engine
+    engine = make_engine("sqlite://")
+    assert head_revisions() == set(ScriptDirectory.from_config(alembic_config(engine)).get_heads())
+    engine.dispose()
+
+
+def test_a_store_behind_is_migrated_and_one_up_to_date_is_left_to_itself(database_url, config_file, monkeypatch):
+    from alembic import command
+    from alembic.script import ScriptDirectory
+
+    from storage.db import alembic_config, current_revisions, head_revisions, make_engine
+    engine = make_engine(database_url)
+    cfg = alembic_config(engine)
+    head = ScriptDirectory.from_config(cfg).get_revision("head")
+    with engine.begin() as conn:  # the store as the release before the newest migration left it
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, head.down_revision)
+    config = load_config(str(config_file))
+    Runtime(config, database_url).engine.dispose()
+    with engine.connect() as conn:
+        assert current_revisions(conn) == head_revisions() == {head.revision}
+
+    def no_migration(*args, **kwargs):
+        raise AssertionError("alembic ran on a store already up to date")
+    monkeypatch.setattr(command, "upgrade", no_migration)
+    Runtime(config, database_url).engine.dispose()
+    engine.dispose()
