@@ -44,6 +44,7 @@ MOVES = {
 NUMBER = re.compile(r"^CHG-?(\d+)$", re.IGNORECASE)
 PAIR = re.compile(r'(\w+)=(?:"([^"]*)"|(\S*))')
 MENTION = re.compile(r"^<@([A-Z0-9]+)(?:\|[^>]*)?>$")
+AHEAD = re.compile(r"(?:in\s+)?(\d+)\s*(h|hours?|d|days?|w|weeks?)", re.IGNORECASE)
 STATE_ICON = {"new": "🆕", "awaiting-approval": "⏳", "scheduled": "📅", "in-progress": "🔧", "review": "🔍",
               "closed": "✅", "rejected": "⛔", "cancelled": "🚫"}
 OUTCOME_TEXT = {"successful": "successful", "with-issues": "successful with issues",
@@ -209,6 +210,15 @@ def parse_time(text: str, zone: str, now: datetime) -> datetime:
     if value.tzinfo is None:
         value = value.replace(tzinfo=local)
     return value.astimezone(ZoneInfo("UTC"))
+
+
+def parse_ahead(text: str) -> timedelta | None:
+    """How far ahead 'in 5 days', 'in 2 weeks' or '12 hours' is; None for text that says no such thing."""
+    m = AHEAD.fullmatch(text.strip())
+    if not m:
+        return None
+    unit = {"h": "hours", "d": "days", "w": "weeks"}[m[2][0].lower()]
+    return timedelta(**{unit: int(m[1])})
 
 
 def person_of(ctx: Context, text: str) -> str | None:
