@@ -422,8 +422,9 @@ SCHEMAS: dict[str, dict] = {
             "risk": {"type": "string", "enum": list(RISKS)},
             "impact": {"type": "string", "enum": list(RISKS), "description": "default: the risk"},
             "start": {"type": "string", "maxLength": 40,
-                      "description": "planned start, ISO 8601 (2026-12-01T20:00:00+01:00); without an offset it is "
-                                     "UTC; not in the past unless the change is an emergency"},
+                      "description": "planned start, ISO 8601 (YYYY-MM-DDTHH:MM:SS+01:00) or tomorrow 20:00; "
+                                     "without an offset it is UTC; not in the past unless the change is an "
+                                     "emergency"},
             "end": {"type": "string", "maxLength": 40,
                     "description": "planned end, as start; a standard change may leave it out (its model's duration)"},
             "implementer": {"type": "string", "maxLength": 200,
@@ -1088,7 +1089,7 @@ def check(schema: dict, value: Any, path: str = "(body)", *, closed: bool = Fals
             problems.append(f"{path}: {_show(value)} does not match {schema['pattern']}")
         if schema.get("format") == "date-time" and parse_rfc3339(value) is None:
             problems.append(f"{path}: expected an RFC 3339 date-time with an offset, like "
-                            f"2025-01-10T16:00:00Z, got {_show(value)}")
+                            f"YYYY-MM-DDTHH:MM:SSZ or YYYY-MM-DDTHH:MM:SS+01:00, got {_show(value)}")
     if _TYPES["number"](value):
         if "minimum" in schema and value < schema["minimum"]:
             problems.append(f"{path}: less than {schema['minimum']}")

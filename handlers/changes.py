@@ -44,6 +44,7 @@ MOVES = {
 NUMBER = re.compile(r"^CHG-?(\d+)$", re.IGNORECASE)
 PAIR = re.compile(r'(\w+)=(?:"([^"]*)"|(\S*))')
 MENTION = re.compile(r"^<@([A-Z0-9]+)(?:\|[^>]*)?>$")
+AHEAD = re.compile(r"(?:in\s+)?(\d+)\s*(h|hours?|d|days?|w|weeks?)", re.IGNORECASE)
 STATE_ICON = {"new": "🆕", "awaiting-approval": "⏳", "scheduled": "📅", "in-progress": "🔧", "review": "🔍",
               "closed": "✅", "rejected": "⛔", "cancelled": "🚫"}
 OUTCOME_TEXT = {"successful": "successful", "with-issues": "successful with issues",
@@ -51,8 +52,8 @@ OUTCOME_TEXT = {"successful": "successful", "with-issues": "successful with issu
 SYSTEM = Actor(person_id="svcbot", name="svcbot", platform="system")
 
 NEW_EXAMPLE = ('change new title="Upgrade the payments database" services=payments type=normal risk=high '
-               'start="2026-12-01 20:00" end="2026-12-01 22:00" implementer=tom backout="Restore the snapshot"')
-STANDARD_EXAMPLE = 'change new model=restart-wms-workers start="2026-12-01 20:00"'
+               'start="tomorrow 22:00" end="tomorrow 23:30" implementer=tom backout="Restore the snapshot"')
+STANDARD_EXAMPLE = 'change new model=restart-wms-workers start="tomorrow 22:00"'
 FIELDS = ("title", "services", "type", "model", "risk", "impact", "start", "end", "implementer", "description",
           "implementation", "backout", "test")
 
@@ -93,7 +94,7 @@ def change_cmd(ctx: Context, cmd: Command, args: list[str]) -> Reply:
     if verb == "override":
         return override(ctx, cmd, _id(rest, "change override CHG-12 Agreed with the business"), " ".join(rest[1:]))
     if verb == "edit":
-        return edit(ctx, cmd, _id(rest, 'change edit CHG-12 start="2026-12-02 20:00" end="2026-12-02 22:00"'))
+        return edit(ctx, cmd, _id(rest, 'change edit CHG-12 start="tomorrow 20:00" end="tomorrow 22:00"'))
     raise UserError(f"I don't know 'change {args[0]}'.", "change list")
 
 
@@ -192,7 +193,7 @@ def new_form(ctx: Context, actor: Actor, values: dict, errors: dict | None = Non
 # ---- creating a change ----------------------------------------------------------------------------------
 
 def parse_time(text: str, zone: str, now: datetime) -> datetime:
-    """'2026-12-01 20:00', ISO 8601 with an offset, or 'today 20:00' / 'tomorrow 09:30'; local to ``zone``."""
+    """'YYYY-MM-DD HH:MM', ISO 8601 with an offset, or 'today 20:00' / 'tomorrow 09:30'; local to ``zone``."""
     text = text.strip()
     local = ZoneInfo(zone)
     m = re.fullmatch(r"(today|tomorrow)\s+(\d{1,2}):(\d{2})", text, re.IGNORECASE)
@@ -205,10 +206,19 @@ def parse_time(text: str, zone: str, now: datetime) -> datetime:
     try:
         value = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
-        raise ValueError(f"'{text}' is not a date and time like 2026-12-01 20:00") from None
+        raise ValueError(f"'{text}' is not a date and time like YYYY-MM-DD HH:MM or tomorrow 20:00") from None
     if value.tzinfo is None:
         value = value.replace(tzinfo=local)
     return value.astimezone(ZoneInfo("UTC"))
+
+
+def parse_ahead(text: str) -> timedelta | None:
+    """How far ahead 'in 5 days', 'in 2 weeks' or '12 hours' is; None for text that says no such thing."""
+    m = AHEAD.fullmatch(text.strip())
+    if not m:
+        return None
+    unit = {"h": "hours", "d": "days", "w": "weeks"}[m[2][0].lower()]
+    return timedelta(**{unit: int(m[1])})
 
 
 def person_of(ctx: Context, text: str) -> str | None:
@@ -571,7 +581,7 @@ def _past(verb: str) -> str:
 
 
 def edit(ctx: Context, cmd: Command, change_id: int) -> Reply:
-    example = f'change edit CHG-{change_id} start="2026-12-02 20:00" end="2026-12-02 22:00"'
+    example = f'change edit CHG-{change_id} start="tomorrow 20:00" end="tomorrow 22:00"'
     values = pairs(_after_verb(cmd.text, f"CHG-?{change_id}"), example)
     allowed = set(FIELDS) - {"type", "model"}
     if not values or set(values) - allowed:

@@ -7,18 +7,18 @@ manager marks it done.
 from __future__ import annotations
 
 import re
-from datetime import date
+from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from handlers.changes import pairs
+from handlers.changes import pairs, parse_ahead
 from handlers.core import Button, Choice, Command, Context, Form, FormInvalid, Input, Refused, Reply, Section, UserError
 from storage.models import CsiItem, Survey, Ticket
 
 NUMBER = re.compile(r"^CSI-?(\d+)$", re.IGNORECASE)
-ADD_EXAMPLE = 'csi add title="Publish VPN set-up steps in the portal" owner=sanne due=2026-12-18 service=vpn'
+ADD_EXAMPLE = 'csi add title="Publish VPN set-up steps in the portal" owner=sanne due="in 2 weeks" service=vpn'
 FIELDS = ("title", "owner", "due", "service", "survey", "ticket")
 SHOWN = 30
 
@@ -75,7 +75,7 @@ def add_form(ctx: Context, cmd: Command, values: dict, errors: dict | None = Non
         Input("title", "What will improve", required=True, hint="a short, concrete action"),
         Input("owner", "Owner", "choice", [Choice(p.id, p.name) for p in cfg.people],
               value=values.get("owner") or cmd.actor.person_id, required=True),
-        Input("due", "Due", hint="YYYY-MM-DD"),
+        Input("due", "Due", hint="YYYY-MM-DD, or in 2 weeks"),
         Input("service", "Service", "choice", [Choice(s.id, s.name) for s in cfg.services]),
     ]
     for i in inputs:
@@ -102,9 +102,11 @@ def _validate(ctx: Context, session: Session, cmd: Command, values: dict) -> tup
     out["due"] = None
     if values.get("due"):
         try:
-            out["due"] = date.fromisoformat(values["due"].strip())
+            out["due"] = due_date(values["due"], ctx.now(), cmd.actor.timezone)
         except ValueError:
-            errors["due"] = f"'{values['due']}' is not a date like 2026-12-18"
+            errors["due"] = f"'{values['due']}' is not a date like YYYY-MM-DD or in 2 weeks"
+        except OverflowError:
+            errors["due"] = "that is too far ahead"
     out["service_id"] = None
     if values.get("service"):
         service = cfg.service(values["service"])
@@ -125,6 +127,14 @@ def _validate(ctx: Context, session: Session, cmd: Command, values: dict) -> tup
     if out["ticket_id"] and not out["service_id"]:
         out["service_id"] = session.get(Ticket, out["ticket_id"]).service_id
     return out, errors
+
+
+def due_date(text: str, now: datetime, zone: str) -> date:
+    """A due date: 'YYYY-MM-DD', or as far ahead as 'in 10 days' or 'in 2 weeks' (the day it falls on in ``zone``)."""
+    ahead = parse_ahead(text)
+    if ahead is not None:
+        return (now + ahead).astimezone(ZoneInfo(zone)).date()
+    return date.fromisoformat(text.strip())
 
 
 def add(ctx: Context, cmd: Command, values: dict) -> tuple[int, Reply]:

@@ -60,7 +60,7 @@ TOPICS = {
         ("survey close SRV-12", "close it now and post the results"),
     ]),
     "csi": ("Continual service improvement", [
-        ('csi add title="Publish VPN set-up steps in the portal" owner=sanne due=2026-12-18 service=vpn',
+        ('csi add title="Publish VPN set-up steps in the portal" owner=sanne due="in 2 weeks" service=vpn',
          "add an item; survey=SRV-12 or ticket=INC-12 links what prompted it"),
         ("csi list", "open items, soonest due first; csi list payments, csi list all"),
         ("csi done CSI-12 Steps published", "finish one (its owner or a service manager)"),

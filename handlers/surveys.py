@@ -22,7 +22,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from handlers import satisfaction
-from handlers.changes import pairs, parse_time
+from handlers.changes import pairs, parse_ahead, parse_time
 from handlers.config import SCALES
 from handlers.core import (Actor, Button, Choice, Command, Context, Field, Form, FormInvalid, Input, Refused,
                            Reply, Section, UserError, Work, sweep_due)
@@ -162,11 +162,8 @@ def new_form(ctx: Context, values: dict, errors: dict | None = None) -> Form:
 
 
 def _closing_time(text: str, actor: Actor, now: datetime) -> datetime:
-    m = re.fullmatch(r"(?:in\s+)?(\d+)\s*(h|hours?|d|days?)", text.strip(), re.IGNORECASE)
-    if m:
-        n = int(m[1])
-        return now + (timedelta(hours=n) if m[2].lower().startswith("h") else timedelta(days=n))
-    return parse_time(text, actor.timezone, now)
+    ahead = parse_ahead(text)
+    return now + ahead if ahead is not None else parse_time(text, actor.timezone, now)
 
 
 def _yes_no(text: str | None, default: bool) -> bool:

@@ -289,8 +289,8 @@ def test_every_invalid_field_is_named_at_once_and_nothing_is_written(ctx, databa
                      "type: 'major' is not a type: standard, normal or emergency",
                      "risk: 'extreme' is not one of low, medium, high",
                      "impact: 'huge' is not one of low, medium, high",
-                     "start: '2026-13-01 20:00' is not a date and time like 2026-12-01 20:00",
-                     "end: 'soon' is not a date and time like 2026-12-01 20:00",
+                     "start: '2026-13-01 20:00' is not a date and time like YYYY-MM-DD HH:MM or tomorrow 20:00",
+                     "end: 'soon' is not a date and time like YYYY-MM-DD HH:MM or tomorrow 20:00",
                      "implementer: no person 'bob' in app.yaml"):
         assert fragment in reply.text, (fragment, reply.text)
     assert reply.footer == f"Try: /svc {changes.NEW_EXAMPLE}"  # a working example, with the slash command
@@ -328,7 +328,8 @@ def test_create_raises_form_invalid_naming_each_field(ctx, database_url):
     ({"backout": ""}, "backout", "a normal change needs a back-out plan"),
     ({"start": "2026-03-02 08:00", "end": "2026-03-02 10:00"}, "start",
      "is in the past (only an emergency change may start at once)"),
-    ({"start": "next tuesday"}, "start", "'next tuesday' is not a date and time like 2026-12-01 20:00"),
+    ({"start": "next tuesday"}, "start",
+     "'next tuesday' is not a date and time like YYYY-MM-DD HH:MM or tomorrow 20:00"),
     ({"start": "tomorrow 25:00"}, "start", "'tomorrow 25:00' is not a time of day"),
     ({"implementer": "U0NOBODY"}, "implementer", "no person 'U0NOBODY' in app.yaml"),
 ])

@@ -8,9 +8,11 @@ from urllib.parse import urlencode
 
 import pytest
 import requests
+import yaml
 
 from storage.models import AuditRecord, Change, ChangeVote, OutboxMessage
-from tests.conftest import db_rows, load_payload, slack_headers, slash_command_body, wait_until
+from tests.conftest import db_rows, demo_config, load_payload, slack_headers, slash_command_body, wait_until
+from tests.when import at, next_weekday, today
 
 pytestmark = pytest.mark.e2e
 
@@ -87,8 +89,21 @@ def votes(database_url):
     return [(v.person_id, v.decision, v.via) for v in db_rows(database_url, ChangeVote) if v.withdrawn_at is None]
 
 
-def test_a_high_risk_change_from_the_modal_to_scheduled(start_server, fake_slack, database_url):
+def with_freezes(config_file, *freezes: dict) -> None:
+    """The demo configuration with these freezes only: app.yaml's own are demo data on fixed dates."""
+    cfg = demo_config()
+    cfg["changes"]["freezes"] = list(freezes)
+    config_file.write_text(yaml.safe_dump(cfg, sort_keys=False))
+
+
+@pytest.fixture
+def no_freezes(config_file):
+    with_freezes(config_file)
+
+
+def test_a_high_risk_change_from_the_modal_to_scheduled(start_server, fake_slack, database_url, no_freezes):
     server = start_server()
+    thursday = next_weekday("thu", "Europe/Amsterdam")
 
     # /svc change new opens the form as a modal.
     assert slash(server, fake_slack, "change new", SANNE).status_code == 200
@@ -99,7 +114,7 @@ def test_a_high_risk_change_from_the_modal_to_scheduled(start_server, fake_slack
 
     # Bad fields go back into the open form, and nothing is written.
     answers = {"title": "Upgrade the payments database", "services": ["payments"], "type": "normal",
-               "risk": "high", "impact": "high", "start": "2026-12-03 23:30", "end": "2026-12-03 23:00",
+               "risk": "high", "impact": "high", "start": at(thursday, "23:30"), "end": at(thursday, "23:00"),
                "implementer": "sanne", "backout": ""}
     response = submit(server, view, SANNE, answers)
     assert response.status_code == 200
@@ -109,7 +124,7 @@ def test_a_high_risk_change_from_the_modal_to_scheduled(start_server, fake_slack
     assert db_rows(database_url, Change) == []
 
     # Sanne is in Amsterdam: 23:30-00:30 her time is inside payments' Thursday window in London.
-    answers.update(end="2026-12-04 00:30", backout="Restore last night's snapshot")
+    answers.update(end=at(thursday, "00:30", days=1), backout="Restore last night's snapshot")
     response = submit(server, view, SANNE, answers)
     assert response.status_code == 200 and not response.text.strip()
     [change] = db_rows(database_url, Change)
@@ -162,10 +177,10 @@ def test_a_high_risk_change_from_the_modal_to_scheduled(start_server, fake_slack
     assert actions.count("change.approve") == 2 and "change.created" in actions
 
 
-def test_taking_a_reaction_off_takes_the_approval_back(start_server, fake_slack, database_url):
+def test_taking_a_reaction_off_takes_the_approval_back(start_server, fake_slack, database_url, no_freezes):
     server = start_server()
     text = ('change new title="Rotate the mail relay TLS certificates" services=email risk=medium '
-            'start="2026-12-08 20:00" end="2026-12-08 21:00" backout="Reinstall the previous certificate"')
+            'start="tomorrow 20:00" end="tomorrow 21:00" backout="Reinstall the previous certificate"')
     assert "submitted" in json.dumps(slash(server, fake_slack, text, SANNE).json())
     ts = announcement_ts(fake_slack, ANNOUNCE)
     wait_until(lambda: ts in {r.platform_message_id for r in db_rows(database_url, OutboxMessage)},
@@ -196,10 +211,16 @@ def test_taking_a_reaction_off_takes_the_approval_back(start_server, fake_slack,
     assert votes(database_url) == [("arjun", "approve", "reaction")]
 
 
-def test_a_change_in_a_freeze_needs_a_service_managers_override(start_server, fake_slack, database_url):
+def test_a_change_in_a_freeze_needs_a_service_managers_override(start_server, fake_slack, database_url,
+                                                                config_file):
+    # 01:00-02:00 on Sunday in Amsterdam is inside payments' Sunday window in London; only the freeze is in the way.
+    sunday = next_weekday("sun", "Europe/Amsterdam")
+    with_freezes(config_file, {"name": "Peak trading", "start": at(today("Europe/London"), "00:00"),
+                               "end": at(sunday, "08:00", days=1), "timezone": "Europe/London",
+                               "services": ["payments", "webshop"]})
     server = start_server()
     text = ('change new title="Hotfix for card declines" services=payments type=normal risk=medium '
-            'start="2026-11-29 01:00" end="2026-11-29 02:00" backout="Redeploy the previous build"')
+            f'start="{at(sunday, "01:00")}" end="{at(sunday, "02:00")}" backout="Redeploy the previous build"')
     assert "submitted" in json.dumps(slash(server, fake_slack, text, SANNE).json())
     [change] = db_rows(database_url, Change)
     assert change.state == "awaiting-approval"

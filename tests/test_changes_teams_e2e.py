@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 
 import pytest
+import yaml
 
 from storage.models import Change, ChangeVote
 from tests.conftest import db_rows, wait_until
 from tests.test_teams_e2e import (ADAPTIVE, PAYMENTS_CONV, SANNE, Member, card_text, channel_config,  # noqa: F401
                                   execute_invoke, installed_in_channel, personal_message, posted, sends)
+from tests.when import at, next_weekday
 
 pytestmark = pytest.mark.e2e
 
@@ -26,7 +28,13 @@ def votes(database_url):
     return [(v.person_id, v.via) for v in db_rows(database_url, ChangeVote) if v.withdrawn_at is None]
 
 
-def test_a_high_risk_change_from_the_card_form_to_scheduled(start_server, fake_teams, database_url, channel_config):
+def test_a_high_risk_change_from_the_card_form_to_scheduled(start_server, fake_teams, database_url, channel_config,
+                                                            config_file):
+    # No freezes: app.yaml's own are demo data on fixed dates.
+    channel_config["changes"]["freezes"] = []
+    config_file.write_text(yaml.safe_dump(channel_config, sort_keys=False))
+    # 23:30-00:30 on Thursday in Amsterdam, Sanne's zone, is inside payments' Thursday window in London.
+    thursday = next_weekday("thu", "Europe/Amsterdam")
     server = start_server()
     posted(server, installed_in_channel(fake_teams))
 
@@ -41,7 +49,7 @@ def test_a_high_risk_change_from_the_card_form_to_scheduled(start_server, fake_t
 
     # Teams merges the inputs into the action's data. A bad answer shows the form again, messages beside fields.
     answers = {**submit["data"], "title": "Upgrade the payments database", "services": "payments",
-               "type": "normal", "risk": "high", "start": "2026-12-03 23:30", "end": "2026-12-03 23:00",
+               "type": "normal", "risk": "high", "start": at(thursday, "23:30"), "end": at(thursday, "23:00"),
                "implementer": "sanne", "backout": "Restore last night's snapshot"}
     again = press(server, fake_teams, SANNE, answers)
     assert again["type"] == ADAPTIVE
@@ -51,7 +59,7 @@ def test_a_high_risk_change_from_the_card_form_to_scheduled(start_server, fake_t
     assert any(e.get("color") == "Attention" and "after the start" in e.get("text", "") for e in body)
     assert db_rows(database_url, Change) == []
 
-    done = press(server, fake_teams, SANNE, {**answers, "end": "2026-12-04 00:30"})
+    done = press(server, fake_teams, SANNE, {**answers, "end": at(thursday, "00:30", days=1)})
     assert done["type"] == ADAPTIVE and "CHG-1" in json.dumps(done["value"])
     [change] = db_rows(database_url, Change)
     assert (change.state, change.approvals_needed) == ("awaiting-approval", 2)

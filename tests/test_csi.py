@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta, timezone
 
 import pytest
 from sqlalchemy import func, select
@@ -133,6 +133,20 @@ def test_an_item_with_every_field_is_recorded_audited_and_sent_to_its_owner(ctx)
     assert [(b["label"], b["run"]) for b in m["buttons"]] == [("Mark done", "csi done CSI-1")]
 
 
+@pytest.mark.parametrize("due, expected", [("in 2 weeks", date(2026, 3, 16)), ("in 10 days", date(2026, 3, 12)),
+                                           ("3w", date(2026, 3, 23)), ("2026-03-20", date(2026, 3, 20))])
+def test_a_due_date_is_a_date_or_a_time_from_now(ctx, due, expected):
+    ok(ctx, "priya", f'csi add title="Publish VPN set-up steps in the portal" due="{due}"')
+    assert item(ctx, 1).due == expected
+
+
+def test_a_due_date_from_now_is_the_day_it_falls_on_where_the_person_is(ctx, clock):
+    clock.to(datetime(2026, 3, 2, 20, 0, tzinfo=timezone.utc))  # 20:00 in London, 01:30 on the 3rd in Pune
+    ok(ctx, "tom", 'csi add title="Retry card refunds automatically" due="in 1 week"')
+    ok(ctx, "meera", 'csi add title="Alert on late nightly loads" due="in 1 week"')
+    assert (item(ctx, 1).due, item(ctx, 2).due) == (date(2026, 3, 9), date(2026, 3, 10))
+
+
 def test_the_owner_defaults_to_whoever_adds_it_and_is_not_told_of_their_own_item(ctx):
     iid = add(ctx, "tom", title="Retry card refunds automatically")
     row = item(ctx, iid)
@@ -174,7 +188,8 @@ def test_every_wrong_field_is_named_and_nothing_is_written(ctx):
     text = refused(ctx, "priya", 'csi add title="  " owner=nobody due=next-week service=toaster survey=SRV-9 '
                                  'ticket=INC-9')
     for expected in ("title: say what will improve", "owner: unknown person 'nobody'",
-                     "due: 'next-week' is not a date like 2026-12-18", "service: unknown service 'toaster'",
+                     "due: 'next-week' is not a date like YYYY-MM-DD or in 2 weeks",
+                     "service: unknown service 'toaster'",
                      "survey: there is no SRV-9", "ticket: there is no INC-9"):
         assert expected in text, text
     assert "csi add title=" in text  # with an example
@@ -183,7 +198,7 @@ def test_every_wrong_field_is_named_and_nothing_is_written(ctx):
 
 @pytest.mark.parametrize("fields_, message", [
     ('title="' + "t" * 301 + '"', "title: keep it under 300 characters"),
-    ('title="x" due=2026-02-30', "due: '2026-02-30' is not a date like 2026-12-18"),
+    ('title="x" due=2026-02-30', "due: '2026-02-30' is not a date like YYYY-MM-DD or in 2 weeks"),
     ('title="x" survey=CHG-1', "survey: there is no CHG-1"),
     ('title="x" ticket=12', "ticket: there is no 12"),
     ('title="x" colour=red', "Unknown field: colour. Fields: title, owner, due, service, survey, ticket."),
@@ -240,10 +255,10 @@ def test_the_raise_a_csi_item_button_of_a_low_after_ticket_score_fills_in_the_fo
                                      {"title": "Watch card authorisations", "owner": "grace", "due": "2026-02-31",
                                       "service": "payments"}, form.context))
     assert out.outcome == "user_error"
-    assert out.invalid.errors == {"due": "'2026-02-31' is not a date like 2026-12-18"}
+    assert out.invalid.errors == {"due": "'2026-02-31' is not a date like YYYY-MM-DD or in 2 weeks"}
     again = out.reply.form
     assert again.context == form.context  # the links survive the second try
-    assert {i.id: i.error for i in again.inputs}["due"] == "'2026-02-31' is not a date like 2026-12-18"
+    assert {i.id: i.error for i in again.inputs}["due"] == "'2026-02-31' is not a date like YYYY-MM-DD or in 2 weeks"
     assert {i.id: i.value for i in again.inputs}["title"] == "Watch card authorisations"
     assert items_count(ctx) == 0
 

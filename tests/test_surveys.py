@@ -281,6 +281,8 @@ def test_closing_times_in_the_askers_zone_or_relative(ctx, clock):
     # arjun is in Kolkata, UTC+5:30
     g = new_survey(ctx, "arjun", closes="2026-03-04 17:30")
     assert the_survey(ctx, g).closes_at == utc(2026, 3, 4, 12, 0)
+    h = new_survey(ctx, "priya", closes="in 2 weeks")
+    assert the_survey(ctx, h).closes_at == T0 + timedelta(weeks=2)
 
 
 def test_the_service_may_be_named_by_its_name(ctx):
