@@ -428,14 +428,15 @@ def test_no_survey_without_a_ticket_survey_or_without_a_requester(api, database_
 def test_csi_items_are_raised_listed_and_done(api, database_url):
     survey = create(api, owner="tom", question="Payments OK?", service="payments")
     ticket = api.open(service="vpn", priority="P3", title="Tunnel drops")
+    due = in_days(14)[:10]
     raised = api.post("/api/v1/csi", {"person": "kim", "title": "Publish refund steps", "owner": "tom",
-                                      "due": "2099-12-18", "survey": survey["id"]})
+                                      "due": due, "survey": survey["id"]})
     assert raised.status_code == 201, raised.text
     item = raised.json()
     fits(item, "CsiItem")
     assert raised.headers["Location"] == f"/api/v1/csi/{item['id']}"
     assert (item["id"], item["title"], item["owner"], item["due"], item["overdue"], item["state"]) == \
-        (f"CSI-{item['number']}", "Publish refund steps", "tom", "2099-12-18", False, "open")
+        (f"CSI-{item['number']}", "Publish refund steps", "tom", due, False, "open")
     # The service comes from the survey; the owner is told.
     assert (item["service"], item["survey"], item["ticket"], item["created_by"]) == \
         ("payments", survey["id"], None, "kim")
