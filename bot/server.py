@@ -64,6 +64,10 @@ def build_app(runtime: Runtime) -> web.Application:
     socket_mode = {}
 
     async def start(_app):
+        # Clocks follow app.yaml: measured again, once, when its agreements or calendars changed. Before the
+        # server listens: measuring again counts levels already passed as announced, which would silence
+        # the breach of a ticket opened in the meantime.
+        await asyncio.to_thread(breaches.recompute_if_changed, runtime.ctx)
         runtime.deliverer.start()
         delivery = runtime.ctx.config.delivery
         # One sweep at a time; a sweep missed while stopped is run once at start, not skipped.
@@ -88,8 +92,6 @@ def build_app(runtime: Runtime) -> web.Application:
                           max_instances=1, coalesce=True, misfire_grace_time=300)
         scheduler.add_job(_in_thread, "interval", hours=6, args=[prune_processed, runtime.ctx], id="prune",
                           max_instances=1, coalesce=True)
-        # Clocks follow app.yaml: measured again, once, when its agreements or calendars changed.
-        scheduler.add_job(_in_thread, args=[breaches.recompute_if_changed, runtime.ctx], id="recompute")
         scheduler.start()
         runtime.deliverer.kick()
         if slack and app_token:
