@@ -6,6 +6,7 @@ file copy on SQLite, ``CREATE DATABASE … TEMPLATE`` on PostgreSQL. A test mark
 store with no schema at all (for what migrations and first starts do)."""
 from __future__ import annotations
 
+import atexit
 import copy
 import functools
 import hashlib
@@ -31,6 +32,7 @@ from sqlalchemy import create_engine, func, select, text
 from sqlalchemy.engine import make_url
 
 from tests.fakes import FakeSlack, FakeTeamsConnector
+from tests.server_forks import Launcher
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared"
@@ -228,8 +230,13 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+LAUNCHER = Launcher()
+atexit.register(LAUNCHER.close)
+
+
 class ServerProcess:
-    """The real `svcbot run`, in a subprocess, as production runs it."""
+    """The real `svcbot run`, in a process of its own, as production runs it: forked from a launcher that
+    has done the imports already (tests/server_forks.py), or started afresh when it needs its own clock."""
 
     def __init__(self, env: dict, cwd: Path):
         self.env, self.cwd = env, cwd
@@ -244,8 +251,12 @@ class ServerProcess:
     def start(self) -> "ServerProcess":
         env = {**os.environ, **self.env, "PORT": str(self.port)}
         self._log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen([sys.executable, "-m", "bot.cli", "run"], env=env, cwd=self.cwd,
-                                     stdout=self._log, stderr=subprocess.STDOUT)
+        if any(k == "LD_PRELOAD" or k.startswith("FAKETIME") for k in self.env):
+            # A clock of its own (libfaketime) is set when a process starts: this one starts afresh.
+            self.proc = subprocess.Popen([sys.executable, "-m", "bot.cli", "run"], env=env, cwd=self.cwd,
+                                         stdout=self._log, stderr=subprocess.STDOUT)
+        else:
+            self.proc = LAUNCHER.start(["run"], env, self.cwd, self.log_path)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -256,6 +267,7 @@ class ServerProcess:
                         return self
             except OSError:
                 time.sleep(0.1)
+        self.kill()
         raise AssertionError("server did not become healthy:\n" + self.log())
 
     def log(self) -> str:
