@@ -40,10 +40,6 @@ PAYLOADS = SHARED / "data" / "payloads"
 SIGNING_SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
 
 
-def pytest_configure(config):
-    config.addinivalue_line("markers", "empty_store: the test's store has no schema (not even migrated)")
-
-
 @functools.cache
 def _app_yaml() -> dict:
     return yaml.load((ROOT / "app.yaml").read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
