@@ -45,8 +45,9 @@ def _serve(env: dict, cwd: str, log: str, argv: list[str]) -> None:
         os.dup2(out, 1)
         os.dup2(out, 2)
         os.chdir(cwd)
-        os.environ.clear()
-        os.environ.update(env)
+        os.environ.update(env)  # then drop the rest: no moment without the clock's settings (libfaketime)
+        for name in set(os.environ) - set(env):
+            del os.environ[name]
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         from bot import cli
         code = cli.main(argv) or 0
