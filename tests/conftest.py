@@ -245,6 +245,29 @@ class ServerProcess:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> "ServerProcess":
+        for attempt in range(3):
+            self._launch()
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                if self.proc.poll() is not None:
+                    if "address already in use" in self.log() and attempt < 2:
+                        break  # another process took the port between free_port() and the bind
+                    raise AssertionError(f"server exited with {self.proc.returncode}:\n{self.log()}")
+                try:
+                    with urllib.request.urlopen(self.url + "/healthz", timeout=1) as r:
+                        if r.status == 200:
+                            return self
+                except OSError:
+                    time.sleep(0.1)
+            else:
+                self.kill()
+                raise AssertionError("server did not become healthy:\n" + self.log())
+            self._log.close()
+            self.port = free_port()
+            self.log_path = self.cwd / f"server-{self.port}.log"
+        raise AssertionError("no free port")
+
+    def _launch(self) -> None:
         env = {**os.environ, **self.env, "PORT": str(self.port)}
         self._log = open(self.log_path, "ab")
         if any(k == "LD_PRELOAD" or k.startswith("FAKETIME") for k in self.env):
@@ -253,18 +276,6 @@ class ServerProcess:
                                          stdout=self._log, stderr=subprocess.STDOUT)
         else:
             self.proc = LAUNCHER.start(["run"], env, self.cwd, self.log_path)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"server exited with {self.proc.returncode}:\n{self.log()}")
-            try:
-                with urllib.request.urlopen(self.url + "/healthz", timeout=1) as r:
-                    if r.status == 200:
-                        return self
-            except OSError:
-                time.sleep(0.1)
-        self.kill()
-        raise AssertionError("server did not become healthy:\n" + self.log())
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
