@@ -268,7 +268,8 @@ class ServerProcess:
         raise AssertionError("no free port")
 
     def _launch(self) -> None:
-        env = {**os.environ, **self.env, "PORT": str(self.port)}
+        # A value of None takes the variable away (a server on a clock of its own must not inherit FAKETIME).
+        env = {k: v for k, v in {**os.environ, **self.env, "PORT": str(self.port)}.items() if v is not None}
         self._log = open(self.log_path, "ab")
         if any(k == "LD_PRELOAD" or k.startswith("FAKETIME") for k in self.env):
             # A clock of its own (libfaketime) is set when a process starts: this one starts afresh.
