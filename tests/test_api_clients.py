@@ -201,3 +201,28 @@ async def test_a_private_page_wants_a_feed_key_or_a_read_token(runtime, ctx, mon
         assert (await http.get("/changes.ics", params={"key": FEED, "days": "7"})).status == 200
     finally:
         await http.close()
+
+
+# ------------------------------------------------------------------------------------------- making a token
+
+def test_api_client_new_prints_a_fresh_token_once_and_the_entry_with_its_hash(config_file, capsys):
+    from bot.api_clients import Clients
+    from bot.cli import main
+    from handlers.config import parse_config
+    args = ["--config", str(config_file), "api-client", "new", "servicenow", "--scopes", "changes,read",
+            "--on-behalf-of", "priya,meera"]
+    assert main(args) == 0
+    first = capsys.readouterr().out
+    token = first.split("\n")[1].strip()
+    entry = yaml.safe_load(first.split("app.yaml:\n", 1)[1])
+    assert token not in first.split("\n", 2)[2]  # only its hash is in the lines for app.yaml
+    cfg = clients_config()
+    cfg["api_clients"] += entry
+    clients = Clients(parse_config(yaml.safe_dump(cfg)), None)
+    found = clients.identify(token)
+    assert (found.name, found.scopes, found.on_behalf_of) == ("servicenow", {"changes", "read"}, {"priya", "meera"})
+    assert main(args) == 0
+    assert capsys.readouterr().out.split("\n")[1].strip() != token  # a fresh one every time
+    assert main(["--config", str(config_file), "api-client", "new", "itsm", "--scopes", "admin"]) == 2
+    refused = capsys.readouterr().err
+    assert "unknown scope 'admin'" in refused and "'itsm' is taken" in refused
