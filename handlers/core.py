@@ -61,6 +61,7 @@ class Actor:
     platform: str  # slack | teams | console | api
     roles: frozenset[str] = frozenset()
     timezone: str = "UTC"
+    client: str | None = None  # the API client that acted (as itself, or on this person's behalf)
 
 
 @dataclass
@@ -232,7 +233,8 @@ class Work:
     def audit(self, action: str, subject: str, *, without_actor: bool = False, **detail: Any) -> None:
         """Who did what, when and from where; ``without_actor`` leaves out who (an anonymous answer)."""
         self.session.add(AuditRecord(at=self.now, person_id=None if without_actor else self.actor.person_id,
-                                     platform=self.actor.platform, action=action, subject=subject, detail=detail))
+                                     platform=self.actor.platform, client=self.actor.client, action=action,
+                                     subject=subject, detail=detail))
 
     def send(self, platform: str, target_kind: str, target: str, message: Reply, key: str,
              subject: str = "", thread_id: str | None = None, anchor_key: str | None = None) -> None:
