@@ -30,7 +30,7 @@ from handlers.satisfaction import Results
 from storage.models import Identity, OutboxMessage, Survey, SurveyAnswer, Ticket
 
 
-NUMBER = re.compile(r"^SRV-?(\d+)$", re.IGNORECASE)
+NUMBER = re.compile(r"^SRV-?(\d{1,9})$", re.IGNORECASE)
 SYSTEM = Actor(person_id="svcbot", name="svcbot", platform="system")
 NEW_EXAMPLE = ('survey new question="How satisfied are you with the VPN?" scale=csat channel=it-announce '
                'closes="in 5 days"')
