@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import TYPE_CHECKING
+from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
 from aiohttp import web
@@ -199,8 +200,9 @@ def _env() -> Environment:
     return env
 
 
-def render(page: StatusPage, refresh_seconds: int = REFRESH_SECONDS, nonce: str = "") -> str:
-    return _env().get_template("web/status.html.j2").render(page=page, refresh=refresh_seconds, nonce=nonce)
+def render(page: StatusPage, refresh_seconds: int = REFRESH_SECONDS, nonce: str = "", feed_query: str = "") -> str:
+    return _env().get_template("web/status.html.j2").render(page=page, refresh=refresh_seconds, nonce=nonce,
+                                                            feed_query=feed_query)
 
 
 def _refresh_of(request: web.Request) -> int:
@@ -222,7 +224,9 @@ def register(app: web.Application, runtime) -> None:
             return web.Response(status=401, text=f"{refusal.error}: {refusal.problems[0]}\n",
                                 headers={**refusal.headers, "Cache-Control": "no-store"})
         nonce = secrets.token_urlsafe(16)
-        html = render(await asyncio.to_thread(snapshot, runtime.ctx), _refresh_of(request), nonce)
+        # A private page opened with its feed key links to its data and calendar with the same key.
+        feed_query = "?" + urlencode({"key": request.query["key"]}) if private and "key" in request.query else ""
+        html = render(await asyncio.to_thread(snapshot, runtime.ctx), _refresh_of(request), nonce, feed_query)
         return web.Response(text=html, content_type="text/html", headers={
             "Content-Security-Policy": CSP.format(nonce=nonce), "Cache-Control": cache,
             "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer"})

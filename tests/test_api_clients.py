@@ -3,6 +3,8 @@ behind aiohttp's test server, on a configuration with three clients beside SVCBO
 ``legacy``); the audit log is read back to see who acted, through which client."""
 from __future__ import annotations
 
+import re
+
 import pytest
 import yaml
 from aiohttp.test_utils import TestClient, TestServer
@@ -197,6 +199,8 @@ async def test_a_private_page_wants_a_feed_key_or_a_read_token(runtime, ctx, mon
             assert (await http.get(path, headers=bearer(READER))).status == 200, path
         opened = await http.get("/", params={"key": FEED})
         assert opened.headers["Cache-Control"].startswith("private")
+        links = re.findall(r'href="((?:status\.json|changes\.ics)[^"]*)"', await opened.text())
+        assert links == [f"status.json?key={FEED}", f"changes.ics?key={FEED}"]  # the key opens them too
         assert opened.headers["Referrer-Policy"] == "no-referrer"
         assert (await http.get("/changes.ics", params={"key": FEED, "days": "7"})).status == 200
     finally:
