@@ -24,7 +24,7 @@ import secrets
 from dataclasses import replace
 from datetime import datetime
 
-from sqlalchemy import delete, event, select
+from sqlalchemy import delete, event, select, update
 from sqlalchemy.orm import Session
 
 from handlers.core import Context, Reply, Work
@@ -67,6 +67,13 @@ def audit_answer(work: Work, survey: Survey, changed: bool, value: int) -> None:
         return
     work.session.add(AuditRecord(at=coarse(work.now), person_id=None, platform="anonymous",
                                  action="survey.answer", subject=f"SRV-{survey.id}", detail={"changed": changed}))
+
+
+def coarsen_delivery(work: Work, key: str | None) -> None:
+    """The remembered delivery of an anonymous answer keeps the hour only, like the answer."""
+    if key:
+        work.session.execute(update(ProcessedDelivery).where(ProcessedDelivery.key == key)
+                             .values(at=coarse(work.now)).execution_options(synchronize_session=False))
 
 
 def storable(reply: Reply) -> Reply:

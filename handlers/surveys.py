@@ -360,6 +360,8 @@ def _answer(ctx: Context, cmd: Command, survey_id: int, text: str, comment_text:
             raise UserError(f"{number(survey)} takes no comments; give only your answer.",
                             f"survey answer {number(survey)} {value}")
         row, changed = _store(work, survey, cmd.actor, value, comment_text)
+        if survey.anonymous:
+            survey_privacy.coarsen_delivery(work, cmd.delivery_key)
         _pass_on_low(work, survey, row)
     said = satisfaction.value_label(survey.scale, value)
     zone = cmd.actor.timezone
