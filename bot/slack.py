@@ -106,7 +106,7 @@ class SlackFront:
         await ack(text="Working on it…", response_type="ephemeral")
         result = await task
         await self.runtime.queue_reply("slack", "response_url", command["response_url"], result.reply,
-                                       f"reply:{key or command['response_url']}")
+                                       f"reply:{result.delivery_key or key or command['response_url']}")
 
     async def on_button(self, ack, body, action):
         await ack()
@@ -120,7 +120,7 @@ class SlackFront:
             return
         if result.outcome != "duplicate" and body.get("response_url"):
             await self.runtime.queue_reply("slack", "response_url", body["response_url"], result.reply,
-                                           f"reply:{key}")
+                                           f"reply:{result.delivery_key or key}")
 
     async def _open_form(self, trigger_id: str | None, reply: Reply) -> bool:
         """Open a form as a modal; False (answer with the reply itself) if Slack would not open it."""
