@@ -238,8 +238,8 @@ class Deliverer:
             await asyncio.to_thread(self._failed, claim, DeliveryError(repr(exc)))
             return False
         if not await asyncio.to_thread(self._done, claim, delivered):
-            log.warning("outbox %s was delivered, but another sweep had taken it over; it records the outcome",
-                        item.id)
+            log.warning("outbox %s was delivered after another sweep had taken it over; that sweep looks for it "
+                        "before posting again", item.id)
             return False
         self._count("sent", item.platform)
         return True
