@@ -459,6 +459,26 @@ class StatusPagePolicy(Strict):
         return (self.calendar or ("private" if self.mode == "private" else "public")) == "private"
 
 
+# A delivery key must outlive every retry of its delivery, or the retry is acted on again: Slack retries
+# an event three times within minutes and a response URL lives 30 minutes; API clients may retry after
+# an outage of their own. Two days is the floor.
+MIN_DELIVERIES_DAYS = 2
+
+
+class Retention(Strict):
+    """How long the store keeps delivered (or failed) outbox rows and the keys of deliveries acted on."""
+
+    deliveries_days: int = 30
+
+    @field_validator("deliveries_days")
+    @classmethod
+    def _outlives_retries(cls, v: int) -> int:
+        if v < MIN_DELIVERIES_DAYS:
+            raise ValueError(f"keep deliveries at least {MIN_DELIVERIES_DAYS} days, longer than Slack and API "
+                             f"clients retry one, or a retried delivery is acted on again (e.g. 30)")
+        return v
+
+
 class BotSettings(Strict):
     name: str = "svcbot"
     slash_command: Annotated[str, Field(pattern=r"^/[a-z0-9_-]+$")] = "/svc"
@@ -473,6 +493,7 @@ class BotSettings(Strict):
 class AppConfig(Strict):
     bot: BotSettings = BotSettings()
     delivery: Delivery = Delivery()
+    retention: Retention = Retention()
     calendars: dict[str, Calendar]
     people: list[Person] = []
     groups: list[Group] = []

@@ -11,7 +11,7 @@ import logging
 import os
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, Callable, Iterator
 
 from sqlalchemy import select, update
@@ -334,10 +334,3 @@ def sweep_due(ctx: Context, model, actor: Actor, handle: Callable[[Work, Any, da
     if done:
         ctx.on_outbox()
     return done
-
-
-def prune_processed(ctx: Context, older_than: timedelta = timedelta(days=7)) -> int:
-    """Dedupe keys only matter while a platform may still retry; keep a week of them."""
-    with ctx.sessions.begin() as session:
-        rows = session.query(ProcessedDelivery).filter(ProcessedDelivery.at < ctx.now() - older_than)
-        return rows.delete(synchronize_session=False)

@@ -224,6 +224,10 @@ BROKEN = {
                                 ["calendars.london.holidays[0].country: no holiday data for 'XX'"]),
     "response target without time": (_drop(("agreements", 0, "targets", 0, "within")),
                                       ["agreements[0].targets[0].within: a response target needs a time allowed"]),
+    "delivery retention shorter than a retry": (
+        _set(("retention", "deliveries_days"), 1),
+        ["retention.deliveries_days: keep deliveries at least 2 days, longer than Slack and API clients retry one, "
+         "or a retried delivery is acted on again (e.g. 30)"]),
     "warnings that fall": (_set(("agreements", 0, "targets", 0, "warn_at"), [75, 50]),
                            ["agreements[0].targets[0].warn_at: thresholds must rise"]),
     "api client with an unknown scope": (
