@@ -195,8 +195,15 @@ def notice_reply(session, ctx: Context, ticket: Ticket, clock: SlaClock, spec: C
         title = f"🔴 Breached: INC-{ticket.id} {clock.metric} target"
         status = f"Late by {human(m.elapsed_seconds - m.target_seconds)}" if m.breached else "Due now"
     else:
-        title = f"⚠️ INC-{ticket.id}: {level:g} % of the {clock.metric} target used"
-        status = f"Due {m.due_at:%Y-%m-%d %H:%M} UTC" if m.due_at else "Paused"
+        kind_of_time = " business time" if target.within.business else ""
+        left = m.target_seconds - m.elapsed_seconds
+        if level in m.leads:
+            # Said as configured ("due in 1 h") when on time; a warning held back by quiet hours says what is left.
+            shown = m.leads[level] if left > m.leads[level] - 60 else left
+            title = f"⚠️ INC-{ticket.id}: {clock.metric} target due in {human(shown)}{kind_of_time}"
+        else:
+            title = f"⚠️ INC-{ticket.id}: {level:g} % of the {clock.metric} target used"
+        status = f"Due {m.due_at:%Y-%m-%d %H:%M} UTC, in {human(left)}{kind_of_time}" if m.due_at else "Paused"
     fields = [Field("Ticket", f"INC-{ticket.id} · {ticket.priority} · {ticket.state}"),
               Field("Service", ticket.service_id), Field("Target", what), Field("Status", status),
               Field("Used", f"{human(m.elapsed_seconds)} of {human(m.target_seconds)}")]

@@ -14,11 +14,12 @@ keeps the elapsed time and measures it against the new priority's target.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Callable, Iterable
 
 from handlers.business_time import BusinessCalendar
+from handlers.clock_warnings import warning_levels
 from handlers.config import Agreement, AppConfig, Calendar, Target
 
 OPEN_STATES = ("new", "in-progress", "awaiting-customer", "awaiting-vendor", "awaiting-problem",
@@ -92,6 +93,7 @@ class Measure:
     threshold_at: dict[float, datetime | None]  # warning level (% of target) → when it is reached, if running
     started_at: datetime
     engaged: bool  # it ran at some point (an OLA whose team never had the ticket did not)
+    leads: dict[float, float] = field(default_factory=dict)  # warning level from warn_before → its lead, s
 
     @property
     def breached(self) -> bool:
@@ -148,7 +150,10 @@ def measure(spec: ClockSpec, timeline: list[tuple[datetime, Snapshot]], now: dat
     first_run = next((at for at, snap in timeline if spec.counts(snap) and not spec.stops(snap)), started_at)
     total = target_seconds(target, calendar, first_run)
     stopped = spec.stops
-    goals = {level: total * level / 100 for level in [*target.warn_at, 100.0]}
+    levels = warning_levels(target, total)
+    leads = {level: lead for level, lead in levels.items() if lead is not None}
+    goals = {level: total - leads[level] if level in leads else total * level / 100 for level in levels}
+    goals[100.0] = total
 
     elapsed, stopped_at, engaged, counting = 0.0, None, False, False
     reached: dict[float, datetime | None] = {}
@@ -178,7 +183,7 @@ def measure(spec: ClockSpec, timeline: list[tuple[datetime, Snapshot]], now: dat
             if level not in reached:
                 reached[level] = calendar.add(now, goal - elapsed) if goal > elapsed else now
     due_at = reached.get(100.0) if running else None
-    return Measure(total, elapsed, running, stopped_at, due_at, reached, started_at, engaged)
+    return Measure(total, elapsed, running, stopped_at, due_at, reached, started_at, engaged, leads)
 
 
 class _Always(BusinessCalendar):

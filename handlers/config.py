@@ -14,7 +14,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import holidays
 import yaml
 from apscheduler.triggers.cron import CronTrigger
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from handlers.clock_warnings import lead_problems
 
 SERVICE_STATES = ("operational", "degraded", "partial-outage", "major-outage", "maintenance")
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -209,6 +211,9 @@ class Target(Strict):
     within: Duration | None = None
     goal: Annotated[float, Field(gt=0, le=100)]
     warn_at: list[Annotated[float, Field(gt=0, lt=100)]] = [50, 75]
+    # Lead times before due ("1 hour", "15 min"), in the target's own kind of time; see clock_warnings.py.
+    warn_before: list[Annotated[Duration, BeforeValidator(
+        lambda v: Duration.parse(v) if isinstance(v, (str, int, float)) else v)]] = []
 
     @field_validator("within", mode="before")
     @classmethod
@@ -648,6 +653,7 @@ def _reference_problems(cfg: AppConfig) -> list[str]:
                 problems.append(f"{path}.within: a {t.metric} target needs a time allowed")
             if sorted(t.warn_at) != list(t.warn_at):
                 problems.append(f"{path}.warn_at: thresholds must rise")
+            problems += lead_problems(path, t)
 
     ch = cfg.changes
     ref("changes.channel", ch.channel, cfg.channels, "channel")

@@ -239,6 +239,26 @@ def test_50_75_100_percent_give_three_notices_however_often_and_wherever_the_swe
     assert clock_row(ctx, ticket_id, "SLA-SHOP", "resolution").next_check_at is None
 
 
+def test_warn_before_gives_one_notice_that_says_how_long_is_left(ctx, clock, restart, tmp_path):
+    def warn_15_min_before(cfg):
+        shop = next(a for a in cfg["agreements"] if a["id"] == "SLA-SHOP")
+        shop["targets"][0]["warn_before"] = ["15 min"]
+    warned = restart(write_config(tmp_path, "warn-before.yaml", warn_15_min_before)).ctx
+    # Web shop P1 opened 09:00, 2 hours on 24x7: 50 % at 10:00, 75 % at 10:30, 15 min before due (87.5 %)
+    # at 10:45, the breach at 11:00; the sweep runs on two replicas, every 5 min, three times each.
+    ticket_id = open_by_api(warned, "webshop", "P1")
+    second = restart(write_config(tmp_path, "warn-before.yaml", warn_15_min_before)).ctx
+    assert walk(clock, at(2, 11, 30), warned, second) == 4
+    assert notices(ctx, ticket_id) == [("SLA-SHOP", "resolution", 50, at(2, 10)),
+                                       ("SLA-SHOP", "resolution", 75, at(2, 10, 30)),
+                                       ("SLA-SHOP", "resolution", 87.5, at(2, 10, 45)),
+                                       ("SLA-SHOP", "resolution", 100, at(2, 11))]
+    (found,) = [(n, c) for n, c in notice_rows(ctx, ticket_id) if n.level == 87.5]
+    reply = Reply.from_dict(rows_for(ctx, *found)[0].message)
+    assert reply.title == f"⚠️ INC-{ticket_id}: resolution target due in 15 min"
+    assert fields(reply)["Status"] == "Due 2026-03-02 11:00 UTC, in 15 min"
+
+
 def test_a_ticket_that_arrives_already_breached_gets_one_notice(ctx, clock):
     # Imported at 09:00, opened at 06:00: 3 h into a 2 h target. 50 %, 75 % and 100 % are all past.
     ticket_id = open_by_api(ctx, "webshop", "P1", opened_at=T0 - timedelta(hours=3))
@@ -457,7 +477,7 @@ def test_a_warning_notice_says_how_much_is_used_and_when_it_is_due(ctx, clock):
     reply = Reply.from_dict(rows_for(ctx, *found)[0].message)
     assert reply.title == f"⚠️ INC-{ticket_id}: 50 % of the resolution target used" and reply.tone == "warning"
     f = fields(reply)
-    assert f["Status"] == "Due 2026-03-02 13:00 UTC"
+    assert f["Status"] == "Due 2026-03-02 13:00 UTC, in 2 h"
     assert f["Used"] == "2 h of 4 h"
     # Warnings are for the channels only; the owner's DM is for the breach.
     assert not any(r.target_kind == "person" for r in rows_for(ctx, *found))

@@ -287,6 +287,41 @@ def test_thresholds_move_with_a_pause_and_keep_the_ones_already_reached():
     assert m.threshold_at == {25.0: utc(2025, 6, 2, 9), 50.0: utc(2025, 6, 2, 11), 100.0: utc(2025, 6, 2, 13)}
 
 
+def test_warn_before_is_a_lead_in_business_time_that_stays_before_due_when_the_target_changes():
+    # P2 8 business hours, P1 4 business hours, each warned 1 hour before due (and no warn_at).
+    # Opened Mon 2025-01-13 10:00 as P2: Mon 10–17 is 7 h, Tue 09:00 + 1 h -> due Tue 10:00. One business
+    # hour before is 7 h used (87.5 %): Mon 17:00, the close, not Tue 09:00 as clock time would say.
+    s = spec(build(london_office(), [
+        target("resolution", "8 business hours", "P2", warn_at=[], warn_before=["1 hour"]),
+        target("resolution", "4 business hours", "P1", warn_at=[], warn_before=["1 hour"])]),
+        "SLA-1", "resolution")
+    events = opened(utc(2025, 1, 13, 10))
+    m = run(s, events, utc(2025, 1, 13, 10))
+    assert m.threshold_at == {87.5: utc(2025, 1, 13, 17), 100.0: utc(2025, 1, 14, 10)}
+    assert m.leads == {87.5: HOUR}
+    # Raised to P1 at 11:00 with 1 h used: due 11:00 + 3 h = 14:00, so the warning moves to 13:00 (75 %).
+    m = run(s, [*events, ev(utc(2025, 1, 13, 11), "priority", "P1")], utc(2025, 1, 13, 11))
+    assert m.threshold_at == {75.0: utc(2025, 1, 13, 13), 100.0: utc(2025, 1, 13, 14)}
+    assert m.leads == {75.0: HOUR}
+
+
+def test_warn_before_beside_warn_at_and_on_business_days():
+    # 24x7, 2 hours from 08:00 with warn_at [50] and warn_before 30 min and 15 min: 09:00 (50 %),
+    # 09:30 (30 min before, 75 %), 09:45 (87.5 %), due 10:00.
+    s = spec(build(twenty_four_seven(), [target("resolution", "2 hours", warn_at=[50],
+                                                warn_before=["30 min", "15 min"])]), "SLA-1", "resolution")
+    m = run(s, opened(utc(2025, 6, 2, 8)), utc(2025, 6, 2, 8))
+    assert m.threshold_at == {50.0: utc(2025, 6, 2, 9), 75.0: utc(2025, 6, 2, 9, 30),
+                              87.5: utc(2025, 6, 2, 9, 45), 100.0: utc(2025, 6, 2, 10)}
+    # "1 business day" opened Mon 2025-01-13 10:00 is due at Monday's 17:00 close (7 h allowed): one
+    # hour before is 16:00; "8 hours" before would be before the clock started, so it gives no warning.
+    s = spec(build(london_office(), [target("resolution", "1 business days", warn_at=[],
+                                            warn_before=["1 hour", "8 hours"])]), "SLA-1", "resolution")
+    m = run(s, opened(utc(2025, 1, 13, 10)), utc(2025, 1, 13, 10))
+    (level, warned), due = sorted(m.threshold_at.items())
+    assert (level, warned, due) == (pytest.approx(600 / 7), utc(2025, 1, 13, 16), (100.0, utc(2025, 1, 13, 17)))
+
+
 # ------------------------------------------------------------------------------------- SLA-CASES 9: met
 
 def test_case_9_99_995_percent_used_is_met():

@@ -252,6 +252,17 @@ BROKEN = {
         ["api_clients[0].name: 'legacy' is the client of SVCBOT_API_TOKEN; choose another name"]),
     "unknown status page mode": (_set(("status_page",), "secret"),
                                  ["status_page.mode: Input should be 'public', 'hide_incident_titles' or 'private'"]),
+    "warning lead that is no duration": (
+        _set(("agreements", 0, "targets", 1, "warn_before"), ["1 hour", "soon"]),
+        ["agreements[0].targets[1].warn_before[1]: 'soon' is not a duration like '30 min', '4 business hours', "
+         "'2 business days'"]),
+    "warning lead as long as the target": (
+        _set(("agreements", 0, "targets", 0, "warn_before"), ["15 min"]),
+        ["agreements[0].targets[0].warn_before[0]: 15 min is not shorter than the target (15 min)"]),
+    "business warning lead on a clock-time target": (
+        _set(("agreements", 0, "targets", 1, "warn_before"), ["90 business minutes"]),
+        ["agreements[0].targets[1].warn_before[0]: this target counts clock time, so its warnings do too: "
+         "say '90 min'"]),
 }
 
 
