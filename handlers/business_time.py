@@ -9,6 +9,8 @@ Rules worth knowing:
 
 - An interval is half-open, ``[start, end)``: open at 09:00:00, closed at 17:00:00. An interval ending
   at 23:59 (what the config makes of "24:00") ends at the next local midnight.
+- A local time the clocks skip at spring-forward is read as zoneinfo reads it (fold=0, the offset before
+  the jump): 02:30 on the morning Los Angeles skips 02:00-03:00 is 03:30 PDT. See ``_to_utc``.
 - A holiday (from the ``holidays`` package, by country and subdivision) or a closure closes the whole
   local day.
 - A 24x7 calendar is always open: it is plain elapsed time, and holidays and closures do not apply to it.
@@ -211,7 +213,7 @@ class BusinessCalendar:
             b = self._to_utc(datetime.combine(day + ONE_DAY, MIDNIGHT) if end is None
                              else datetime.combine(day, end))
             if a >= b:
-                continue  # wholly inside a skipped hour
+                continue  # its start, read past a skipped hour, is not before its end: no time that day
             if intervals and a <= intervals[-1][1]:
                 intervals[-1] = (intervals[-1][0], max(intervals[-1][1], b))
             else:
@@ -232,30 +234,16 @@ class BusinessCalendar:
     def _local_date(self, at: datetime) -> date:
         return at.astimezone(self.zone).date()
 
-    def _wall(self, timestamp: int) -> datetime:
-        return datetime.fromtimestamp(timestamp, self.zone).replace(tzinfo=None)
-
     def _to_utc(self, wall: datetime, fold: int = 0) -> datetime:
-        """The UTC instant of a naive local wall-clock time.
+        """The UTC instant of a naive local wall-clock time, read as Python's zoneinfo reads it.
 
         A time that happens twice (clocks go back) is taken at its first occurrence (fold=0) unless told
-        otherwise. A time that does not exist (clocks go forward over it) becomes the first valid instant
-        after it: the moment the clocks jump, e.g. 01:30 on the morning London skips 01:00-02:00 becomes
-        02:00 BST.
+        otherwise. A time that does not exist (clocks go forward over it) is read with the offset in force
+        before the jump, so it lands as far after the jump as it was after the gap's start: 02:30 on the
+        morning Los Angeles skips 02:00-03:00 becomes 03:30 PDT. The importers (zoneinfo) and zendesk/biz
+        read it so too; one convention, so that a calendar and an imported time never disagree.
         """
-        instant = wall.replace(tzinfo=self.zone, fold=fold).astimezone(UTC)
-        if instant.astimezone(self.zone).replace(tzinfo=None) == wall:
-            return instant
-        # In a gap the two folds give instants either side of the jump; narrow down to the jump itself
-        # (offsets and transitions fall on whole seconds).
-        before, after = sorted(int(wall.replace(tzinfo=self.zone, fold=f).timestamp()) for f in (0, 1))
-        while after - before > 1:
-            middle = (before + after) // 2
-            if self._wall(middle) >= wall:
-                after = middle
-            else:
-                before = middle
-        return datetime.fromtimestamp(after, UTC)
+        return wall.replace(tzinfo=self.zone, fold=fold).astimezone(UTC)
 
 
 def _utc(at: datetime) -> datetime:

@@ -10,13 +10,16 @@ to Sun 2 Nov); Kolkata IST = UTC+5:30; Santiago -04 then -03 from Sun 8 Sep 2024
 from __future__ import annotations
 
 import random
-from datetime import UTC, datetime, timedelta
+import re
+from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
 
 from handlers.business_time import BusinessCalendar
 from handlers.config import Calendar
+from handlers.exports import day_first_time
+from tests.when import today
 
 NINE_TO_FIVE = {day: ["09:00-17:00"] for day in ("mon", "tue", "wed", "thu", "fri")}
 ALL_DAY_EVERY_DAY = {day: ["00:00-24:00"] for day in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")}
@@ -332,14 +335,57 @@ def test_weekday_hours_across_dst_weekends():
     assert new_york.add(local("America/New_York", 2025, 3, 7, 16), 2 * HOUR) == utc(2025, 3, 10, 14)
 
 
-def test_interval_starting_in_the_skipped_hour_opens_when_the_clocks_jump():
-    # London skips 01:00–02:00 on Sun 2025-03-30. 01:30 does not exist: the first valid instant after it is
-    # 02:00 BST = 01:00 UTC. Closes 03:00 BST = 02:00 UTC: 1 h that day.
-    cal = business("Europe/London", {"sun": ["01:30-03:00"]})
-    assert cal.next_opening(utc(2025, 3, 30, 0, 30)) == utc(2025, 3, 30, 1)
-    assert cal.business_seconds(london(2025, 3, 30), london(2025, 3, 31)) == HOUR
-    # On an ordinary Sunday (2025-06-08) it is 1.5 h.
-    assert cal.business_seconds(london(2025, 6, 8), london(2025, 6, 9)) == 1.5 * HOUR
+def second_sunday_of_march(year: int) -> date:
+    eighth = date(year, 3, 8)
+    return eighth + timedelta(days=(6 - eighth.weekday()) % 7)
+
+
+def last_sunday_of_march(year: int) -> date:
+    last = date(year, 3, 31)
+    return last - timedelta(days=(last.weekday() - 6) % 7)
+
+
+def next_spring_forward(sunday_of, zone: str) -> date:
+    """The next spring-forward Sunday after today, whatever today is."""
+    year = today(zone).year
+    return sunday_of(year) if sunday_of(year) > today(zone) else sunday_of(year + 1)
+
+
+def at_wall(zone: str, day: date, hour: int, minute: int = 0) -> datetime:
+    """A local wall time read as zoneinfo reads it (fold=0), in UTC."""
+    return datetime(day.year, day.month, day.day, hour, minute, tzinfo=ZoneInfo(zone)).astimezone(UTC)
+
+
+def test_an_interval_opening_in_the_skipped_hour_opens_as_zoneinfo_and_biz_read_it():
+    # Los Angeles skips 02:00-03:00 PST on the second Sunday of March. 02:30 does not exist: read with the
+    # offset before the jump (-08:00) it is 10:30 UTC, 03:30 PDT (zendesk/biz opens "02:30-05:00" at 03:30
+    # too). Closes 05:00 PDT = 12:00 UTC: 1.5 h that day. A week later, 02:30 PDT = 09:30 UTC: 2.5 h.
+    zone = "America/Los_Angeles"
+    sunday = next_spring_forward(second_sunday_of_march, zone)
+    cal = business(zone, {"sun": ["02:30-05:00"]})
+    jump = datetime.combine(sunday, time(10), UTC)  # 02:00 PST = 03:00 PDT
+    assert [(jump + timedelta(seconds=s)).astimezone(ZoneInfo(zone)).hour for s in (-1, 0)] == [1, 3]
+    assert cal.next_opening(jump - timedelta(hours=2)) == jump + timedelta(minutes=30)
+    day = lambda d: (datetime.combine(d, time(8), UTC), datetime.combine(d + timedelta(days=1), time(8), UTC))
+    assert cal.business_seconds(*day(sunday)) == 1.5 * HOUR
+    assert cal.business_seconds(*day(sunday + timedelta(days=7))) == 2.5 * HOUR
+    # The importers read a skipped time the same way: the calendar opens when an imported 02:30 says.
+    pattern = re.compile(r"(\d{2})-(\d{2})-(\d{4}) (\d{2}):(\d{2})()")
+    imported = day_first_time(f"{sunday:%d-%m-%Y} 02:30", pattern, {""}, ZoneInfo(zone), {}, "opened")
+    assert imported == cal.next_opening(jump - timedelta(hours=2)) == at_wall(zone, sunday, 2, 30)
+
+
+def test_intervals_in_london_s_skipped_hour_move_with_it():
+    # London skips 01:00-02:00 GMT on the last Sunday of March (the jump is 01:00 UTC). "01:30-03:00" opens
+    # at 01:30 GMT = 01:30 UTC = 02:30 BST and closes 03:00 BST = 02:00 UTC: 30 min. "01:10-01:50" becomes
+    # 02:10-02:50 BST: 40 min, as on any Sunday. "01:30-02:15" would open after it closes: no time.
+    sunday = next_spring_forward(last_sunday_of_march, "Europe/London")
+    span = (datetime.combine(sunday, time(0), UTC), datetime.combine(sunday, time(6), UTC))
+    gap_start = business("Europe/London", {"sun": ["01:30-03:00"]})
+    assert list(gap_start.open_intervals(*span)) == [(span[0] + timedelta(hours=1.5), span[0] + timedelta(hours=2))]
+    inside = business("Europe/London", {"sun": ["01:10-01:50"]})
+    assert list(inside.open_intervals(*span)) == [(span[0] + timedelta(minutes=70), span[0] + timedelta(minutes=110))]
+    assert business("Europe/London", {"sun": ["01:30-02:15"]}).business_seconds(*span) == 0
 
 
 def test_interval_starting_in_the_repeated_hour_uses_the_first_occurrence():
@@ -348,13 +394,6 @@ def test_interval_starting_in_the_repeated_hour_uses_the_first_occurrence():
     cal = business("Europe/London", {"sun": ["01:30-03:00"]})
     assert cal.next_opening(utc(2025, 10, 26, 0)) == utc(2025, 10, 26, 0, 30)
     assert cal.business_seconds(london(2025, 10, 26), london(2025, 10, 27)) == 2.5 * HOUR
-
-
-def test_interval_wholly_in_the_skipped_hour_has_no_time():
-    # 01:10–01:50 does not exist on Sun 2025-03-30 in London; on Sun 2025-06-08 it is 40 min.
-    cal = business("Europe/London", {"sun": ["01:10-01:50"]})
-    assert cal.business_seconds(london(2025, 3, 29), london(2025, 3, 31)) == 0
-    assert cal.business_seconds(london(2025, 6, 8), london(2025, 6, 9)) == 40 * 60
 
 
 def test_midnight_that_does_not_exist():
