@@ -67,6 +67,7 @@ AUTO_FINGERPRINT = "#"  # outages posted without an id get "#<uuid>", which no c
 FINGERPRINT_MAX = 128 - 33  # outages.fingerprint holds "<alert fingerprint>:<startsAt isoformat>"
 UTC = timezone.utc
 CHANGES_SHOWN, CHANGES_MAX = 100, 1000  # GET /changes: by default, and at most
+AT_RISK_PAGE, AT_RISK_PAGE_MAX = 100, 500  # GET /sla/at-risk: a page by default, and at most
 ICS_PATH = "/changes.ics"  # public, like a status page: the forward schedule of change for calendar clients
 ICS_DAYS, ICS_DAYS_MAX = 180, 730  # ahead
 ICS_PAST, ICS_PAST_MAX = 30, 365  # back
@@ -406,9 +407,12 @@ SCHEMAS: dict[str, dict] = {
         },
     },
     "AtRisk": {
-        "type": "object", "required": ["at_risk"],
+        "type": "object", "required": ["at_risk", "more", "next_cursor"],
         "properties": {"at_risk": {"type": "array", "items": _ref("AtRiskClock"),
-                                   "description": "running clocks past their first warning, soonest due first"}},
+                                   "description": "running clocks past their first warning, soonest due first"},
+                       "more": {"type": "boolean", "description": "more clocks at risk follow this page"},
+                       "next_cursor": {"type": ["string", "null"],
+                                       "description": "pass as `cursor` for the next page; null on the last"}},
     },
     "ChangeCreate": {
         "type": "object", "additionalProperties": False, "required": ["requester"],
@@ -788,6 +792,11 @@ PARAMETERS = {
                           "(default now)"},
     "Limit": {"name": "limit", "in": "query", "required": False, "description": "at most this many",
               "schema": {"type": "integer", "minimum": 1, "maximum": CHANGES_MAX, "default": CHANGES_SHOWN}},
+    "AtRiskLimit": {"name": "limit", "in": "query", "required": False, "description": "at most this many a page",
+                    "schema": {"type": "integer", "minimum": 1, "maximum": AT_RISK_PAGE_MAX, "default": AT_RISK_PAGE}},
+    "Cursor": {"name": "cursor", "in": "query", "required": False,
+               "description": "where the previous page ended: its `next_cursor`",
+               "schema": {"type": "string", "maxLength": 64}},
     "SurveyId": {"name": "id", "in": "path", "required": True, "description": "SRV-N, or just N",
                  "schema": {"type": "string"}},
     "SurveyState": {"name": "state", "in": "query", "required": False, "description": "only surveys in this state",
@@ -912,8 +921,8 @@ OPENAPI: dict[str, Any] = {
             errors=(("400", "BadRequest"),), params=("Period",))},
         f"{PREFIX}/sla/at-risk": {"get": _operation(
             "sla_at_risk", "Running clocks past their first warning",
-            {"200": _json(_ref("AtRisk"), "What `sla at-risk` shows, every one")},
-            errors=(("400", "BadRequest"),))},
+            {"200": _json(_ref("AtRisk"), "What `sla at-risk` shows, a page at a time")},
+            errors=(("400", "BadRequest"),), params=("AtRiskLimit", "Cursor"))},
         f"{PREFIX}/changes": {
             "get": _operation(
                 "changes_list", "Requests for change, newest planned start first",
@@ -1216,6 +1225,15 @@ def _query(request: web.Request, op_id: str, ctx: Context | None = None) -> dict
     if problems:
         raise ApiError(400, "Bad query parameters", problems)
     return values
+
+
+def _at_risk_cursor(text: str) -> tuple[datetime, int]:
+    """The clock a page of at-risk clocks ended with, as the previous page's ``next_cursor`` named it."""
+    due, _, clock_id = text.partition("~")
+    moment = parse_rfc3339(due) if clock_id.isdigit() else None
+    if moment is None:
+        raise ApiError(400, "Bad query parameters", ["cursor: not a next_cursor this endpoint gave"])
+    return moment, int(clock_id)
 
 
 def _time_of(text: str | None, now: datetime) -> datetime:
@@ -1859,9 +1877,15 @@ class Api:
                                   "breaches": [{"ticket": f"INC-{r.ticket_id}", **plain(r)} for r in rows]})
 
     async def sla_at_risk(self, request: web.Request) -> web.Response:
-        _query(request, "sla_at_risk")
-        rows = await asyncio.to_thread(sla.at_risk_data, self.ctx)
-        return web.json_response({"at_risk": [{"ticket": f"INC-{r.ticket_id}", **plain(r)} for r in rows]})
+        query = _query(request, "sla_at_risk")
+        after = _at_risk_cursor(query["cursor"]) if "cursor" in query else None
+        page = await asyncio.to_thread(sla.at_risk_page, self.ctx, None, True, after,
+                                       query.get("limit", AT_RISK_PAGE))
+        return web.json_response({
+            "at_risk": [{"ticket": f"INC-{r.ticket_id}", **{k: v for k, v in plain(r).items() if k != "clock_id"}}
+                        for r in page.rows],
+            "more": page.more,
+            "next_cursor": f"{_iso(page.next_after[0])}~{page.next_after[1]}" if page.next_after else None})
 
     # ------------------------------------------------------------------ changes
 

@@ -122,6 +122,8 @@ def _at_risk(ctx: Context, s, digest: Digest, now: datetime, since: datetime) ->
     lines = [f"INC-{r.ticket_id} {r.priority} {ctx.config.service_names([r.service])} · {r.kind.upper()} "
              f"{r.agreement} {r.metric}: {r.used:.0f} % used, due {r.due_at.astimezone(zone):%a %H:%M}"
              for r in rows[:SHOWN]]
+    if len(rows) > SHOWN:
+        lines.append(f"… and {len(rows) - SHOWN} more: `sla at-risk`")
     return Part("at-risk", Section(title="Clocks at risk", text="\n".join(lines)), not rows, "no clocks at risk",
                 {"count": len(rows)})
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import and_, case, func, select
+from sqlalchemy import and_, case, func, or_, select
 from sqlalchemy.orm import Session
 
 from handlers import breaches, outages, surveys
@@ -72,7 +72,7 @@ def sla_cmd(ctx: Context, cmd: Command, args: list[str]) -> Reply:
     if words[:1] == ["breaches"]:
         return _breaches(ctx, parse_period(words[1] if len(words) > 1 else None, ctx.now(), ctx.config.bot.timezone))
     if words[:1] == ["at-risk"]:
-        return _at_risk(ctx)
+        return _at_risk(ctx, words[1:])
     service = None
     if words and ctx.config.service(words[0]):
         service = ctx.config.service(words.pop(0))
@@ -350,40 +350,65 @@ class AtRisk:
     target_seconds: float
     due_at: datetime
     late: bool  # due_at has passed
+    clock_id: int
 
 
-AT_RISK_SHOWN = 40
-AT_RISK_READ = 200  # of the late clocks, and of those still to come: far more than a reply shows
+AT_RISK_SHOWN = 40  # lines of a chat reply; the rest is counted and paged
+AT_RISK_SCAN = 500  # running clocks measured per read
+
+
+@dataclass(frozen=True)
+class AtRiskPage:
+    rows: list[AtRisk]
+    more: bool  # there are further clocks at risk after the last of ``rows``
+    next_after: tuple[datetime, int] | None  # (due_at, clock id) to go on from, when ``more``
 
 
 def at_risk_data(ctx: Context, session: Session | None = None, late: bool = True) -> list[AtRisk]:
-    """Running clocks past their agreement's first warning level, or past due (unless not ``late``), soonest
-    due first."""
+    """Every running clock past its first warning level, or past due (unless not ``late``), soonest due first."""
+    return at_risk_page(ctx, session, late).rows
+
+
+def at_risk_page(ctx: Context, session: Session | None = None, late: bool = True,
+                 after: tuple[datetime, int] | None = None, limit: int | None = None) -> AtRiskPage:
+    """Running clocks past their first warning level, or past due (unless not ``late``), in order of due time
+    (then clock id), after the clock ``after`` names; at most ``limit`` of them, saying whether more follow.
+
+    Whether a clock is past its first warning is known only by measuring it now, so the running clocks are
+    read and measured a few hundred at a time until the page is full: nothing is cut off unsaid."""
     now = ctx.now()
+    out: list[AtRisk] = []
     running = (select(SlaClock, Ticket).join(Ticket, Ticket.id == SlaClock.ticket_id)
-               .where(SlaClock.state == "running", SlaClock.due_at.is_not(None)).order_by(SlaClock.due_at))
+               .where(SlaClock.state == "running", SlaClock.due_at.is_not(None))
+               .order_by(SlaClock.due_at, SlaClock.id).limit(AT_RISK_SCAN))
+    if not late:
+        running = running.where(SlaClock.due_at > now)
     with reading(ctx, session) as s:
-        # Read apart, so that a morning with hundreds of clocks already late still shows those at risk.
-        rows = [*(s.execute(running.where(SlaClock.due_at <= now).limit(AT_RISK_READ)) if late else ()),
-                *s.execute(running.where(SlaClock.due_at > now).limit(AT_RISK_READ))]
-        now_measured = breaches.measured_now(s, ctx, [clock for clock, _ in rows], now)
-    out = []
-    for clock, ticket in rows:
-        m = now_measured.get(clock.id)
-        if m is None or not m.running:
-            continue
-        used = m.used
-        spec_warn = min((t.warn_at[0] for a in ctx.config.agreements if a.id == clock.agreement_id
-                         for t in a.targets if t.warn_at), default=50)
-        if used < spec_warn and clock.due_at > now:
-            continue
-        out.append(AtRisk(ticket.id, ticket.priority, ticket.service_id, clock.kind, clock.agreement_id,
-                          clock.metric, used, m.elapsed_seconds, m.target_seconds, clock.due_at,
-                          clock.due_at <= now))
-    return out
+        while True:
+            query = running if after is None else running.where(
+                or_(SlaClock.due_at > after[0], and_(SlaClock.due_at == after[0], SlaClock.id > after[1])))
+            rows = s.execute(query).all()
+            now_measured = breaches.measured_now(s, ctx, [clock for clock, _ in rows], now)
+            for clock, ticket in rows:
+                m = now_measured.get(clock.id)
+                if m is None or not m.running:
+                    continue
+                first_warning = min((level for level in m.threshold_at if level < breaches.BREACH), default=50)
+                if m.used < first_warning and clock.due_at > now:
+                    continue
+                if limit is not None and len(out) == limit:
+                    last = out[-1]
+                    return AtRiskPage(out, True, (last.due_at, last.clock_id))
+                out.append(AtRisk(ticket.id, ticket.priority, ticket.service_id, clock.kind, clock.agreement_id,
+                                  clock.metric, m.used, m.elapsed_seconds, m.target_seconds, clock.due_at,
+                                  clock.due_at <= now, clock.id))
+            if len(rows) < AT_RISK_SCAN:
+                return AtRiskPage(out, False, None)
+            after = (rows[-1][0].due_at, rows[-1][0].id)
 
 
-def at_risk_reply(rows: list[AtRisk]) -> Reply:
+def at_risk_reply(rows: list[AtRisk], page: int = 1) -> Reply:
+    """One page of ``AT_RISK_SHOWN`` lines, saying how many more there are and how to see them."""
     lines = []
     for r in rows:
         when = f"late since {r.due_at:%Y-%m-%d %H:%M}" if r.late else f"due {r.due_at:%Y-%m-%d %H:%M} UTC"
@@ -391,9 +416,22 @@ def at_risk_reply(rows: list[AtRisk]) -> Reply:
                      f"{r.agreement} {r.metric}: {r.used:.0f} % used, {when}")
     if not lines:
         return Reply(title="No clocks at risk", tone="ok")
-    return Reply(title=f"{len(lines)} clock{'s' * (len(lines) != 1)} at risk", text="\n".join(lines[:AT_RISK_SHOWN]),
-                 tone="warning", footer="running clocks past their first warning, soonest due first")
+    first = (page - 1) * AT_RISK_SHOWN
+    if first >= len(lines):
+        pages = -(-len(lines) // AT_RISK_SHOWN)
+        raise UserError(f"There {'is' if pages == 1 else 'are'} only {pages} page{'s' * (pages != 1)} of "
+                        "clocks at risk.", "sla at-risk page 2")
+    shown = lines[first:first + AT_RISK_SHOWN]
+    rest = len(lines) - first - len(shown)
+    text = "\n".join(shown) + (f"\n… and {rest} more: `sla at-risk page {page + 1}`" if rest else "")
+    where = f"; {first + 1}–{first + len(shown)} shown" if len(shown) < len(lines) else ""
+    return Reply(title=f"{len(lines)} clock{'s' * (len(lines) != 1)} at risk", text=text, tone="warning",
+                 footer=f"running clocks past their first warning, soonest due first{where}")
 
 
-def _at_risk(ctx: Context) -> Reply:
-    return at_risk_reply(at_risk_data(ctx))
+def _at_risk(ctx: Context, words: list[str]) -> Reply:
+    if not words:
+        return at_risk_reply(at_risk_data(ctx))
+    if len(words) == 2 and words[0] == "page" and words[1].isdigit() and int(words[1]) >= 1:
+        return at_risk_reply(at_risk_data(ctx), int(words[1]))
+    raise UserError("Use `sla at-risk [page N]`.", "sla at-risk page 2")

@@ -573,6 +573,7 @@ def test_sla_reports_say_what_chat_says(server, api, fake_slack):
     assert [(r["ticket"], r["agreement"], r["late"]) for r in at_risk["at_risk"]] == [
         (running["id"], "SLA-OU", True)]
     assert instant(at_risk["at_risk"][0]["due_at"]) == instant("2025-06-05T16:00:00Z")
+    assert (at_risk["more"], at_risk["next_cursor"]) == (False, None)  # one page holds them all
 
     # The chat commands show the same numbers.
     chat = blocks_text(slash(server, fake_slack, "sla ou 2025-06", TOM).json())
@@ -748,6 +749,8 @@ def test_every_bad_input_says_what_was_wrong_and_changes_nothing(api, database_u
          "colour: unknown parameter"),
         ("GET", "/api/v1/sla/breaches?period=fortnight", None, 400, "period: 'fortnight' is not a period"),
         ("GET", "/api/v1/sla/at-risk?soon=1", None, 400, "soon: unknown parameter"),
+        ("GET", "/api/v1/sla/at-risk?cursor=page-2", None, 400, "cursor: not a next_cursor this endpoint gave"),
+        ("GET", "/api/v1/sla/at-risk?limit=0", None, 400, "limit:"),
         ("GET", "/api/v1/services?period=all&period=all", None, 400, "period: unknown parameter"),
         ("POST", "/api/v1/alertmanager", {"version": "4"}, 400, "alerts: expected a list, got nothing"),
         ("DELETE", T, None, 405, "DELETE is not allowed"),

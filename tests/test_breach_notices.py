@@ -22,7 +22,7 @@ import yaml
 from sqlalchemy import func, select
 
 from bot.runtime import Runtime
-from handlers import breaches, sla
+from handlers import breaches, digests, sla
 from handlers.core import Command, Reply, Work
 from handlers.people import resolve_actor
 from handlers.router import dispatch
@@ -677,9 +677,46 @@ def test_sla_at_risk_lists_running_clocks_past_their_first_warning(ctx, clock, m
     assert reply.text.splitlines() == [
         f"INC-{c} P1 webshop · SLA SLA-SHOP resolution: 150 % used, late since 2026-03-02 12:00",
         f"INC-{a} P2 payments · SLA SLA-PAY resolution: 50 % used, due 2026-03-02 17:00 UTC"]
-    # Late clocks and those still to come are read apart: with room for one of each, C does not hide A.
-    monkeypatch.setattr(sla, "AT_RISK_READ", 1)
+    # Running clocks are read and measured a few at a time: with room for one a read, nothing is lost.
+    monkeypatch.setattr(sla, "AT_RISK_SCAN", 1)
     assert ok(ctx, "priya", "sla at-risk").text == reply.text
+
+
+def test_sla_at_risk_pages_and_says_how_many_more(ctx, clock, monkeypatch):
+    # Seven web shop P1 tickets (2 hours on 24x7) opened 08:20, 08:30, … 09:20; at 10:30 the first is late
+    # (due 10:20) and the rest are past 50 % (the last, 70 min of 2 h: 58 %), due 10:30, 10:40, … 11:20.
+    # One opened at 10:00 has used 25 %: not at risk.
+    opened = []
+    for i in range(7):
+        clock.to(at(2, 8, 20) + timedelta(minutes=10 * i))
+        opened.append(open_by_api(ctx, "webshop", "P1"))
+    clock.to(at(2, 10))
+    open_by_api(ctx, "webshop", "P1")
+    clock.to(at(2, 10, 30))
+    monkeypatch.setattr(sla, "AT_RISK_SCAN", 2)
+    monkeypatch.setattr(sla, "AT_RISK_SHOWN", 3)
+    first = ok(ctx, "priya", "sla at-risk")
+    assert first.title == "7 clocks at risk" and first.footer.endswith("; 1–3 shown")
+    assert [line.split(" ")[0] for line in first.text.splitlines()] == [
+        *(f"INC-{t}" for t in opened[:3]), "…"]
+    assert first.text.splitlines()[-1] == "… and 4 more: `sla at-risk page 2`"
+    last = ok(ctx, "priya", "sla at-risk page 3")
+    assert last.text == f"INC-{opened[6]} P1 webshop · SLA SLA-SHOP resolution: 58 % used, due 2026-03-02 11:20 UTC"
+    assert run(ctx, "priya", "sla at-risk page 4")[1] != "ok"
+    # The API's pages: each says whether more follow and where to go on from; together they are every one.
+    pages, after = [], None
+    while True:
+        page = sla.at_risk_page(ctx, after=after, limit=3)
+        pages.append([r.ticket_id for r in page.rows])
+        if not page.more:
+            break
+        after = page.next_after
+    assert pages == [opened[:3], opened[3:6], opened[6:]]
+    # The digest shows clocks still to come (those due by 10:30 are breaches): 5, the first 2 and a count.
+    monkeypatch.setattr(digests, "SHOWN", 2)
+    preview = ok(ctx, "tom", "digest preview morning-ops")
+    at_risk = next(s for s in preview.sections if s.title == "Clocks at risk")
+    assert at_risk.text.splitlines()[-1] == "… and 3 more: `sla at-risk`"
 
 
 def test_sla_at_risk_shows_the_share_used_now(ctx, clock):
