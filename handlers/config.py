@@ -104,8 +104,12 @@ class Person(Strict):
     teams: str | None = None  # Azure AD object id
     timezone: str | None = None
     location: str | None = None
+    # Reminders by direct message wait till these end, in the person's time zone; may pass midnight.
+    quiet_hours: Interval | None = None
 
     _zone = field_validator("timezone")(lambda cls, v: v if v is None else Calendar._zone(v))
+    _quiet = field_validator("quiet_hours", mode="before")(
+        lambda cls, v: _parse_interval(v, wraps=True) if isinstance(v, str) else v)
 
 
 class Group(Strict):

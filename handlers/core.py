@@ -18,6 +18,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
+from handlers import quiet_hours
 from handlers.config import AppConfig
 from storage.db import utcnow
 from storage.models import AuditRecord, Identity, OutboxMessage, ProcessedDelivery
@@ -237,19 +238,22 @@ class Work:
                                      subject=subject, detail=detail))
 
     def send(self, platform: str, target_kind: str, target: str, message: Reply, key: str,
-             subject: str = "", thread_id: str | None = None, anchor_key: str | None = None) -> None:
-        """Queue a message. With ``anchor_key`` it goes into the thread of that row's delivered message."""
+             subject: str = "", thread_id: str | None = None, anchor_key: str | None = None,
+             not_before: datetime | None = None) -> None:
+        """Queue a message. With ``anchor_key`` it goes into the thread of that row's delivered message;
+        with ``not_before`` it waits till then (its age, for ``delivery.give_up_hours``, counts from then)."""
+        release = max(not_before or self.now, self.now)
         # Block Kit shows no pictures it cannot fetch: Slack gets them as files, shared in the same
         # conversation once the message is there.
         files = platform == "slack" and message.images and target_kind in ("channel", "person")
         self.session.add(OutboxMessage(
             dedupe_key=key, platform=platform, target_kind=target_kind, target=target, thread_id=thread_id,
             message=(replace(message, images=[]) if files else message).to_dict(), subject=subject,
-            status="pending", attempts=0, created_at=self.now, next_attempt_at=self.now, anchor_key=anchor_key))
+            status="pending", attempts=0, created_at=release, next_attempt_at=release, anchor_key=anchor_key))
         self.queued += 1
         if files:
             self.send(platform, "files", target, Reply(title=message.title, images=message.images),
-                      f"{key}:files", subject, anchor_key=key)
+                      f"{key}:files", subject, anchor_key=key, not_before=not_before)
 
     def edit(self, anchor_key: str, message: Reply, key: str) -> None:
         """Replace the message another outbox row posted with this one (chat.update, a Teams update).
@@ -291,13 +295,27 @@ class Work:
                 platforms.append(platform)
         return platforms
 
-    def message_person(self, person_id: str, message: Reply, key: str, subject: str = "") -> list[str]:
-        """A direct message on each platform the person is known on; returns the outbox keys queued."""
+    def message_person(self, person_id: str, message: Reply, key: str, subject: str = "",
+                       hold_in_quiet_hours: bool = False, supersedes: str | None = None) -> list[str]:
+        """A direct message on each platform the person is known on; returns the outbox keys queued.
+
+        ``hold_in_quiet_hours`` (reminders): written now, delivered once the person's quiet hours end.
+        ``supersedes``: a key prefix of earlier reminders of the same thing; one still held for this person
+        is replaced by this one, so a night of reminders becomes one in the morning."""
         identities = self.session.scalars(select(Identity).where(Identity.person_id == person_id)).all()
+        release = quiet_hours.release_at(self.ctx.config, person_id, self.now) if hold_in_quiet_hours else None
         keys = []
         for ident in identities:
+            if supersedes:
+                self.session.execute(
+                    update(OutboxMessage).where(
+                        OutboxMessage.dedupe_key.startswith(supersedes, autoescape=True),
+                        OutboxMessage.platform == ident.platform, OutboxMessage.target_kind == "person",
+                        OutboxMessage.target == ident.external_id, OutboxMessage.status == "pending",
+                        OutboxMessage.attempts == 0, OutboxMessage.next_attempt_at > self.now)
+                    .values(status="superseded").execution_options(synchronize_session=False))
             keys.append(f"{key}:{ident.platform}:{ident.external_id}")
-            self.send(ident.platform, "person", ident.external_id, message, keys[-1], subject)
+            self.send(ident.platform, "person", ident.external_id, message, keys[-1], subject, not_before=release)
         return keys
 
 

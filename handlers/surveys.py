@@ -698,7 +698,8 @@ def _remind(work: Work, survey: Survey) -> None:
     message.title = f"⏰ Reminder: {survey.question}"
     for pid in survey.audience:
         if survey_privacy.respondent_key(work.ctx, work.session, survey, pid) not in answered:
-            work.message_person(pid, message, f"survey:{survey.id}:remind:{pid}", number(survey))
+            work.message_person(pid, message, f"survey:{survey.id}:remind:{pid}", number(survey),
+                                hold_in_quiet_hours=True)
 
 
 def purge(ctx: Context) -> tuple[int, int]:

@@ -13,16 +13,18 @@ import re
 from datetime import datetime, timedelta, timezone
 
 import pytest
+import yaml
 from sqlalchemy import select
 
 from bot.outbox import Delivered, Deliverer, DeliveryError, Outgoing
 from handlers import changes
+from handlers.config import parse_config
 from handlers.core import Command, FormInvalid, UserError
 from handlers.people import console_actor, resolve_actor
 from handlers.router import dispatch
 from storage.models import (AuditRecord, Change, ChangeService, ChangeVote, OutboxMessage, ProcessedDelivery,
                             Subscription)
-from tests.conftest import T0, db_count, db_rows
+from tests.conftest import T0, db_count, db_rows, demo_config
 
 UTC = timezone.utc
 ANNOUNCE_SLACK, ANNOUNCE_TEAMS = "C0ANNOUNCE", "19:announce000000000000000000000@thread.tacv2"
@@ -1721,6 +1723,27 @@ def test_approval_reminders_go_to_approvers_who_have_not_voted_until_the_start(c
         assert changes.sweep(ctx) == 0
     assert len(keyed(database_url, f"change:{cid}:approval:")) == 8
     assert the_change(database_url, cid).due_at is None
+
+
+def test_approval_reminders_in_quiet_hours_wait_for_the_morning_as_one(ctx, database_url, clock):
+    # Priya keeps quiet hours 22:00–07:00 in Europe/London (GMT in March); Arjun has none. A high-risk change
+    # submitted Mon 09:00 and starting Tue 19:00: reminders every 4 hours from 13:00. At 21:00 Priya's goes at
+    # once; those of 01:00 and 05:00 wait till 07:00, the later replacing the earlier: one in the morning.
+    cfg = demo_config()
+    next(p for p in cfg["people"] if p["id"] == "priya")["quiet_hours"] = "22:00-07:00"
+    ctx.config = parse_config(yaml.safe_dump(cfg, sort_keys=False))
+    cid = mail(ctx, "tom", risk="high", start="2026-03-03 19:00", end="2026-03-03 20:00")
+    clock.advance(hours=1)
+    ok(ctx, "sanne", f"change approve CHG-{cid}")
+    for hours in range(4, 21):
+        clock.to(T0 + timedelta(hours=hours))
+        changes.sweep(ctx)
+    base = f"change:{cid}:approval:{T0.isoformat()}:"
+    morning = T0 + timedelta(hours=22)  # Tue 07:00
+    night = {n: [(r.status, r.next_attempt_at) for r in keyed(database_url, f"{base}{n}:priya:")] for n in (3, 4, 5)}
+    assert night == {3: [("pending", T0 + timedelta(hours=12))] * 2,  # Mon 21:00, before her quiet hours
+                     4: [("superseded", morning)] * 2, 5: [("pending", morning)] * 2}
+    assert [r.next_attempt_at for r in keyed(database_url, f"{base}5:arjun:")] == [T0 + timedelta(hours=20)] * 2
 
 
 def test_once_approved_no_approval_reminders(ctx, database_url, clock):

@@ -252,6 +252,8 @@ BROKEN = {
         ["api_clients[0].name: 'legacy' is the client of SVCBOT_API_TOKEN; choose another name"]),
     "unknown status page mode": (_set(("status_page",), "secret"),
                                  ["status_page.mode: Input should be 'public', 'hide_incident_titles' or 'private'"]),
+    "bad quiet hours of a person": (_set(("people", 0, "quiet_hours"), "22-07"),
+                                    ["people[0].quiet_hours: '22-07' is not an interval like 09:00-17:30"]),
     "warning lead that is no duration": (
         _set(("agreements", 0, "targets", 1, "warn_before"), ["1 hour", "soon"]),
         ["agreements[0].targets[1].warn_before[1]: 'soon' is not a duration like '30 min', '4 business hours', "

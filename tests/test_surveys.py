@@ -1027,6 +1027,29 @@ def test_those_who_have_not_answered_are_reminded_once_a_day_before_closing(ctx,
     assert len(keys(ctx, f"survey:{sid}:remind")) == 4
 
 
+def test_a_reminder_waits_for_the_end_of_each_person_s_quiet_hours_and_goes_once(ctx, clock):
+    # Sanne keeps quiet hours of her own, 22:00–06:30 in Europe/Amsterdam (CET, UTC+1 in March); Grace has
+    # none of her own, so those of her team's calendar (payments-eng: london, 21:00–07:00, GMT) hold hers.
+    cfg = demo_config()
+    next(p for p in cfg["people"] if p["id"] == "sanne")["quiet_hours"] = "22:00-06:30"
+    ctx.config = parse_config(yaml.safe_dump(cfg, sort_keys=False))
+    clock.to(T0 + timedelta(hours=13, minutes=30))  # Mon 22:30 UTC
+    sid = new_survey(ctx, people="sanne,grace,arjun", closes="in 2 days")
+    clock.advance(days=1)  # the reminder, Tue 22:30 UTC: 23:30 for Sanne, 22:30 for Grace, 04:00 for Arjun
+    assert surveys.sweep(ctx) == 1
+    release = {r.dedupe_key.split(":")[3]: r.next_attempt_at for r in outbox(ctx, f"survey:{sid}:remind")}
+    wednesday = T0 + timedelta(days=2)
+    assert release == {"sanne": wednesday.replace(hour=5, minute=30),  # 06:30 CET
+                       "grace": wednesday.replace(hour=7),  # 07:00 GMT
+                       "arjun": clock()}  # no quiet hours: at once
+    rows = keys(ctx)
+    for hour in (1, 6, 8):  # the night passes: nothing is written again, nothing dropped
+        clock.to(wednesday.replace(hour=hour))
+        surveys.sweep(ctx)
+    assert keys(ctx) == rows and len(keys(ctx, f"survey:{sid}:remind")) == 6
+    assert {r.status for r in outbox(ctx, f"survey:{sid}:remind")} == {"pending"}
+
+
 def test_a_named_survey_reminds_the_same_way(ctx, clock):
     sid = new_survey(ctx, people="sanne,tom", anonymous="no", closes="in 2 days")
     answer(ctx, "sanne", sid, 4)
