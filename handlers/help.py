@@ -33,7 +33,7 @@ TOPICS = {
         ("sla payments last-month", "one service, one period (this-month, last-month, 7d, 2026-10, all …)"),
         ("sla payments all by group", "attainment per assignment group"),
         ("sla breaches last-month", "the breaches, and the OLA or UC whose time was spent"),
-        ("sla at-risk [page N]", "running clocks past their first warning, soonest due first"),
+        ("sla at-risk", "running clocks past their first warning, soonest due first, 40 a page (add page 2 for more)"),
         ("sla ack 12", "acknowledge a warning or breach notice"),
     ]),
     "change": ("Changes: request, approve, run", [
