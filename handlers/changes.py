@@ -884,7 +884,8 @@ def _remind(work: Work, change: Change, now: datetime) -> int:
             for pid in eligible_approvers(ctx, change):
                 if pid not in voted:
                     work.message_person(pid, message, f"change:{change.id}:{key}:{pid}", number(change),
-                                        hold_in_quiet_hours=True, supersedes=f"change:{change.id}:approval:")
+                                        hold_in_quiet_hours=True, supersedes=f"change:{change.id}:approval:",
+                                        useful_until=change.planned_start)
         elif kind == "start-reminder":
             if late and now >= change.planned_start:  # the sweep was down: the start prompt says it all
                 done.append(key)

@@ -296,14 +296,19 @@ class Work:
         return platforms
 
     def message_person(self, person_id: str, message: Reply, key: str, subject: str = "",
-                       hold_in_quiet_hours: bool = False, supersedes: str | None = None) -> list[str]:
+                       hold_in_quiet_hours: bool = False, supersedes: str | None = None,
+                       useful_until: datetime | None = None) -> list[str]:
         """A direct message on each platform the person is known on; returns the outbox keys queued.
 
-        ``hold_in_quiet_hours`` (reminders): written now, delivered once the person's quiet hours end.
+        ``hold_in_quiet_hours`` (reminders): written now, delivered once the person's quiet hours end —
+        unless that is not before ``useful_until`` (a change's start), when the reminder is not sent at all.
         ``supersedes``: a key prefix of earlier reminders of the same thing; one still held for this person
         is replaced by this one, so a night of reminders becomes one in the morning."""
         identities = self.session.scalars(select(Identity).where(Identity.person_id == person_id)).all()
         release = quiet_hours.release_at(self.ctx.config, person_id, self.now) if hold_in_quiet_hours else None
+        if release and useful_until and release >= useful_until:
+            log.info("reminder %s to %s not sent: their quiet hours last past %s", key, person_id, useful_until)
+            return []
         keys = []
         for ident in identities:
             if supersedes:

@@ -1733,8 +1733,12 @@ def test_approval_reminders_in_quiet_hours_wait_for_the_morning_as_one(ctx, data
     next(p for p in cfg["people"] if p["id"] == "priya")["quiet_hours"] = "22:00-07:00"
     ctx.config = parse_config(yaml.safe_dump(cfg, sort_keys=False))
     cid = mail(ctx, "tom", risk="high", start="2026-03-03 19:00", end="2026-03-03 20:00")
+    # Another starting Tue 06:00, before her quiet hours end: a reminder she could read only after its start
+    # is not sent to her at all.
+    early = mail(ctx, "tom", risk="high", start="2026-03-03 06:00", end="2026-03-03 06:30")
     clock.advance(hours=1)
-    ok(ctx, "sanne", f"change approve CHG-{cid}")
+    for change_id in (cid, early):
+        ok(ctx, "sanne", f"change approve CHG-{change_id}")
     for hours in range(4, 21):
         clock.to(T0 + timedelta(hours=hours))
         changes.sweep(ctx)
@@ -1744,6 +1748,9 @@ def test_approval_reminders_in_quiet_hours_wait_for_the_morning_as_one(ctx, data
     assert night == {3: [("pending", T0 + timedelta(hours=12))] * 2,  # Mon 21:00, before her quiet hours
                      4: [("superseded", morning)] * 2, 5: [("pending", morning)] * 2}
     assert [r.next_attempt_at for r in keyed(database_url, f"{base}5:arjun:")] == [T0 + timedelta(hours=20)] * 2
+    early_base = f"change:{early}:approval:{T0.isoformat()}:"
+    assert [n for n in range(1, 7) if keyed(database_url, f"{early_base}{n}:priya:")] == [1, 2, 3]
+    assert [n for n in range(1, 7) if keyed(database_url, f"{early_base}{n}:arjun:")] == [1, 2, 3, 4, 5]
 
 
 def test_once_approved_no_approval_reminders(ctx, database_url, clock):
