@@ -34,6 +34,9 @@ def _still_anchored(session, cutoff) -> set[str]:
     return keys
 
 
+DONE = ("sent", "failed", "superseded")  # nothing will send these again
+
+
 def prune(ctx: Context) -> dict[str, int]:
     """Delete what is older than the retention; how many of each went."""
     cutoff = ctx.now() - timedelta(days=ctx.config.retention.deliveries_days)
@@ -48,7 +51,7 @@ def prune(ctx: Context) -> dict[str, int]:
     while True:
         with ctx.sessions.begin() as session:
             rows = session.execute(select(OutboxMessage.id, OutboxMessage.dedupe_key).where(
-                OutboxMessage.status.in_(("sent", "failed")), OutboxMessage.created_at < cutoff,
+                OutboxMessage.status.in_(DONE), OutboxMessage.created_at < cutoff,
                 OutboxMessage.id > after).order_by(OutboxMessage.id).limit(CHUNK)).all()
             ids = [row_id for row_id, key in rows if key not in keep]
             if ids:

@@ -36,6 +36,7 @@ def test_what_is_older_than_the_retention_goes_unless_a_message_may_still_need_i
     assert announcements
     send(ctx, "old-sent")
     send(ctx, "old-failed", status="failed")
+    send(ctx, "old-superseded", status="superseded")  # an edit or a held reminder a newer one replaced
     send(ctx, "old-waiting", status="pending")
     send(ctx, "old-anchor")
     clock.advance(days=days, seconds=1)
@@ -46,7 +47,7 @@ def test_what_is_older_than_the_retention_goes_unless_a_message_may_still_need_i
     before = keys(ctx, OutboxMessage, OutboxMessage.dedupe_key)
     with ctx.sessions() as s:  # the change's other messages (approval requests and such) are old news
         others = set(s.scalars(select(OutboxMessage.dedupe_key).where(OutboxMessage.subject == f"CHG-{change}")))
-    gone = {"old-sent", "old-failed"} | others - announcements
+    gone = {"old-sent", "old-failed", "old-superseded"} | others - announcements
     assert others - announcements
 
     assert prune(ctx) == {"outbox": len(gone), "processed_deliveries": 1}
