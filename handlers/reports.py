@@ -49,9 +49,9 @@ from sqlalchemy.orm import Session
 
 from handlers import breaches, change_calendar, outages, schedule, sla, surveys
 from handlers.business_time import BusinessCalendar
-from handlers.spread import spread
 from handlers.config import AppConfig, ReportSchedule
 from handlers.core import Button, Command, Context, Field, Refused, Reply, Section, UserError, Work
+from handlers.spread import spread
 from storage.models import CsiItem, ReportComment, Ticket
 
 EXAMPLE = "report payments last-month"

@@ -1,7 +1,7 @@
 """How a set of durations is spread: the mean, the median and the 90th percentile side by side.
 
-A mean alone hides the shape: on the UCI ServiceNow log the mean time from opening to resolution is about
-167 h while half the incidents are resolved within 16 h. Reports show all three.
+A mean alone hides the shape: on the UCI ServiceNow log (imported) the mean time from opening to resolution
+is 165 h, while half the incidents are resolved within 15 h and 90 % within 358 h. Reports show all three.
 
 - The median is ``statistics.median``: the middle value, or the mean of the two middle values of an even
   count.

@@ -538,6 +538,16 @@ def test_rows_from_elsewhere_in_the_file(desk, tmp_path):
     with desk.ctx.sessions() as s:
         stops = {c.metric: c.stopped_at for c in s.scalars(select(SlaClock).where(SlaClock.ticket_id == t.id))}
     assert stops == {"response": utc(2016, 5, 9, 17, 45), "resolution": utc(2016, 5, 9, 17, 45)}
+    # The export's own time stays visible: in chat (incident show) and in the API's ticket.
+    from bot.api import ticket_view
+    from handlers.tickets import ticket_reply
+    with desk.ctx.sessions() as s:
+        stored = s.get(Ticket, t.id)
+        view, reply = ticket_view(desk.ctx, s, stored), ticket_reply(desk.ctx, s, stored)
+    assert (view["resolved_at"], view["source_resolved_at"]) == ("2016-05-09T17:45:00Z", "2016-05-11T18:36:00Z")
+    fields = {f.label: f.value for f in reply.sections[0].fields}
+    assert (fields["Resolved"], fields["Resolved, as servicenow says"]) == ("2016-05-09 17:45 UTC",
+                                                                          "2016-05-11 18:36 UTC")
 
 
 def test_rows_it_cannot_use_are_skipped_with_the_reason(desk, tmp_path):
