@@ -83,8 +83,8 @@ def _apply(ticket: Ticket, kind: str, value: str | None, at: datetime) -> None:
         ticket.responded_at = ticket.responded_at or at
         if ticket.state == "new":
             ticket.state = "in-progress"
-    elif kind == "resolve":
-        ticket.state, ticket.resolved_at = "resolved", at
+    elif kind == "resolve":  # resolved again without a reopen: still resolved since the first, as the clocks say
+        ticket.state, ticket.resolved_at = "resolved", ticket.resolved_at or at
         ticket.responded_at = ticket.responded_at or at
     elif kind == "reopen":
         ticket.state, ticket.resolved_at, ticket.closed_at = "in-progress", None, None

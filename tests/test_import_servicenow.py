@@ -24,7 +24,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 import yaml
-from sqlalchemy import create_engine, func, select, text
+from sqlalchemy import create_engine, func, select, text, update
 
 from handlers.core import Command, UserError
 from handlers.imports import import_servicenow
@@ -548,6 +548,16 @@ def test_rows_from_elsewhere_in_the_file(desk, tmp_path):
     fields = {f.label: f.value for f in reply.sections[0].fields}
     assert (fields["Resolved"], fields["Resolved, as servicenow says"]) == ("2016-05-09 17:45 UTC",
                                                                           "2016-05-11 18:36 UTC")
+    # A store imported before this rule has the resolution at resolved_at: importing again adds the rows'
+    # one (nothing is taken out of a history), and the ticket is resolved since the first, as its clocks.
+    with desk.ctx.sessions.begin() as s:
+        s.execute(update(TicketEvent).where(TicketEvent.ticket_id == t.id, TicketEvent.kind == "resolve")
+                  .values(at=utc(2016, 5, 11, 18, 36)))
+        s.execute(update(Ticket).where(Ticket.id == t.id).values(resolved_at=utc(2016, 5, 11, 18, 36),
+                                                                 source_resolved_at=None))
+    again = import_servicenow(desk.ctx, write_csv(tmp_path / "again.csv", rows_of("INC0027498")), SERVICE)
+    assert (again.tickets_updated, again.events_added) == (1, 1)
+    assert ticket(desk.ctx, "INC0027498").resolved_at == utc(2016, 5, 9, 17, 45)
 
 
 def test_rows_it_cannot_use_are_skipped_with_the_reason(desk, tmp_path):
