@@ -201,8 +201,8 @@ SCHEMAS: dict[str, dict] = {
     "Ticket": {
         "type": "object",
         "required": ["id", "number", "kind", "source", "external_id", "service", "title", "priority", "state",
-                     "group", "supplier", "requester", "opened_at", "responded_at", "resolved_at", "closed_at",
-                     "updated_at", "events", "clocks"],
+                     "group", "supplier", "requester", "opened_at", "responded_at", "resolved_at",
+                     "source_resolved_at", "closed_at", "updated_at", "events", "clocks"],
         "properties": {
             "id": {"type": "string", "pattern": r"^INC-\d+$"},
             "number": {"type": "integer"},
@@ -221,6 +221,8 @@ SCHEMAS: dict[str, dict] = {
             "opened_at": _time("when it was opened"),
             "responded_at": _time("first response", nullable=True),
             "resolved_at": _time("resolution", nullable=True),
+            "source_resolved_at": _time("resolution as an imported ticket's source reports it (ServiceNow's "
+                                        "resolved_at); the clocks follow resolved_at", nullable=True),
             "closed_at": _time("closure", nullable=True),
             "updated_at": _time("its latest event"),
             "events": {"type": "array", "items": _ref("TicketEvent"), "description": "its history, by time"},
@@ -1332,8 +1334,8 @@ def ticket_view(ctx: Context, session, ticket: Ticket) -> dict:
         "priority": ticket.priority, "state": ticket.state, "group": ticket.assignment_group,
         "supplier": ticket.supplier, "requester": None if ticket.opened_by == ACTOR.person_id else ticket.opened_by,
         "opened_at": _iso(ticket.opened_at), "responded_at": _iso(ticket.responded_at),
-        "resolved_at": _iso(ticket.resolved_at), "closed_at": _iso(ticket.closed_at),
-        "updated_at": _iso(ticket.updated_at),
+        "resolved_at": _iso(ticket.resolved_at), "source_resolved_at": _iso(ticket.source_resolved_at),
+        "closed_at": _iso(ticket.closed_at), "updated_at": _iso(ticket.updated_at),
         "events": [{"kind": e.kind, "value": e.value, "at": _iso(e.at), "recorded_at": _iso(e.recorded_at),
                     "by": e.person_id} for e in events],
         "clocks": clock_views,

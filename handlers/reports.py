@@ -13,8 +13,9 @@ Definitions, where a report needs one:
   month and are decided (met, or breached); availability and satisfaction are measured over the month.
 - A breach's cause is the OLA or UC under the SLA whose clock breached on that ticket; when none breached,
   the one that used the largest share of its target; "no OLA or UC" when none ran.
-- Mean time to resolve is over the tickets resolved in the month (their last resolution), from opening to
-  resolution: in clock time, and in business time on the calendar of the ticket's service.
+- Time to resolve is over the tickets resolved in the month (their last resolution), from opening to
+  resolution: in clock time, and in business time on the calendar of the ticket's service; the mean, with
+  the median and the 90th percentile (nearest rank) beside it (``spread``).
 - The change success rate is ``change_calendar.success_rate``, as the change calendar and the API count it:
   successful ÷ implemented changes whose work ended in the month, where implemented means completed (with
   or without issues) or failed, and only a change completed without issues is a success. The share of
@@ -50,6 +51,7 @@ from handlers import breaches, change_calendar, outages, schedule, sla, surveys
 from handlers.business_time import BusinessCalendar
 from handlers.config import AppConfig, ReportSchedule
 from handlers.core import Button, Command, Context, Field, Refused, Reply, Section, UserError, Work
+from handlers.spread import spread
 from storage.models import CsiItem, ReportComment, Ticket
 
 EXAMPLE = "report payments last-month"
@@ -129,6 +131,11 @@ class PriorityTickets:
     resolved: int
     mttr_clock_seconds: float | None
     mttr_business_seconds: float | None
+    # beside each mean, the median and the 90th percentile (nearest rank): see handlers/spread.py
+    ttr_clock_median_seconds: float | None = None
+    ttr_clock_p90_seconds: float | None = None
+    ttr_business_median_seconds: float | None = None
+    ttr_business_p90_seconds: float | None = None
 
 
 @dataclass(frozen=True)
@@ -138,6 +145,10 @@ class TicketStats:
     mttr_clock_seconds: float | None  # None when nothing was resolved
     mttr_business_seconds: float | None
     by_priority: list[PriorityTickets]
+    ttr_clock_median_seconds: float | None = None
+    ttr_clock_p90_seconds: float | None = None
+    ttr_business_median_seconds: float | None = None
+    ttr_business_p90_seconds: float | None = None
 
 
 @dataclass(frozen=True)
@@ -421,10 +432,6 @@ def _availability(ctx: Context, session: Session, scope: str | None, period: sla
     return out
 
 
-def _mean(values: list[float]) -> float | None:
-    return sum(values) / len(values) if values else None
-
-
 def _tickets(ctx: Context, session: Session, scope: str | None, period: sla.Period) -> TicketStats:
     in_scope = [Ticket.service_id == scope] if scope else []
     opened = Counter(dict(session.execute(select(Ticket.priority, func.count()).where(
@@ -444,15 +451,18 @@ def _tickets(ctx: Context, session: Session, scope: str | None, period: sla.Peri
     durations = [(priority, (end - start).total_seconds(), business_seconds(service_id, start, end))
                  for service_id, priority, start, end in resolved]
 
-    def stats(rows) -> tuple[float | None, float | None]:
-        return (_mean([clock for _, clock, _ in rows]),
-                _mean([business for _, _, business in rows if business is not None]))
+    def stats(rows) -> dict:
+        clock = spread([clock for _, clock, _ in rows])
+        business = spread([business for _, _, business in rows if business is not None])
+        return dict(mttr_clock_seconds=clock.mean, mttr_business_seconds=business.mean,
+                    ttr_clock_median_seconds=clock.median, ttr_clock_p90_seconds=clock.p90,
+                    ttr_business_median_seconds=business.median, ttr_business_p90_seconds=business.p90)
 
     by_priority = []
     for priority in sorted(set(opened) | {p for p, _, _ in durations}):
         mine = [d for d in durations if d[0] == priority]
-        by_priority.append(PriorityTickets(priority, opened[priority], len(mine), *stats(mine)))
-    return TicketStats(sum(opened.values()), len(durations), *stats(durations), by_priority)
+        by_priority.append(PriorityTickets(priority, opened[priority], len(mine), **stats(mine)))
+    return TicketStats(sum(opened.values()), len(durations), by_priority=by_priority, **stats(durations))
 
 
 def _changes(session: Session, scope: str | None, period: sla.Period) -> ChangeStats:
@@ -510,6 +520,21 @@ def pct(value: float | None, places: int = 1) -> str:
 
 def duration(seconds: float | None) -> str:
     return "—" if seconds is None else breaches.human(seconds)
+
+
+def _ttr_text(mean: float | None, median: float | None, p90: float | None) -> str:
+    """"mean 6 d 23 h · median 16 h · p90 12 d", or "—" when nothing was resolved."""
+    if mean is None:
+        return "—"
+    return f"mean {duration(mean)} · median {duration(median)} · p90 {duration(p90)}"
+
+
+def clock_ttr(t: TicketStats | PriorityTickets) -> str:
+    return _ttr_text(t.mttr_clock_seconds, t.ttr_clock_median_seconds, t.ttr_clock_p90_seconds)
+
+
+def business_ttr(t: TicketStats | PriorityTickets) -> str:
+    return _ttr_text(t.mttr_business_seconds, t.ttr_business_median_seconds, t.ttr_business_p90_seconds)
 
 
 def target_name(row: TargetRow) -> str:
@@ -577,10 +602,9 @@ def report_reply(report: Report) -> Reply:
     t = report.tickets
     sections.append(Section(title="Tickets", fields=[
         Field("Opened", str(t.opened)), Field("Resolved", str(t.resolved)),
-        Field("Mean time to resolve", duration(t.mttr_clock_seconds)),
-        Field("… in business hours", duration(t.mttr_business_seconds))],
-        text="\n".join(f"{p.priority}: {p.opened} opened, {p.resolved} resolved, mean {duration(p.mttr_clock_seconds)}"
-                       f" ({duration(p.mttr_business_seconds)} business)" for p in t.by_priority)))
+        Field("Time to resolve", clock_ttr(t)), Field("… in business hours", business_ttr(t))],
+        text="\n".join(f"{p.priority}: {p.opened} opened, {p.resolved} resolved, {clock_ttr(p)}"
+                       f" ({business_ttr(p)} business)" for p in t.by_priority)))
     c = report.changes
     sections.append(Section(title="Changes", fields=[
         Field("Implemented", str(c.implemented)),

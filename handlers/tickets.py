@@ -83,8 +83,8 @@ def _apply(ticket: Ticket, kind: str, value: str | None, at: datetime) -> None:
         ticket.responded_at = ticket.responded_at or at
         if ticket.state == "new":
             ticket.state = "in-progress"
-    elif kind == "resolve":
-        ticket.state, ticket.resolved_at = "resolved", at
+    elif kind == "resolve":  # resolved again without a reopen: still resolved since the first, as the clocks say
+        ticket.state, ticket.resolved_at = "resolved", ticket.resolved_at or at
         ticket.responded_at = ticket.responded_at or at
     elif kind == "reopen":
         ticket.state, ticket.resolved_at, ticket.closed_at = "in-progress", None, None
@@ -225,6 +225,11 @@ def ticket_reply(ctx: Context, session, ticket: Ticket) -> Reply:
               Field("Opened", f"{ticket.opened_at:%Y-%m-%d %H:%M} UTC")]
     if ticket.supplier:
         fields.append(Field("Waiting on", ticket.supplier))
+    if ticket.resolved_at:
+        fields.append(Field("Resolved", f"{ticket.resolved_at:%Y-%m-%d %H:%M} UTC"))
+    if ticket.source_resolved_at and ticket.source_resolved_at != ticket.resolved_at:
+        fields.append(Field(f"Resolved, as {ticket.source} says",
+                            f"{ticket.source_resolved_at:%Y-%m-%d %H:%M} UTC"))
     sections = [Section(text=ticket.title, fields=fields)]
     clocks = breaches.clock_lines(session, ticket.id)
     if clocks:

@@ -170,6 +170,9 @@ class Ticket(Base):
     closed_at: Mapped[datetime | None]
     updated_at: Mapped[datetime]
     opened_by: Mapped[str | None] = mapped_column(String(64))
+    # An import's own word on when it was resolved (ServiceNow's resolved_at), kept as told; the clocks follow
+    # the history's resolve events, which may differ from it.
+    source_resolved_at: Mapped[datetime | None]
 
 
 class TicketEvent(Base):

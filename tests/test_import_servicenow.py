@@ -23,7 +23,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 import yaml
-from sqlalchemy import create_engine, func, select, text
+from sqlalchemy import create_engine, func, select, text, update
 
 from handlers.core import Command, UserError
 from handlers.imports import import_servicenow
@@ -116,6 +116,15 @@ def in_order(rows: list[dict]) -> list[dict]:
     return sorted(usable, key=lambda r: (dayfirst(r["sys_updated_at"]), int(r["sys_mod_count"])))
 
 
+def stale(before: list[dict], row: dict) -> bool:
+    """An open row after a resolution, with no rise of reopen_count and a lower sys_mod_count than a row
+    before it: an older version of the record, not a reopen."""
+    done = [r for r in before if r["incident_state"] in DONE_STATES]
+    return (row["incident_state"] in OPEN_STATES and bool(before) and before[-1]["incident_state"] in DONE_STATES
+            and int(row["reopen_count"]) <= max(int(r["reopen_count"]) for r in before)
+            and int(row["sys_mod_count"]) < max(int(r["sys_mod_count"]) for r in done))
+
+
 def expected_kinds(incidents: dict[str, list[dict]]) -> Counter:
     """How many events of each kind the documented rules give, counted from the rows' values alone."""
     c = Counter()
@@ -124,6 +133,7 @@ def expected_kinds(incidents: dict[str, list[dict]]) -> Counter:
         c["open"] += 1
         c["assign"] += rows[0]["assignment_group"] != "?"
         state, reopens, responded, vendor = "New", int(rows[0]["reopen_count"]), False, None
+        rows = [row for i, row in enumerate(rows) if not stale(rows[:i], row)]
         for before, row in zip([None] + rows, rows):
             if before is not None:
                 c["assign"] += row["assignment_group"] != before["assignment_group"]
@@ -226,13 +236,28 @@ def test_counts_match_the_csv(desk):
         assert t.priority == PRIORITIES[last["priority"]], number
         assert t.assignment_group == (None if last["assignment_group"] == "?" else last["assignment_group"]), number
         assert t.state == "closed" and t.closed_at == dayfirst(last["closed_at"]), number
-        states = [r["incident_state"] for r in in_order(rows_)]
-        while states and states[-1] == "Closed":
-            states.pop()
-        if states and states[-1] == "Resolved" and last["resolved_at"] != "?":  # resolved, then closed
-            assert t.resolved_at == dayfirst(last["resolved_at"]), number
-        elif states and states[-1] in OPEN_STATES:  # closed straight from an open state (INC0000137 was reopened)
+        ordered = in_order(rows_)
+        ordered = [r for i, r in enumerate(ordered) if not stale(ordered[:i], r)]
+        while ordered and ordered[-1]["incident_state"] == "Closed":
+            ordered.pop()
+        if ordered and ordered[-1]["incident_state"] == "Resolved":  # resolved, then closed: when the rows say
+            first = len(ordered) - 1
+            while first and ordered[first - 1]["incident_state"] == "Resolved":
+                first -= 1
+            assert t.resolved_at == max(dayfirst(ordered[first]["sys_updated_at"]), t.opened_at), number
+        elif ordered and ordered[-1]["incident_state"] in OPEN_STATES:  # closed straight from an open state
             assert t.resolved_at is None, number
+        assert t.source_resolved_at == (None if last["resolved_at"] == "?" else dayfirst(last["resolved_at"]))
+    # INC0000137's New row stamped 11:10, after the Resolved row of 11:03, is of modification 1 (Resolved is
+    # 2) and reopen_count stays 0: a stale copy, not a reopen. The ticket stays resolved at 11:03.
+    assert [k for _, k, _ in events_of(desk.ctx, "INC0000137")] == ["open", "assign", "resolve", "close"]
+    assert tickets["INC0000137"].resolved_at == dayfirst("29/2/2016 11:03")
+    # Where the export's resolved_at is later than the row that resolved it, the clocks follow the row:
+    # INC0000441 went from New straight to Resolved at 8/3 12:12 (modification 13), and stayed Resolved
+    # through four more updates to 15/3 13:51, which is its resolved_at. Response and resolution: 8/3 12:12.
+    t = tickets["INC0000441"]
+    assert t.resolved_at == t.responded_at == dayfirst("8/3/2016 12:12")
+    assert t.source_resolved_at == dayfirst("15/3/2016 13:51")
 
 
 def test_a_hand_off_rebuilt_event_by_event(desk):
@@ -479,10 +504,13 @@ def test_rows_from_elsewhere_in_the_file(desk, tmp_path):
     """INC0003228 waited on a vendor ("code 8s"); INC0028089 has two rows in state -100, which are skipped.
     INC0003228's rows (wall time): New 7/3 10:20 Group 25 | New 14/3 08:31 Group 9 | Active 18/3 13:00 |
     Active 1/6 16:35 | Active 1/6 16:35 Group 25 | Awaiting Vendor 2/6 10:50 vendor code 8s |
-    Awaiting Vendor 2/6 10:51 | Resolved 2/6 10:51 | Closed 7/6 11:07; opened_at 7/3/2016 10:17."""
-    rows = rows_of("INC0003228", "INC0028089")
+    Awaiting Vendor 2/6 10:51 | Resolved 2/6 10:51 | Closed 7/6 11:07; opened_at 7/3/2016 10:17.
+    INC0027498 never left New before it was resolved (rows, wall time): opened 9/5 13:34 | New ×4 to 14:01 |
+    Resolved 14:45 (modification 4) | Resolved 14:45 | Resolved 11/5 15:36 ×2 | Closed 16/5 16:07; its
+    resolved_at is 11/5 15:36."""
+    rows = rows_of("INC0003228", "INC0028089", "INC0027498")
     result = import_servicenow(desk.ctx, write_csv(tmp_path / "elsewhere.csv", rows), SERVICE)  # a plain CSV
-    assert (result.tickets_created, result.rows_read) == (2, len(rows))
+    assert (result.tickets_created, result.rows_read) == (3, len(rows))
     assert result.rows_skipped == 2 and result.skip_reasons == {"incident_state -100": 2}
     assert events_of(desk.ctx, "INC0003228") == [
         (utc(2016, 3, 7, 13, 17), "open", "P3"),
@@ -497,9 +525,38 @@ def test_rows_from_elsewhere_in_the_file(desk, tmp_path):
         (utc(2016, 6, 7, 14, 7), "close", None),
     ]
     assert ticket(desk.ctx, "INC0003228").supplier == "code 8s"
-    # INC0028089: New, two -100 rows, Resolved at 12:03 and again at 13:02 (= resolved_at), Closed.
+    # INC0028089: New, two -100 rows, Resolved at 12:03 and again at 13:02 (= resolved_at), Closed: resolved
+    # when the rows say so first; the export's resolved_at is kept beside it.
     assert [k for _, k, _ in events_of(desk.ctx, "INC0028089")] == ["open", "assign", "resolve", "close"]
-    assert ticket(desk.ctx, "INC0028089").resolved_at == utc(2016, 6, 16, 16, 2)
+    assert ticket(desk.ctx, "INC0028089").resolved_at == utc(2016, 6, 16, 15, 3)
+    assert ticket(desk.ctx, "INC0028089").source_resolved_at == utc(2016, 6, 16, 16, 2)
+    # INC0027498: responded and resolved 1 h 11 min after opening, by its rows, not 50 h (resolved_at).
+    t = ticket(desk.ctx, "INC0027498")
+    assert t.responded_at == t.resolved_at == utc(2016, 5, 9, 17, 45)
+    assert t.source_resolved_at == utc(2016, 5, 11, 18, 36)
+    with desk.ctx.sessions() as s:
+        stops = {c.metric: c.stopped_at for c in s.scalars(select(SlaClock).where(SlaClock.ticket_id == t.id))}
+    assert stops == {"response": utc(2016, 5, 9, 17, 45), "resolution": utc(2016, 5, 9, 17, 45)}
+    # The export's own time stays visible: in chat (incident show) and in the API's ticket.
+    from bot.api import ticket_view
+    from handlers.tickets import ticket_reply
+    with desk.ctx.sessions() as s:
+        stored = s.get(Ticket, t.id)
+        view, reply = ticket_view(desk.ctx, s, stored), ticket_reply(desk.ctx, s, stored)
+    assert (view["resolved_at"], view["source_resolved_at"]) == ("2016-05-09T17:45:00Z", "2016-05-11T18:36:00Z")
+    fields = {f.label: f.value for f in reply.sections[0].fields}
+    assert (fields["Resolved"], fields["Resolved, as servicenow says"]) == ("2016-05-09 17:45 UTC",
+                                                                          "2016-05-11 18:36 UTC")
+    # A store imported before this rule has the resolution at resolved_at: importing again adds the rows'
+    # one (nothing is taken out of a history), and the ticket is resolved since the first, as its clocks.
+    with desk.ctx.sessions.begin() as s:
+        s.execute(update(TicketEvent).where(TicketEvent.ticket_id == t.id, TicketEvent.kind == "resolve")
+                  .values(at=utc(2016, 5, 11, 18, 36)))
+        s.execute(update(Ticket).where(Ticket.id == t.id).values(resolved_at=utc(2016, 5, 11, 18, 36),
+                                                                 source_resolved_at=None))
+    again = import_servicenow(desk.ctx, write_csv(tmp_path / "again.csv", rows_of("INC0027498")), SERVICE)
+    assert (again.tickets_updated, again.events_added) == (1, 1)
+    assert ticket(desk.ctx, "INC0027498").resolved_at == utc(2016, 5, 9, 17, 45)
 
 
 def test_rows_it_cannot_use_are_skipped_with_the_reason(desk, tmp_path):
@@ -519,7 +576,7 @@ def test_rows_it_cannot_use_are_skipped_with_the_reason(desk, tmp_path):
     assert events_of(desk.ctx, "INC0000045") == [
         (utc(2016, 2, 29, 4, 16), "open", "P3"),
         (utc(2016, 2, 29, 4, 16), "assign", "Group 56"),
-        (utc(2016, 2, 29, 14, 29), "resolve", None),
+        (utc(2016, 2, 29, 11, 53), "resolve", None),  # its first Resolved row, not resolved_at (11:29)
         (utc(2016, 3, 5, 15, 0), "close", None),
         (utc(2016, 3, 13, 13, 0), "assign", "Group 9"),
     ]
@@ -533,6 +590,27 @@ def test_an_incident_closed_straight_from_new_counts_as_answered(desk, tmp_path)
         response = s.scalar(select(SlaClock).where(SlaClock.ticket_id == t.id, SlaClock.metric == "response"))
     assert response.stopped_at == t.closed_at == utc(2016, 3, 7, 20, 53)
     assert t.responded_at == t.closed_at
+
+
+def test_a_late_stamped_older_row_is_not_a_reopen():
+    """A row back in an open state after a resolution is a reopen when reopen_count rises or it is a later
+    modification; a lower sys_mod_count with the same reopen_count is an older copy of the record."""
+    from handlers.imports import Row, history
+    opened = utc(2016, 2, 29, 12, 0)
+
+    def row(minutes: int, mod: int, state: str, reopens: int = 0) -> Row:
+        return Row(updated=opened + timedelta(minutes=minutes), mod_count=mod, state=state, reopen_count=reopens,
+                   priority="P3", group=None, vendor=None, opened=opened, resolved=None, closed=None, title="")
+
+    def kinds(rows: list[Row]) -> list[str]:
+        return [k for _, k, _ in history(rows)]
+
+    assert kinds([row(0, 1, "new"), row(60, 2, "resolved"), row(70, 1, "new"), row(90, 3, "closed")]) == [
+        "open", "resolve", "close"]
+    assert kinds([row(0, 1, "new"), row(60, 2, "resolved"), row(70, 3, "in-progress"), row(90, 4, "resolved")]) == [
+        "open", "resolve", "reopen", "resolve"]
+    assert kinds([row(0, 1, "new"), row(60, 2, "resolved"), row(70, 1, "new", reopens=1)]) == [
+        "open", "resolve", "reopen", "state"]
 
 
 def test_an_unknown_service_is_refused(desk):

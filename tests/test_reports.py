@@ -264,6 +264,16 @@ def test_the_payments_report_matches_the_hand_computation(october):
         ("P2", 2, 2, (14_400 + 262_800) / 2, (14_400 + 36_000) / 2),  # 138 600 s, 25 200 s
         ("P3", 1, 1, 183_600, 82_800),
     ]
+    # Beside the means, the median and the 90th percentile (nearest rank: the ⌈0.9 × n⌉-th smallest).
+    # Clock sorted: 14 400, 18 000, 19 800, 183 600, 262 800 → median 19 800 (the 3rd), p90 the 5th = 262 800.
+    # Business sorted: 14 400, 18 000, 18 000, 36 000, 82 800 → median 18 000, p90 82 800.
+    # P1 clock 18 000, 19 800 → median 18 900 (the two middle ones averaged), p90 the 2nd = 19 800; P2 clock
+    # 14 400, 262 800 → 138 600 and 262 800, business 14 400, 36 000 → 25 200 and 36 000.
+    assert (t.ttr_clock_median_seconds, t.ttr_clock_p90_seconds, t.ttr_business_median_seconds,
+            t.ttr_business_p90_seconds) == (19_800, 262_800, 18_000, 82_800)
+    assert [(p.ttr_clock_median_seconds, p.ttr_clock_p90_seconds, p.ttr_business_median_seconds,
+             p.ttr_business_p90_seconds) for p in t.by_priority] == [
+        (18_900, 19_800, 18_000, 18_000), (138_600, 262_800, 25_200, 36_000), (183_600, 183_600, 82_800, 82_800)]
 
     # Changes implemented in October on payments: CHG-1 successful, CHG-2 (emergency) with issues, CHG-4
     # successful; CHG-6 ended in November → 2 of 3 successful = 66.7 %, 1 of 3 emergency = 33.3 %.
@@ -319,6 +329,11 @@ def test_the_report_of_all_services_adds_them_up(october):
     assert (t.opened, t.resolved, t.mttr_clock_seconds, t.mttr_business_seconds) == (6, 6, 83_700, 28_800)
     assert (t.by_priority[0].opened, t.by_priority[0].mttr_clock_seconds,
             t.by_priority[0].mttr_business_seconds) == (3, 13_800, 13_200)
+    # Six durations now: clock 3 600, 14 400, 18 000, 19 800, 183 600, 262 800 → median (18 000 + 19 800) / 2
+    # = 18 900, p90 the ⌈5.4⌉ = 6th = 262 800; business 3 600, 14 400, 18 000, 18 000, 36 000, 82 800 → 18 000
+    # and 82 800.
+    assert (t.ttr_clock_median_seconds, t.ttr_clock_p90_seconds, t.ttr_business_median_seconds,
+            t.ttr_business_p90_seconds) == (18_900, 262_800, 18_000, 82_800)
 
     # The mail relay's CHG-3 failed and CHG-5 succeeded: 3 of 5 successful = 60 %; 1 of 5 emergency = 20 %.
     c = r.changes
@@ -358,6 +373,26 @@ def test_to_dict_is_plain_data(october):
 
 # ---- chat ----------------------------------------------------------------------------------------------------
 
+@pytest.mark.parametrize("values, median, p90", [
+    ([7.0], 7.0, 7.0),
+    ([3.0, 1.0], 2.0, 3.0),  # median of an even count: the two middle values averaged
+    ([5.0, 1.0, 4.0, 2.0, 3.0], 3.0, 5.0),  # ⌈4.5⌉ = 5th
+    ([float(v) for v in range(10, 0, -1)], 5.5, 9.0),  # ⌈9⌉ = 9th: not the largest, and no float drift to 10th
+    ([float(v) for v in range(1, 21)], 10.5, 18.0),  # ⌈18⌉ = 18th
+    ([float(v) for v in range(1, 12)], 6.0, 10.0),  # ⌈9.9⌉ = 10th
+])
+def test_median_and_p90_by_nearest_rank_on_small_samples(values, median, p90):
+    from handlers.spread import spread
+    got = spread(values)
+    assert (got.mean, got.median, got.p90) == (sum(values) / len(values), median, p90)
+
+
+def test_nothing_resolved_has_no_spread():
+    from handlers.spread import Spread, spread
+    assert spread([]) == Spread(None, None, None)
+    assert reports.clock_ttr(reports.PriorityTickets("P1", 3, 0, None, None)) == "—"
+
+
 def test_report_in_chat_shows_last_month_privately_with_a_post_button_for_those_who_may(october):
     reply = ok(october, "priya", "report payments")  # now is 24 Nov: last month is October
     assert reply.private and reply.title == "Service report: Payments Gateway, October 2026"
@@ -365,7 +400,8 @@ def test_report_in_chat_shows_last_month_privately_with_a_post_button_for_those_
     for number in ("❌ SLA-PAY resolution P2: 50.0 % (1 of 2 met), agreed 90 %",
                    "❌ SLA-PAY availability of payments: 99.865 % (down 1 h), agreed 99.9 %",
                    "INC-5 P1 · SLA-PAY resolution · late by 1 h 30 min · cause: OLA-PAY-OPS",
-                   "1 d 3 h 42 min", "9 h 24 min", "66.7 % (2 of 3)", "33.3 % (1 of 3)",
+                   "mean 1 d 3 h 42 min · median 5 h 30 min · p90 3 d 1 h",
+                   "mean 9 h 24 min · median 5 h · p90 23 h", "66.7 % (2 of 3)", "33.3 % (1 of 3)",
                    "Sep 2026: 75.0 % (3 of 4 satisfied)", "Oct 2026: 50.0 % (2 of 4 satisfied)",
                    "*CSI-4* Runbook for store terminals — Tom Hughes, due 2026-10-31 ⚠️ overdue"):
         assert number in body, number
@@ -577,6 +613,7 @@ def commented(october, clock):
 
 
 NUMBERS = ["99.865 %", "66.7 %", "33.3 %", "1 d 3 h 42 min", "9 h 24 min", "5 h 15 min", "2 h 30 min",
+           "3 d 1 h",  # the 90th percentile in clock time of P2 and of all: no mean or breach has it
            "75.0 %", "50.0 %", "28.6 %", "OLA-PAY-OPS", "UC-CARDLINK", "CSI-4"]
 
 
