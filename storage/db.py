@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 DEFAULT_URL = "sqlite:///svcbot.db"
 MIGRATIONS = Path(__file__).parent / "migrations"
 # The newest migration in migrations/versions; a new migration moves it on (tests/test_startup.py checks).
-HEAD_REVISION = "0006"
+HEAD_REVISION = "0007"
 # Held while a replica prepares the store, so that replicas starting together take turns.
 STARTUP_LOCK_ID = 0x5FCB07
 
