@@ -15,6 +15,7 @@ from datetime import timedelta
 from sqlalchemy import delete, or_, select
 
 from handlers.core import Context
+from storage.db import empty_write_ahead_log
 from storage.models import Change, OutboxMessage, ProcessedDelivery, Survey
 
 log = logging.getLogger("svcbot.retention")
@@ -61,6 +62,7 @@ def prune(ctx: Context) -> dict[str, int]:
         if len(rows) < CHUNK:
             break
         after = rows[-1][0]
+    empty_write_ahead_log(ctx.sessions.kw["bind"])  # on SQLite, what was deleted leaves the log too (survey closes)
     if any(pruned.values()):
         log.info("pruned %d delivered messages and %d delivery keys older than %d days", pruned["outbox"],
                  pruned["processed_deliveries"], ctx.config.retention.deliveries_days)

@@ -28,6 +28,7 @@ from sqlalchemy import delete, event, select, update
 from sqlalchemy.orm import Session
 
 from handlers.core import Context, Reply, Work
+from storage.db import empty_write_ahead_log
 from storage.models import AuditRecord, OutboxMessage, ProcessedDelivery, Setting, Survey, SurveyAnswer
 
 log = logging.getLogger("svcbot")
@@ -136,13 +137,7 @@ def _checkpoint_after_commit(session: Session) -> None:
         return
 
     def checkpoint(_session) -> None:
-        try:
-            raw = bind.raw_connection()
-            try:
-                raw.driver_connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-            finally:
-                raw.close()
-        except Exception as exc:  # the next checkpoint does it; the closing stands
-            log.warning("could not checkpoint the write-ahead log after closing a survey: %s", exc)
+        if not empty_write_ahead_log(bind):
+            log.info("a reader was open when a survey closed: its write-ahead log is emptied later")
 
     event.listen(session, "after_commit", checkpoint, once=True)

@@ -1,6 +1,7 @@
 """The engine, sessions and migrations. SQLite embedded by default; PostgreSQL for several replicas."""
 from __future__ import annotations
 
+import logging
 import os
 from contextlib import contextmanager
 from datetime import datetime, timezone
@@ -13,10 +14,13 @@ from sqlalchemy.orm import Session, sessionmaker
 if TYPE_CHECKING:
     from alembic.config import Config
 
+log = logging.getLogger("svcbot")
+
 DEFAULT_URL = "sqlite:///svcbot.db"
 MIGRATIONS = Path(__file__).parent / "migrations"
 # The newest migration in migrations/versions; a new migration moves it on (tests/test_startup.py checks).
 HEAD_REVISION = "0007"
+BUSY_TIMEOUT_MS = 30000  # how long an SQLite statement waits for another connection's lock
 # Held while a replica prepares the store, so that replicas starting together take turns.
 STARTUP_LOCK_ID = 0x5FCB07
 
@@ -41,7 +45,7 @@ def make_engine(url: str | None = None) -> Engine:
             cur = dbapi_conn.cursor()
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA foreign_keys=ON")
-            cur.execute("PRAGMA busy_timeout=30000")
+            cur.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
             # Deleted rows are overwritten, not left in free pages: what closing an anonymous survey
             # deletes must not stay readable in the file.
             cur.execute("PRAGMA secure_delete=ON")
@@ -97,6 +101,27 @@ def upgrade(engine: Engine) -> None:
         cfg = alembic_config(engine)
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "head")
+
+
+def empty_write_ahead_log(engine) -> bool:
+    """On SQLite, move the write-ahead log into the file and empty it; whether that was done.
+
+    It does not wait: a reader still open (a sweep reading on while it closes surveys, a request) would
+    otherwise hold the caller for the whole busy timeout. The retention sweep tries again later."""
+    if engine.dialect.name != "sqlite":
+        return True
+    try:
+        raw = engine.raw_connection()
+        try:
+            raw.driver_connection.execute("PRAGMA busy_timeout=0")
+            busy = raw.driver_connection.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+        finally:
+            raw.driver_connection.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+            raw.close()
+        return not busy
+    except Exception as exc:  # noqa: BLE001 - a later checkpoint does it; what was committed stands
+        log.warning("could not checkpoint the write-ahead log: %s", exc)
+        return False
 
 
 def current_revisions(conn: Connection) -> set[str]:
