@@ -102,6 +102,15 @@ class Person(Strict):
     teams: str | None = None  # Azure AD object id
     timezone: str | None = None
     location: str | None = None
+    # Where direct messages go for someone on both platforms; default Slack when it is connected.
+    prefer: Literal["slack", "teams"] | None = None
+
+    @model_validator(mode="after")
+    def _prefer_a_platform_they_are_on(self):
+        if self.prefer and not getattr(self, self.prefer):
+            raise ValueError(f"prefer: {self.prefer} needs this person's {self.prefer} id "
+                             f"(e.g. {self.prefer}: {'U0ABC123' if self.prefer == 'slack' else '<AAD object id>'})")
+        return self
 
     _zone = field_validator("timezone")(lambda cls, v: v if v is None else Calendar._zone(v))
 
@@ -400,6 +409,34 @@ class Delivery(Strict):
     give_up_hours: Annotated[float, Field(gt=0)] = 24
 
 
+# Where Teams' connector lives: the public cloud (smba.trafficmanager.net/<region>/), the Bot Framework's
+# own hosts, and the US government clouds (GCC, GCC High, DoD).
+TEAMS_SERVICE_HOSTS = (
+    "smba.trafficmanager.net",
+    "*.botframework.com",
+    "smba.infra.gcc.teams.microsoft.com",
+    "smba.infra.gov.teams.microsoft.us",
+    "smba.infra.dod.teams.microsoft.us",
+    "*.botframework.us",
+)
+
+
+class TeamsSettings(Strict):
+    """The hosts svcbot may post Teams messages to (an activity's serviceUrl): host names, ``*.`` for
+    any subdomain. Replaces the default list of Bot Framework hosts when given."""
+
+    service_hosts: tuple[Annotated[str, Field(pattern=r"^(\*\.)?[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$")], ...] \
+        = TEAMS_SERVICE_HOSTS
+
+    @field_validator("service_hosts", mode="before")
+    @classmethod
+    def _hosts_not_urls(cls, value):
+        for host in value if isinstance(value, (list, tuple)) else []:
+            if isinstance(host, str) and ("/" in host or ":" in host):
+                raise ValueError(f"'{host}' is not a host name; write just the host, e.g. smba.trafficmanager.net")
+        return value
+
+
 class BotSettings(Strict):
     name: str = "svcbot"
     slash_command: Annotated[str, Field(pattern=r"^/[a-z0-9_-]+$")] = "/svc"
@@ -414,6 +451,7 @@ class BotSettings(Strict):
 class AppConfig(Strict):
     bot: BotSettings = BotSettings()
     delivery: Delivery = Delivery()
+    teams: TeamsSettings = TeamsSettings()
     calendars: dict[str, Calendar]
     people: list[Person] = []
     groups: list[Group] = []

@@ -13,7 +13,8 @@ from storage.models import (AuditRecord, ConversationRef, Identity, OutboxMessag
 from tests.conftest import db_count, db_rows, demo_config, wait_until
 from tests.test_surveys_slack_e2e import stored_text, traces, with_quick_ticket_survey
 from tests.test_teams_e2e import (ADAPTIVE, TEAM_ID, TENANT, Member, card_of, card_text, execute_invoke,
-                                  installed_in_channel, installed_personally, personal_message, posted, sends)
+                                  installed_in_channel, installed_personally, personal_message, posted, sends,
+                                  server_env)  # noqa: F401 - a fixture: the emulator mode
 
 pytestmark = pytest.mark.e2e
 

@@ -170,6 +170,13 @@ def card_text(call) -> str:
 
 
 @pytest.fixture
+def server_env(server_env):
+    """Without credentials Teams is off; these servers take unauthenticated activities from loopback, as
+    with the Bot Framework Emulator, because the emulator mode is switched on."""
+    return {**server_env, "SVCBOT_TEAMS_EMULATOR": "1"}
+
+
+@pytest.fixture
 def channel_config(config_file):
     """The demo configuration with #payments mapped to the Teams channel the bot gets installed in."""
     cfg = demo_config()
@@ -204,6 +211,25 @@ def test_installation_stores_the_conversation_reference(start_server, fake_teams
     else:
         assert ref.user_aad_id == SANNE.aad and ref.team_id is None
     assert not fake_teams.calls  # installing says nothing by itself
+
+    # The same install again, unauthenticated, naming another host: the stored serviceUrl stays.
+    forged = {**activity, "id": new_id(), "serviceUrl": "http://169.254.169.254/"}
+    posted(server, forged)
+    [ref] = db_rows(database_url, ConversationRef)
+    assert (ref.service_url, ref.reference["serviceUrl"]) == (fake_teams.url + "/", fake_teams.url + "/")
+
+
+def test_teams_is_off_without_an_app_id_or_the_emulator_mode(start_server, fake_teams, database_url):
+    server = start_server(SVCBOT_TEAMS_EMULATOR=None)
+    forged = personal_message(fake_teams, TOM, "service set payments major-outage forged")
+    for activity in (installed_in_channel(fake_teams), forged):
+        response = post(server, activity)
+        assert response.status_code == 503, response.text
+        assert "MICROSOFT_APP_ID" in response.json()["error"]
+    assert db_rows(database_url, ConversationRef) == []
+    assert db_rows(database_url, ServiceStatus) == []
+    assert db_rows(database_url, AuditRecord) == []
+    assert not fake_teams.calls
 
 
 def test_personal_status_is_answered_with_an_adaptive_card_naming_every_service(start_server, fake_teams):
@@ -402,8 +428,9 @@ def test_the_same_activity_delivered_twice_changes_state_once(start_server, fake
 
 
 def test_with_an_app_id_unauthenticated_activities_are_refused(start_server, fake_teams, database_url):
+    # The emulator mode asked for as well changes nothing: with an app id every activity needs its token.
     server = start_server(MICROSOFT_APP_ID="9b1e4f0c-3d1a-4b6e-8f2a-5c7d9e0a1b2c",
-                          MICROSOFT_APP_PASSWORD="not-a-real-secret")
+                          MICROSOFT_APP_PASSWORD="not-a-real-secret", SVCBOT_TEAMS_EMULATOR="1")
     forged = personal_message(fake_teams, TOM, "service set payments major-outage forged")
     attempts = [(installed_in_channel(fake_teams), {}), (forged, {}),
                 (forged, {"Authorization": "Bearer not-a-jwt"}), (forged, {"Authorization": "Bearer a.b.c"}),
