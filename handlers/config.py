@@ -425,16 +425,16 @@ class TeamsSettings(Strict):
     """The hosts svcbot may post Teams messages to (an activity's serviceUrl): host names, ``*.`` for
     any subdomain. Replaces the default list of Bot Framework hosts when given."""
 
-    service_hosts: tuple[Annotated[str, Field(pattern=r"^(\*\.)?[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$")], ...] \
-        = TEAMS_SERVICE_HOSTS
+    service_hosts: tuple[str, ...] = TEAMS_SERVICE_HOSTS
 
-    @field_validator("service_hosts", mode="before")
+    @field_validator("service_hosts")
     @classmethod
-    def _hosts_not_urls(cls, value):
-        for host in value if isinstance(value, (list, tuple)) else []:
-            if isinstance(host, str) and ("/" in host or ":" in host):
-                raise ValueError(f"'{host}' is not a host name; write just the host, e.g. smba.trafficmanager.net")
-        return value
+    def _host_names(cls, hosts):
+        for host in hosts:
+            if not re.fullmatch(r"(\*\.)?[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*", host):
+                raise ValueError(f"'{host}' is not a host name in lower case; write just the host, "
+                                 "e.g. smba.trafficmanager.net or *.botframework.com")
+        return hosts
 
 
 class BotSettings(Strict):

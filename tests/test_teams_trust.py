@@ -5,6 +5,7 @@ from types import SimpleNamespace
 from unittest import mock
 
 import pytest
+import yaml
 from aiohttp.test_utils import make_mocked_request
 from botbuilder.core import BotAdapter
 from botbuilder.schema import Activity, ChannelAccount, ConversationAccount
@@ -14,8 +15,9 @@ from bot.outbox import Deliverer
 from bot.server import LazyTeams
 from bot.teams import TeamsSender, save_reference, token_vouches
 from bot.teams_trust import is_loopback, service_url_refusal, teams_mode, vouched_service_url
-from handlers.config import TEAMS_SERVICE_HOSTS
+from handlers.config import TEAMS_SERVICE_HOSTS, ConfigError, load_config
 from storage.models import ConversationRef
+from tests.conftest import demo_config
 from tests.test_outbox import queue, row_by_key
 
 CHANNEL = "19:ops@thread.tacv2"
@@ -161,3 +163,18 @@ async def test_a_post_to_a_host_that_is_not_the_bot_framework_fails_for_good_wit
     assert "not a Bot Framework service host" in row.last_error or "not https" in row.last_error
     assert adapter.mock_calls == []
     assert any("refused to post to Teams" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.parametrize("hosts, problem", [
+    (["connector.example.net", "https://smba.trafficmanager.net/emea/"], "'https://smba.trafficmanager.net/emea/' is not a host name"),
+    (["Smba_Host"], "'Smba_Host' is not a host name"),
+])
+def test_check_config_refuses_a_service_host_that_is_not_a_host_name(tmp_path, hosts, problem):
+    cfg = demo_config()
+    cfg["teams"] = {"service_hosts": hosts}
+    path = tmp_path / "app.yaml"
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    with pytest.raises(ConfigError) as refused:
+        load_config(path)
+    assert [p.split(":", 1)[0] for p in refused.value.problems] == ["teams.service_hosts"]
+    assert problem in refused.value.problems[0]
