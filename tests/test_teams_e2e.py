@@ -176,6 +176,16 @@ def server_env(server_env):
     return {**server_env, "SVCBOT_TEAMS_EMULATOR": "1"}
 
 
+def preferring_teams(config_file, *members: "Member") -> None:
+    """These people (on both platforms in the demo) get their direct messages in Teams, not Slack."""
+    cfg = yaml.safe_load(config_file.read_text())
+    aads = {m.aad for m in members}
+    for person in cfg["people"]:
+        if person.get("teams") in aads:
+            person["prefer"] = "teams"
+    config_file.write_text(yaml.safe_dump(cfg, sort_keys=False))
+
+
 @pytest.fixture
 def channel_config(config_file):
     """The demo configuration with #payments mapped to the Teams channel the bot gets installed in."""
@@ -261,7 +271,8 @@ def test_channel_mention_is_stripped_and_answered_in_the_thread(start_server, fa
 
 
 def test_owner_announces_to_the_channel_and_to_a_subscriber(start_server, fake_teams, fake_slack, database_url,
-                                                            channel_config):
+                                                            channel_config, config_file):
+    preferring_teams(config_file, SANNE)
     server = start_server()
     posted(server, installed_in_channel(fake_teams))
     posted(server, installed_personally(fake_teams, SANNE))
@@ -295,6 +306,8 @@ def test_owner_announces_to_the_channel_and_to_a_subscriber(start_server, fake_t
     assert len(sends(fake_teams, SANNE.personal)) == 2  # her subscribe answer and the announcement
     assert len(sends(fake_teams)) == 4
     assert not fake_teams.called("create_conversation")
+    # She prefers Teams: no direct message in Slack as well.
+    assert not [c for c in fake_slack.called("chat.postMessage") if c.params.get("channel") == "U0SANNE03"]
 
     [status] = db_rows(database_url, ServiceStatus)
     assert (status.service_id, status.state, status.message, status.updated_by) == \
@@ -311,8 +324,9 @@ def test_owner_announces_to_the_channel_and_to_a_subscriber(start_server, fake_t
 
 
 def test_subscriber_without_a_personal_chat_is_reached_through_a_new_one(start_server, fake_teams, database_url,
-                                                                         channel_config):
+                                                                         channel_config, config_file):
     """Sanne only ever pressed a button (no 1:1 chat stored); the bot is installed in the team, so it opens one."""
+    preferring_teams(config_file, SANNE)
     server = start_server()
     posted(server, installed_in_channel(fake_teams))
     assert posted(server, execute_invoke(fake_teams, SANNE, {"run": "subscribe payments"})).json()["statusCode"] == 200
