@@ -14,7 +14,7 @@ from sqlalchemy import text
 
 from bot import api
 from bot import status_page
-from bot.outbox import Delivered, Outgoing
+from bot.outbox import Delivered, DeliveryError, Outgoing
 from bot.runtime import Runtime
 from bot.teams_trust import EMULATOR_VARIABLE, is_loopback, peer_host, teams_mode
 from handlers import breaches, changes, digests, outages, reports, surveys
@@ -52,8 +52,7 @@ def build_app(runtime: Runtime) -> web.Application:
     teams = LazyTeams(runtime)
     if teams.configured:  # a misconfigured adapter fails the start, not the first Teams request
         teams.front()
-    if teams.mode:
-        senders["teams"] = teams
+    senders["teams"] = teams  # when Teams is off, its messages fail at once, saying so
     app.router.add_post("/api/messages", teams.handle)
 
     app.router.add_get("/healthz", _healthz)
@@ -132,7 +131,7 @@ class LazyTeams:
     """Teams' front and sender, built when first needed: bot.teams imports botbuilder, the largest single
     import of the start-up, and a server that never hears from Teams need not pay for it. Built at once
     when MICROSOFT_APP_ID is given, since the adapter checks its settings when built. With neither an app
-    id nor the emulator mode, Teams is off: /api/messages answers 503 and nothing is sent to Teams."""
+    id nor the emulator mode, Teams is off: /api/messages answers 503 and Teams messages fail unsent."""
 
     platform = "teams"
     SETTINGS = ("MICROSOFT_APP_ID", "MICROSOFT_APP_PASSWORD", "MICROSOFT_APP_TYPE", "MICROSOFT_APP_TENANT_ID")
@@ -157,21 +156,30 @@ class LazyTeams:
             return web.json_response({"error": "Teams is not configured on this server (set MICROSOFT_APP_ID, "
                                                "MICROSOFT_APP_PASSWORD; or " + EMULATOR_VARIABLE + "=1 for "
                                                "the Bot Framework Emulator on this machine)"}, status=503)
-        if self.mode == "emulator" and not is_loopback(peer_host(request.transport)):
+        # A reverse proxy on this machine makes every caller look local: what came through one is refused.
+        proxied = [name for name in FORWARDING_HEADERS if name in request.headers]
+        if self.mode == "emulator" and (proxied or not is_loopback(peer_host(request.transport))):
             self.runtime.metrics.requests_refused.labels(platform="teams", reason="auth").inc()
-            log.warning("refused an unauthenticated Teams activity from %s: the emulator mode takes loopback only",
-                        peer_host(request.transport))
+            log.warning("refused an unauthenticated Teams activity from %s%s: the emulator mode takes this "
+                        "machine only", peer_host(request.transport), f" via {', '.join(proxied)}" if proxied else "")
             return web.json_response({"error": "the Teams emulator mode accepts activities from this machine only"},
                                      status=403)
         return await self.front().handle(request)
 
     async def send(self, item: Outgoing) -> Delivered:
+        if self.mode is None:
+            raise DeliveryError("Teams is off on this server (no MICROSOFT_APP_ID): not sent", permanent=True)
         self.front()
         return await self._sender.send(item)
 
     async def find_sent(self, item: Outgoing) -> Delivered | None:
+        if self.mode is None:
+            return None
         self.front()
         return await self._sender.find_sent(item)
+
+
+FORWARDING_HEADERS = ("Forwarded", "X-Forwarded-For", "X-Forwarded-Host", "X-Real-IP")
 
 
 async def _slack_off(request: web.Request) -> web.Response:

@@ -56,16 +56,34 @@ async def test_api_messages_answers_503_when_teams_is_off(runtime, monkeypatch):
     assert teams._front is None  # botbuilder was not even loaded for it
 
 
-async def test_the_emulator_mode_refuses_a_peer_that_is_not_loopback_whatever_its_headers_say(runtime, monkeypatch):
+@pytest.mark.parametrize("peer, headers", [
+    ("203.0.113.9", {}),
+    ("10.1.2.3", {"X-Forwarded-For": "127.0.0.1"}),   # a header cannot make a caller local
+    ("127.0.0.1", {"X-Forwarded-For": "203.0.113.9"}),  # through a reverse proxy on this machine
+    ("::1", {"Forwarded": "for=203.0.113.9"}),
+])
+async def test_the_emulator_mode_refuses_what_does_not_come_straight_from_this_machine(runtime, monkeypatch,
+                                                                                      peer, headers):
     monkeypatch.delenv("MICROSOFT_APP_ID", raising=False)
     monkeypatch.setenv("SVCBOT_TEAMS_EMULATOR", "1")
     teams = LazyTeams(runtime)
-    response = await teams.handle(_request("203.0.113.9", **{"X-Forwarded-For": "127.0.0.1",
-                                                             "Forwarded": "for=127.0.0.1"}))
+    response = await teams.handle(_request(peer, **headers))
     assert response.status == 403
     assert teams._front is None
     assert runtime.metrics.registry.get_sample_value(
         "svcbot_requests_refused_total", {"platform": "teams", "reason": "auth"}) == 1
+
+
+async def test_with_teams_off_a_teams_message_fails_at_once_unsent(runtime, ctx, clock, monkeypatch):
+    monkeypatch.delenv("MICROSOFT_APP_ID", raising=False)
+    monkeypatch.delenv("SVCBOT_TEAMS_EMULATOR", raising=False)
+    teams = LazyTeams(runtime)
+    queue(runtime, "digest", platform="teams", target=CHANNEL)
+    assert await Deliverer(ctx, {"teams": teams}, runtime.metrics).sweep() == 0
+    row = row_by_key(ctx, "digest")
+    assert (row.status, row.attempts, row.last_error) == \
+        ("failed", 1, "Teams is off on this server (no MICROSOFT_APP_ID): not sent")
+    assert teams._front is None
 
 
 @pytest.mark.parametrize("host, loopback", [
