@@ -1,23 +1,27 @@
 """The JSON API for other systems, under /api/v1: tickets and their history, outages, the service catalogue
 and its availability, the SLA reports, requests for change, pulse and after-ticket surveys, the CSI register,
-the Prometheus Alertmanager webhook, and the OpenAPI document that describes all of them. Beside it, without a
-token, ``GET /changes.ics``: the forward schedule of change as an iCalendar feed.
+the Prometheus Alertmanager webhook, and the OpenAPI document that describes all of them. Beside it, as the
+status page is (``status_page`` in app.yaml), ``GET /changes.ics``: the forward schedule of change as iCalendar.
 
-- Every endpoint but the OpenAPI document wants ``Authorization: Bearer $SVCBOT_API_TOKEN`` (compared in
-  constant time). Without the variable the API is off and says so (503); a missing or wrong token is 401.
-- Every write runs as the API actor (platform ``api``, person ``api``) inside ``ctx.change(...)``, so the
-  audit and outbox rows commit with the change or not at all. The Alertmanager webhook writes through
-  ``handlers.outages.apply_alerts``, which keeps its own transaction with the same actor. Changes, surveys and
-  CSI items are the exception: they are requested, started, run, closed … by people, so those calls name the
-  person (``requester``, ``by``, ``owner``, ``person``) and run as them (platform ``api``), through the same
-  handlers and rights as chat. A ticket may name its ``requester``: resolved through the API, it arms their
-  after-ticket survey as chat does.
+- Every endpoint but the OpenAPI document wants the bearer token of an API client, with the scope the
+  operation needs (bot/api_clients.py: tokens, scopes, on whose behalf; ``SVCBOT_API_TOKEN`` is the client
+  ``legacy``). Without any client the API is off and says so (503); a missing or unknown token is 401, a token
+  without the scope 403.
+- Every write runs as the client (platform ``api``, person ``api``, the client's name in the audit) inside
+  ``ctx.change(...)``, so the audit and outbox rows commit with the change or not at all. The Alertmanager
+  webhook writes through ``handlers.outages.apply_alerts``, which keeps its own transaction with the same
+  actor. Changes, surveys and CSI items are the exception: they are requested, started, run, closed … by
+  people, so those calls name the person (``requester``, ``by``, ``owner``, ``person``) and run as them
+  (platform ``api``), through the same handlers and rights as chat, if the client may act on their behalf
+  (403 otherwise). A ticket may name its ``requester`` (the same rule): resolved through the API, it arms
+  their after-ticket survey as chat does.
 - Who answered an anonymous survey is never told: its results and comments stay hidden below
   ``surveys.min_respondents`` answers, its comments carry no names, and who was asked is only counted.
 - ``OPENAPI`` below is the one description of the API: routes are registered from its paths, and request
   bodies and query parameters are checked against its schemas by ``check``.
 - A bad request gets ``{"error": ..., "problems": [...]}`` and changes nothing: 400 (not JSON, a bad query
-  parameter, a malformed Alertmanager payload), 403 (the person named may not do it), 404 (an unknown
+  parameter, a malformed Alertmanager payload), 403 (a token without the scope, a person the client may not
+  act for, or a person who may not do it), 404 (an unknown
   ticket, outage, service, change, survey or CSI item in the path), 409 (the request conflicts with what is
   stored), 422 (JSON that does not fit the schema or names something unknown). Anything unexpected is logged
   with a reference and answered 500 with it.
@@ -27,7 +31,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import hashlib
-import hmac
 import json
 import logging
 import os
@@ -41,6 +44,8 @@ from aiohttp import web
 from sqlalchemy import func, or_, select
 from sqlalchemy.exc import IntegrityError
 
+from bot import api_clients
+from bot.api_clients import ApiError
 from handlers import availability as availability_math
 from handlers import breaches, change_calendar, changes, csi, outages, satisfaction, sla, surveys, tickets
 from handlers.alertmanager import PayloadError, parse_rfc3339, parse_webhook
@@ -65,6 +70,8 @@ CHANGES_SHOWN, CHANGES_MAX = 100, 1000  # GET /changes: by default, and at most
 ICS_PATH = "/changes.ics"  # public, like a status page: the forward schedule of change for calendar clients
 ICS_DAYS, ICS_DAYS_MAX = 180, 730  # ahead
 ICS_PAST, ICS_PAST_MAX = 30, 365  # back
+CLIENT = web.RequestKey("api_client", api_clients.Client)  # the client of the request's token
+ID_MAX = 2**31 - 1  # the largest row id (PostgreSQL's integer); a larger number names nothing: 404
 
 
 # ================================================================================== the OpenAPI document
@@ -746,10 +753,11 @@ RESPONSES = {
                      "headers": {"WWW-Authenticate": {"schema": {"type": "string"},
                                                       "description": "Bearer realm=\"svcbot\""}}},
     "NotFound": _error("No such ticket, outage, service, change, survey or CSI item"),
-    "Forbidden": _error("The person named may not do this; nothing changed"),
+    "Forbidden": _error("The token lacks the scope this operation needs, the client may not act for the person "
+                        "named, or that person may not do this; nothing changed"),
     "Conflict": _error("The request conflicts with what is stored; nothing changed"),
     "Unprocessable": _error("The body does not fit the schema, or names something unknown; nothing changed"),
-    "ApiOff": _error("SVCBOT_API_TOKEN is not set on this server: the API is off"),
+    "ApiOff": _error("Neither api_clients nor SVCBOT_API_TOKEN is set on this server: the API is off"),
     "ServerError": _error("Something unexpected; the answer carries a reference to the server's log"),
 }
 
@@ -843,11 +851,13 @@ OPENAPI: dict[str, Any] = {
         "description": "Tickets and their history, outages, services and availability, SLA reports, requests for "
                        "change, pulse and after-ticket surveys, the continual service improvement (CSI) register, "
                        "and the Prometheus Alertmanager webhook. Times are RFC 3339 with an offset; answers "
-                       "are in UTC. The forward schedule of change is also served, without a token, as an "
-                       "iCalendar feed at `/changes.ics?days=180&past=30` (days ahead up to 730, days back up to "
-                       "365). "
-                       "Every endpoint but this document wants `Authorization: Bearer $SVCBOT_API_TOKEN`. A bad "
-                       "request gets `{\"error\", \"problems\"}` and changes nothing.",
+                       "are in UTC. The forward schedule of change is also served as an iCalendar feed at "
+                       "`/changes.ics?days=180&past=30` (days ahead up to 730, days back up to 365), public "
+                       "unless app.yaml's `status_page` makes it private (then `?key=FEED_KEY`, or a token with "
+                       "the scope `read`). "
+                       "Every endpoint but this document wants `Authorization: Bearer TOKEN`, an API client's "
+                       "token with a scope the operation lists. A bad request gets `{\"error\", \"problems\"}` "
+                       "and changes nothing.",
     },
     "jsonSchemaDialect": "https://spec.openapis.org/oas/3.1/dialect/base",
     "security": [{"bearerAuth": []}],
@@ -1003,6 +1013,9 @@ OPENAPI: dict[str, Any] = {
 }
 
 
+api_clients.describe_security(OPENAPI, _answer("Forbidden"))
+
+
 # ================================================================================== checking against it
 
 def resolve(node: dict) -> dict:
@@ -1129,16 +1142,6 @@ class _Raced(Exception):
     """Another request stored the same idempotency key first."""
 
 
-class ApiError(Exception):
-    def __init__(self, status: int, error: str, problems: list[str] | None = None, headers: dict | None = None):
-        super().__init__(error)
-        self.status, self.error, self.problems, self.headers = status, error, problems or [], headers or {}
-
-    def response(self) -> web.Response:
-        return web.json_response({"error": self.error, "problems": self.problems}, status=self.status,
-                                 headers=self.headers)
-
-
 def _iso(moment: datetime | None) -> str | None:
     return None if moment is None else moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
@@ -1255,8 +1258,10 @@ def _ics_window(request: web.Request) -> tuple[int, int]:
     problems, values = [], {}
     for name in dict.fromkeys(request.query.keys()):
         given = request.query.getall(name)
+        if name == "key":  # a feed key, checked before (bot/api_clients.py)
+            continue
         if name not in limits:
-            problems.append(f"{name}: unknown parameter; parameters: days, past")
+            problems.append(f"{name}: unknown parameter; parameters: days, past, key")
         elif len(given) > 1:
             problems.append(f"{name}: given {len(given)} times")
         elif not re.fullmatch(r"\d{1,4}", given[0]) or int(given[0]) > limits[name][1]:
@@ -1328,7 +1333,7 @@ def outage_view(outage: Outage) -> dict:
 def _find_ticket(session, ref: str) -> Ticket:
     m = tickets.NUMBER.match(ref)
     if m:
-        ticket = session.get(Ticket, int(m[1]))
+        ticket = session.get(Ticket, int(m[1])) if int(m[1]) <= ID_MAX else None
     elif ref.startswith("ext:") and len(ref) > 4:
         found = session.scalars(select(Ticket).where(Ticket.external_id == ref[4:])
                                 .order_by(Ticket.source != "api", Ticket.id)).all()
@@ -1345,7 +1350,7 @@ def _find_ticket(session, ref: str) -> Ticket:
 
 def _find_outage(session, key: str) -> Outage:
     m = OUTAGE_NUMBER.match(key)
-    outage = session.get(Outage, int(m[1])) if m else session.scalar(
+    outage = (session.get(Outage, int(m[1])) if int(m[1]) <= ID_MAX else None) if m else session.scalar(
         select(Outage).where(Outage.source == "api", Outage.fingerprint == key))
     if outage is None:
         raise ApiError(404, f"There is no outage '{key}'", [f"id: no outage '{key}'; say OUT-N or the id it was "
@@ -1509,8 +1514,9 @@ def csi_view(ctx: Context, item: CsiItem) -> dict:
 class Api:
     def __init__(self, runtime):
         self.runtime = runtime
-        token = os.environ.get("SVCBOT_API_TOKEN") or ""
-        self.token = token.encode() if token else None
+        self.clients = api_clients.Clients(runtime.ctx.config, os.environ.get("SVCBOT_API_TOKEN"))
+        self.scopes = {(method.upper(), path): api_clients.scopes_of(method, op)
+                       for path, ops in OPENAPI["paths"].items() for method, op in ops.items()}
 
     @property
     def ctx(self) -> Context:
@@ -1519,22 +1525,21 @@ class Api:
     # ------------------------------------------------------------------ access
 
     def authorize(self, request: web.Request) -> None:
-        if self.token is None:
-            raise ApiError(503, "The JSON API is off: SVCBOT_API_TOKEN is not set on this server",
-                           ["server: set SVCBOT_API_TOKEN to turn the API on"])
-        header = request.headers.get("Authorization", "")
-        scheme, _, given = header.partition(" ")
-        if not header:
-            problem, error = "Authorization: missing; send Authorization: Bearer TOKEN", None
-        elif scheme.lower() != "bearer" or not given.strip():
-            problem, error = "Authorization: not a bearer token; send Authorization: Bearer TOKEN", "invalid_request"
-        elif not hmac.compare_digest(given.strip().encode(), self.token):
-            problem, error = "Authorization: wrong token", "invalid_token"
-        else:
-            return
-        self.runtime.metrics.requests_refused.labels(platform="api", reason="token").inc()
-        challenge = 'Bearer realm="svcbot"' + (f', error="{error}"' if error else "")
-        raise ApiError(401, "A valid bearer token is needed", [problem], {"WWW-Authenticate": challenge})
+        """The client of the request's token, kept on the request; 401, 403 or 503 otherwise."""
+        client = self.clients.authenticate(request, self.runtime.metrics)
+        route = request.match_info.route.resource
+        scopes = self.scopes.get((request.method, route.canonical)) if route is not None else None
+        if scopes:
+            try:
+                api_clients.require_scope(client, scopes, request.method, route.canonical)
+            except ApiError:
+                self.runtime.metrics.requests_refused.labels(platform="api", reason="scope").inc()
+                raise
+        request[CLIENT] = client
+
+    @staticmethod
+    def _client(request: web.Request) -> api_clients.Client:
+        return request[CLIENT]
 
     @web.middleware
     async def middleware(self, request: web.Request, handler):
@@ -1577,8 +1582,11 @@ class Api:
                             f"{', '.join(p.id for p in ctx.config.people)}")
         if problems:
             raise ApiError(422, "The request body is not valid", problems)
+        client = self._client(request)
+        if "requester" in body:
+            api_clients.on_behalf(client, body["requester"], "requester")
         service = ctx.config.service(body["service"])
-        status, view = await asyncio.to_thread(self._create_ticket, service.id, body, opened_at)
+        status, view = await asyncio.to_thread(self._create_ticket, client.actor(), service.id, body, opened_at)
         headers = {"Location": f"{PREFIX}/tickets/{view['id']}"} if status == 201 else None
         return web.json_response(view, status=status, headers=headers)
 
@@ -1589,13 +1597,13 @@ class Api:
             ticket = s.scalar(select(Ticket).where(Ticket.source == "api", Ticket.external_id == external_id))
             return {**ticket_view(self.ctx, s, ticket), "duplicate": True} if ticket else None
 
-    def _create_ticket(self, service_id: str, body: dict, opened_at: datetime) -> tuple[int, dict]:
+    def _create_ticket(self, actor: Actor, service_id: str, body: dict, opened_at: datetime) -> tuple[int, dict]:
         external_id = body.get("external_id")
         existing = self._existing_ticket(external_id)
         if existing:
             return 200, existing
         ctx = self.ctx
-        cmd = Command(ACTOR, f"api: open a ticket on {service_id}" + (f" ({external_id})" if external_id else ""))
+        cmd = Command(actor, f"api: open a ticket on {service_id}" + (f" ({external_id})" if external_id else ""))
         try:
             with ctx.change(cmd) as work:
                 ticket = tickets.open_ticket(
@@ -1604,7 +1612,8 @@ class Api:
                     group=body.get("group"), state=body.get("state", "new"),
                     opened_by=body.get("requester", ACTOR.person_id))
                 work.audit(f"{ticket.kind}.new", tickets.number(ticket), service=service_id,
-                           priority=ticket.priority, external_id=external_id, opened_at=_iso(opened_at))
+                           priority=ticket.priority, external_id=external_id, opened_at=_iso(opened_at),
+                           **({"requester": body["requester"]} if "requester" in body else {}))
                 breaches.sync_clocks(work, ticket)
                 surveys.after_ticket(work, ticket)
                 view = {**ticket_view(ctx, work.session, ticket), "duplicate": False}
@@ -1633,7 +1642,8 @@ class Api:
         if problems:
             raise ApiError(422, "The request body is not valid", problems)
         event_id = body.get("event_id")
-        view = await asyncio.to_thread(self._add_event, ref, kind, value, at, event_id)
+        view = await asyncio.to_thread(self._add_event, self._client(request).actor(), ref, kind, value, at,
+                                       event_id)
         return web.json_response(view)
 
     def _value_problems(self, kind: str, value: str | None) -> list[str]:
@@ -1649,9 +1659,10 @@ class Api:
             return _group(self.ctx, value, "value", "supplier") if value is not None else []
         return [] if value is None else [f"value: a {kind} event takes no value"]
 
-    def _add_event(self, ref: str, kind: str, value: str | None, at: datetime, event_id: str | None) -> dict:
+    def _add_event(self, actor: Actor, ref: str, kind: str, value: str | None, at: datetime,
+                   event_id: str | None) -> dict:
         ctx = self.ctx
-        cmd = Command(ACTOR, f"api: {kind} {ref}", delivery_key=f"api:event:{event_id}" if event_id else None)
+        cmd = Command(actor, f"api: {kind} {ref}", delivery_key=f"api:event:{event_id}" if event_id else None)
         try:
             with ctx.change(cmd) as work:
                 ticket = _find_ticket(work.session, ref)
@@ -1762,7 +1773,8 @@ class Api:
         if problems:
             raise ApiError(422, "The request body is not valid", problems)
         service = ctx.config.service(body["service"])
-        status, view = await asyncio.to_thread(self._create_outage, service.id, body, started_at, ended_at)
+        status, view = await asyncio.to_thread(self._create_outage, self._client(request).actor(), service.id, body,
+                                               started_at, ended_at)
         return web.json_response(view, status=status)
 
     def _existing_outage(self, key: str | None) -> dict | None:
@@ -1772,13 +1784,13 @@ class Api:
             outage = s.scalar(select(Outage).where(Outage.source == "api", Outage.fingerprint == key))
             return {**outage_view(outage), "duplicate": True} if outage else None
 
-    def _create_outage(self, service_id: str, body: dict, started_at: datetime,
+    def _create_outage(self, actor: Actor, service_id: str, body: dict, started_at: datetime,
                        ended_at: datetime | None) -> tuple[int, dict]:
         key = body.get("id")
         existing = self._existing_outage(key)
         if existing:
             return 200, existing
-        cmd = Command(ACTOR, f"api: {body['kind']} outage of {service_id}" + (f" ({key})" if key else ""))
+        cmd = Command(actor, f"api: {body['kind']} outage of {service_id}" + (f" ({key})" if key else ""))
         try:
             with self.ctx.change(cmd) as work:
                 outage = outages.open_outage(work, service_id, body["kind"], "api", key or
@@ -1803,10 +1815,11 @@ class Api:
         problems = _not_future("ended_at", ended_at, now)
         if problems:
             raise ApiError(422, "The request body is not valid", problems)
-        return web.json_response(await asyncio.to_thread(self._end_outage, key, ended_at, "ended_at" in body))
+        return web.json_response(await asyncio.to_thread(self._end_outage, self._client(request).actor(), key,
+                                                         ended_at, "ended_at" in body))
 
-    def _end_outage(self, key: str, ended_at: datetime, given: bool) -> dict:
-        cmd = Command(ACTOR, f"api: end outage {key}")
+    def _end_outage(self, actor: Actor, key: str, ended_at: datetime, given: bool) -> dict:
+        cmd = Command(actor, f"api: end outage {key}")
         with self.ctx.change(cmd) as work:
             outage = _find_outage(work.session, key)
             name = f"OUT-{outage.id}"
@@ -1852,18 +1865,19 @@ class Api:
 
     # ------------------------------------------------------------------ changes
 
-    def _person(self, key: str, field: str):
+    def _acting(self, request: web.Request, key: str, field: str) -> Actor:
+        """The person the body names, as the request's client acting on their behalf: 403 when the client
+        may not act for them, 422 when app.yaml has no such person."""
+        client = self._client(request)
+        if not client.acts_for_people:
+            api_clients.on_behalf(client, key, field)
         person = self.ctx.config.person(key)
         if person is None:
             people = ", ".join(p.id for p in self.ctx.config.people)
             raise ApiError(422, "The request body is not valid",
                            [f"{field}: there is no person '{key}' in app.yaml; people: {people}"])
-        return person
-
-    def _actor(self, person) -> Actor:
-        """The API acts on a person's behalf: their rights, the API's platform, times without a zone in UTC."""
-        return Actor(person_id=person.id, name=person.name, platform="api", roles=self.ctx.roles_of(person.id),
-                     timezone="UTC")
+        api_clients.on_behalf(client, person.id, field)
+        return client.actor_for(person, self.ctx.roles_of(person.id))
 
     def _change(self, change_id: int) -> dict:
         with self.ctx.sessions() as s:
@@ -1871,13 +1885,13 @@ class Api:
 
     async def changes_create(self, request: web.Request) -> web.Response:
         body = await _body(request, "ChangeCreate")
-        person = self._person(body["requester"], "requester")
-        view = await asyncio.to_thread(self._create_change, person, body)
+        actor = self._acting(request, body["requester"], "requester")
+        view = await asyncio.to_thread(self._create_change, actor, body)
         return web.json_response(view, status=201, headers={"Location": f"{PREFIX}/changes/{view['id']}"})
 
-    def _create_change(self, person, body: dict) -> dict:
+    def _create_change(self, actor: Actor, body: dict) -> dict:
         values = {k: v for k, v in body.items() if k in changes.FIELDS}
-        cmd = Command(self._actor(person), f"api: change new for {person.id}", via="api")
+        cmd = Command(actor, f"api: change new for {actor.person_id}", via="api")
         try:
             change_id, _ = changes.create(self.ctx, cmd, values, source="api")
         except FormInvalid as exc:
@@ -1950,7 +1964,7 @@ class Api:
         rights and checks as in Slack or Teams."""
         key = request.match_info["id"]
         body = await _body(request, schema)
-        person = self._person(body["by"], "by")
+        actor = self._acting(request, body["by"], "by")
         note = " ".join(body.get("note", "").split())
         if verb == "fail" and not note:
             raise ApiError(422, "The request body is not valid", ["note: say what happened"])
@@ -1958,7 +1972,7 @@ class Api:
         def run() -> tuple[str, Any]:
             with self.ctx.sessions() as s:
                 change_id = _find_change(s, key).id
-            cmd = Command(self._actor(person), f"change {verb} CHG-{change_id}", via="api")
+            cmd = Command(actor, f"change {verb} CHG-{change_id}", via="api")
             reply, outcome, _ = guarded(self.ctx, cmd, lambda: changes.move(
                 self.ctx, cmd, change_id, verb, note, body.get("outcome") == "with-issues"))
             return outcome, self._change(change_id) if outcome == "ok" else reply
@@ -1974,7 +1988,11 @@ class Api:
                                   "reference": ref}, status=500)
 
     async def changes_ics(self, request: web.Request) -> web.StreamResponse:
-        """GET /changes.ics: public, streamed; the store is read (two queries) before the first byte is sent."""
+        """GET /changes.ics: streamed; the store is read (two queries) before the first byte is sent. Public
+        unless status_page makes the calendar private."""
+        refusal = self.clients.feed_refusal(request, self.ctx.config.status_page.calendar_private)
+        if refusal is not None:
+            return refusal.response()
         try:
             days, past = _ics_window(request)
         except ApiError as exc:
@@ -2010,11 +2028,11 @@ class Api:
 
     async def surveys_create(self, request: web.Request) -> web.Response:
         body = await _body(request, "SurveyCreate")
-        person = self._person(body["owner"], "owner")
-        view = await asyncio.to_thread(self._create_survey, person, body)
+        actor = self._acting(request, body["owner"], "owner")
+        view = await asyncio.to_thread(self._create_survey, actor, body)
         return web.json_response(view, status=201, headers={"Location": f"{PREFIX}/surveys/{view['id']}"})
 
-    def _create_survey(self, person, body: dict) -> dict:
+    def _create_survey(self, actor: Actor, body: dict) -> dict:
         """The chat form's text values: lists as comma-separated names, true and false as yes and no, the
         closing time in UTC (check() has made sure it is an RFC 3339 date-time)."""
         values: dict[str, str] = {}
@@ -2029,7 +2047,7 @@ class Api:
             elif name == "closes":
                 value = parse_rfc3339(value).isoformat()
             values[name] = value
-        cmd = Command(self._actor(person), f"api: survey new for {person.id}", via="api")
+        cmd = Command(actor, f"api: survey new for {actor.person_id}", via="api")
         try:
             survey_id, _ = surveys.create(self.ctx, cmd, values)
         except Refused as exc:
@@ -2068,12 +2086,12 @@ class Api:
     async def surveys_close(self, request: web.Request) -> web.Response:
         key = request.match_info["id"]
         body = await _body(request, "SurveyClose")
-        person = self._person(body["person"], "person")
+        actor = self._acting(request, body["person"], "person")
 
         def run() -> dict:
             with self.ctx.sessions() as s:
                 survey_id = _find_survey(s, key).id
-            cmd = Command(self._actor(person), f"survey close {surveys.number(survey_id)}", via="api")
+            cmd = Command(actor, f"survey close {surveys.number(survey_id)}", via="api")
             try:
                 surveys.close_cmd(self.ctx, cmd, survey_id)
             except Refused as exc:
@@ -2104,13 +2122,13 @@ class Api:
 
     async def csi_create(self, request: web.Request) -> web.Response:
         body = await _body(request, "CsiCreate")
-        person = self._person(body["person"], "person")
-        view = await asyncio.to_thread(self._create_csi, person, body)
+        actor = self._acting(request, body["person"], "person")
+        view = await asyncio.to_thread(self._create_csi, actor, body)
         return web.json_response(view, status=201, headers={"Location": f"{PREFIX}/csi/{view['id']}"})
 
-    def _create_csi(self, person, body: dict) -> dict:
+    def _create_csi(self, actor: Actor, body: dict) -> dict:
         values = {k: v for k, v in body.items() if k in csi.FIELDS}
-        cmd = Command(self._actor(person), f"api: csi add for {person.id}", via="api")
+        cmd = Command(actor, f"api: csi add for {actor.person_id}", via="api")
         try:
             item_id = csi.add(self.ctx, cmd, values)[0]
         except FormInvalid as exc:
@@ -2124,13 +2142,13 @@ class Api:
     async def csi_done(self, request: web.Request) -> web.Response:
         key = request.match_info["id"]
         body = await _body(request, "CsiDone")
-        person = self._person(body["person"], "person")
+        actor = self._acting(request, body["person"], "person")
         note = " ".join(body.get("note", "").split())
 
         def run() -> dict:
             with self.ctx.sessions() as s:
                 item_id = _find_csi(s, key).id
-            cmd = Command(self._actor(person), f"csi done CSI-{item_id}", via="api")
+            cmd = Command(actor, f"csi done CSI-{item_id}", via="api")
             try:
                 csi.done(self.ctx, cmd, item_id, note)
             except Refused as exc:
@@ -2162,7 +2180,7 @@ class Api:
             raise ApiError(400, "Not an Alertmanager webhook payload (version 4)", long)
         notes += [f"alerts: {e.fingerprint} names service '{e.service}', which is not in the catalogue"
                   for e in events if self.ctx.config.service(e.service) is None]
-        counts = await asyncio.to_thread(outages.apply_alerts, self.ctx, events, ACTOR)
+        counts = await asyncio.to_thread(outages.apply_alerts, self.ctx, events, self._client(request).actor())
         return web.json_response({**counts, "notes": notes})
 
 
@@ -2174,5 +2192,8 @@ def register(app: web.Application, runtime) -> None:
         for method, op in ops.items():
             app.router.add_route(method.upper(), path, getattr(api, op["operationId"]))
     app.router.add_get(ICS_PATH, api.changes_ics)
-    if api.token is None:
-        log.warning("SVCBOT_API_TOKEN is not set: the JSON API under %s answers 503", PREFIX)
+    if api.clients.off:
+        log.warning("Neither api_clients nor SVCBOT_API_TOKEN is set: the JSON API under %s answers 503", PREFIX)
+    elif any(c.name == api_clients.LEGACY for c in api.clients.all):
+        log.info("SVCBOT_API_TOKEN is the API client 'legacy' (every scope, acting for anyone); "
+                 "see the README to move to named clients")

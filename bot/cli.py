@@ -53,6 +53,16 @@ def main(argv: list[str] | None = None) -> int:
     report.add_argument("--service", default="all", help="a service id or name, or all (default)")
     report.add_argument("--month", help="YYYY-MM, last-month (default) or this-month, in the bot's time zone")
     report.add_argument("--output", default=".", help="the folder to write into (default: the current one)")
+    client = sub.add_parser("api-client", help="a new API client token, and its lines for app.yaml")
+    client.add_argument("action", choices=["new"])
+    client.add_argument("name", help="the client's name, like monitoring or servicenow")
+    client.add_argument("--scopes", default="read",
+                        help="comma-separated: alerts, tickets, outages, changes, surveys, csi, read (default read)")
+    client.add_argument("--on-behalf-of", default="",
+                        help="comma-separated person ids it may name as the one acting, or '*' for anyone")
+    feed = sub.add_parser("feed-key", help="a new key for a private status page and its feeds (?key=…)")
+    feed.add_argument("action", choices=["new"])
+    feed.add_argument("name", help="what it is for, like outlook or wall-display")
     args = parser.parse_args(argv)
 
     logging.basicConfig(level=os.environ.get("SVCBOT_LOG_LEVEL", "WARNING" if args.command == "console" else "INFO"),
@@ -71,6 +81,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{_config_path(args)}: OK — {len(config.services)} services, {len(config.agreements)} agreements, "
               f"{len(config.calendars)} calendars, {len(config.people)} people")
         return 0
+
+    if args.command in ("api-client", "feed-key"):
+        return _new_secret(config, args)
 
     if args.command == "manifest" and args.platform == "teams":
         from urllib.parse import urlparse
@@ -123,6 +136,44 @@ def main(argv: list[str] | None = None) -> int:
             return 2
     from bot.server import serve
     serve(runtime, args.port)
+    return 0
+
+
+def _new_secret(config, args) -> int:
+    """A fresh random token, printed once, and the app.yaml lines holding only its hash."""
+    import re
+
+    import yaml
+
+    from bot.api_clients import hash_token, new_token
+    from handlers.config import API_SCOPES, ID_PATTERN
+    problems = [] if re.match(ID_PATTERN, args.name) else [f"name: '{args.name}' is not an id like monitoring"]
+    token = new_token()
+    if args.command == "feed-key":
+        entry, where = {"name": args.name, "key_hash": hash_token(token)}, "status_page.feed_keys"
+        taken = [k.name for k in config.status_page.feed_keys]
+    else:
+        scopes = [s.strip() for s in args.scopes.split(",") if s.strip()]
+        people = [p.strip() for p in args.on_behalf_of.split(",") if p.strip()]
+        problems += [f"--scopes: unknown scope '{s}'; scopes: {', '.join(API_SCOPES)}"
+                     for s in scopes if s not in API_SCOPES] or ([] if scopes else ["--scopes: name at least one"])
+        problems += [f"--on-behalf-of: no person '{p}' in {_config_path(args)}"
+                     for p in people if p != "*" and config.person(p) is None]
+        entry = {"name": args.name, "token_hash": hash_token(token), "scopes": scopes,
+                 **({"on_behalf_of": "*" if "*" in people else people} if people else {})}
+        where, taken = "api_clients", [c.name for c in config.api_clients] + ["legacy"]
+    if args.name in taken:
+        problems.append(f"name: '{args.name}' is taken in {_config_path(args)}")
+    if problems:
+        for problem in problems:
+            print(f"svcbot: {problem}", file=sys.stderr)
+        return 2
+    lines = yaml.safe_dump([entry], sort_keys=False, default_flow_style=False).rstrip().splitlines()
+    use = ("Authorization: Bearer <token>" if args.command == "api-client"
+           else "?key=<token>, as in https://your.host/changes.ics?key=<token>")
+    print(f"token (shown once; keep it where the caller keeps secrets; it is sent as {use}):\n  {token}\n")
+    print(f"add to {where} in {_config_path(args)}:")
+    print("\n".join("  " + line for line in lines))
     return 0
 
 

@@ -81,16 +81,43 @@ def _render(platform: str, reply: Reply, suffix: str):
         return through(_env(own=False))
 
 
+# Slack refuses a whole message (invalid_blocks) when one block is over its limit.
 SLACK_MAX_BLOCKS = 50
+SLACK_MAX_FIELDS = 10  # per section
+SLACK_MAX_ELEMENTS = 25  # per actions block
+
+
+def _split_blocks(blocks: list[dict], title: str) -> list[dict]:
+    """A section with more than ten fields goes on in further sections, and an actions block with more
+    than 25 buttons in further actions blocks, in the same order."""
+    out = []
+    for block in blocks:
+        kind, key, limit = block.get("type"), None, 0
+        if kind == "section" and len(block.get("fields") or ()) > SLACK_MAX_FIELDS:
+            key, limit = "fields", SLACK_MAX_FIELDS
+        elif kind == "actions" and len(block.get("elements") or ()) > SLACK_MAX_ELEMENTS:
+            key, limit = "elements", SLACK_MAX_ELEMENTS
+        if key is None:
+            out.append(block)
+            continue
+        items = block[key]
+        log.info("Slack message %r: %d %s in one %s block, split over %d blocks", title, len(items), key, kind,
+                 -(-len(items) // limit))
+        out.append({**block, key: items[:limit]})  # the first keeps the section's text
+        out += [{"type": kind, key: items[i:i + limit]} for i in range(limit, len(items), limit)]
+    return out
 
 
 def slack_message(reply: Reply) -> dict:
     """{"text": …, "blocks": […]} for chat.postMessage, chat.update, respond or ack."""
     message = _render("slack", reply, "json")
-    blocks = message["blocks"]
+    blocks = message["blocks"] = _split_blocks(message["blocks"], reply.title)
     if len(blocks) > SLACK_MAX_BLOCKS:  # keep the head and say what was left out
+        left_out = len(blocks) - SLACK_MAX_BLOCKS + 1
+        log.warning("Slack message %r has %d blocks, over Slack's %d: the last %d are left out", reply.title,
+                    len(blocks), SLACK_MAX_BLOCKS, left_out)
         message["blocks"] = blocks[:SLACK_MAX_BLOCKS - 1] + [{"type": "context", "elements": [
-            {"type": "mrkdwn", "text": f"… and {len(blocks) - SLACK_MAX_BLOCKS + 1} more blocks not shown"}]}]
+            {"type": "mrkdwn", "text": f"… and {left_out} more blocks not shown"}]}]
     return message
 
 

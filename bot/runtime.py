@@ -14,7 +14,7 @@ from bot import render
 from bot.metrics import Metrics
 from bot.outbox import Deliverer
 from bot.teams_trust import teams_mode
-from handlers import surveys
+from handlers import survey_privacy, surveys
 from handlers.config import AppConfig, load_config
 from handlers.core import Command, Context, FormInvalid, Reply, UserError, Work
 from handlers.people import resolve_actor, sync_people
@@ -31,6 +31,8 @@ class Outcome:
     outcome: str  # ok | user_error | refused | duplicate | error
     person_id: str
     invalid: FormInvalid | None = None  # a form's answers to show again, field by field
+    # The dedupe key as stored; a reply queued to this delivery is keyed "reply:" + it.
+    delivery_key: str | None = None
 
 
 class Runtime:
@@ -56,12 +58,14 @@ class Runtime:
         # An answer to a survey registers nobody: if it is anonymous, no row may say who gave it.
         register = not surveys.is_answer(text, form[0] if form else None)
         actor = resolve_actor(self.ctx, platform, user_id, name, address, tenant, register=register)
+        if not register:  # the platform's key may name the person: keep a hash, filed under the survey
+            key = survey_privacy.delivery_key(self.ctx, key, text, form)
         cmd = Command(actor=actor, text=text, delivery_key=key, via=via)
         if form is not None:
             reply, outcome, invalid = submit_form(self.ctx, cmd, *form)
-            return Outcome(reply, outcome, actor.person_id, invalid)
+            return Outcome(reply, outcome, actor.person_id, invalid, key)
         reply, outcome = dispatch(self.ctx, cmd)
-        return Outcome(reply, outcome, actor.person_id)
+        return Outcome(reply, outcome, actor.person_id, delivery_key=key)
 
     async def execute(self, platform: str, user_id: str, text: str, *, name: str = "",
                       key: str | None = None, address: str | None = None, tenant: str | None = None,
@@ -87,7 +91,8 @@ class Runtime:
                           thread_id: str | None = None) -> bool:
         """Queue an answer that cannot go back in the HTTP response (to a Slack event, a Teams message):
         durable like any other message. False if the same delivery already queued one."""
-        return await asyncio.to_thread(self._queue_reply, platform, target_kind, target, reply, key, thread_id)
+        return await asyncio.to_thread(self._queue_reply, platform, target_kind, target,
+                                       survey_privacy.storable(reply), key, thread_id)
 
     def _queue_reply(self, platform, target_kind, target, reply, key, thread_id) -> bool:
         try:
@@ -116,8 +121,9 @@ def connected_platforms(env=os.environ) -> frozenset[str]:
 
 
 def secret_key(sessions) -> bytes:
-    """The key of the hashes svcbot keeps instead of who answered an anonymous survey: SVCBOT_SECRET_KEY,
-    else one made at first start and kept in the store (then the store alone can test a guess)."""
+    """The key of the hashes svcbot keeps instead of a person: SVCBOT_SECRET_KEY, else one made at first
+    start and kept in the store. An anonymous survey's hashes also take a key of the survey's own, erased
+    when it closes (handlers.survey_privacy)."""
     if os.environ.get("SVCBOT_SECRET_KEY"):
         return os.environ["SVCBOT_SECRET_KEY"].encode()
     with sessions.begin() as s:

@@ -18,7 +18,7 @@ from bot.outbox import Delivered, DeliveryError, Outgoing
 from bot.runtime import Runtime
 from bot.teams_trust import EMULATOR_VARIABLE, is_loopback, peer_host, teams_mode
 from handlers import breaches, changes, digests, outages, reports, surveys
-from handlers.core import prune_processed
+from handlers.retention import prune
 
 if TYPE_CHECKING:
     from bot.teams import TeamsFront, TeamsSender
@@ -91,8 +91,9 @@ def build_app(runtime: Runtime) -> web.Application:
                           max_instances=1, coalesce=True, next_run_time=datetime.now(timezone.utc))
         scheduler.add_job(_in_thread, "interval", minutes=1, args=[outages.burn_sweep, runtime.ctx], id="burn",
                           max_instances=1, coalesce=True, misfire_grace_time=300)
-        scheduler.add_job(_in_thread, "interval", hours=6, args=[prune_processed, runtime.ctx], id="prune",
-                          max_instances=1, coalesce=True)
+        # Delivered messages and delivery keys past app.yaml's retention (handlers/retention.py).
+        scheduler.add_job(_in_thread, "interval", hours=6, args=[prune, runtime.ctx], id="prune",
+                          max_instances=1, coalesce=True, next_run_time=datetime.now(timezone.utc))
         scheduler.start()
         runtime.deliverer.kick()
         if slack and app_token:

@@ -106,7 +106,7 @@ class SlackFront:
         await ack(text="Working on it…", response_type="ephemeral")
         result = await task
         await self.runtime.queue_reply("slack", "response_url", command["response_url"], result.reply,
-                                       f"reply:{key or command['response_url']}")
+                                       f"reply:{result.delivery_key or key or command['response_url']}")
 
     async def on_button(self, ack, body, action):
         await ack()
@@ -120,7 +120,7 @@ class SlackFront:
             return
         if result.outcome != "duplicate" and body.get("response_url"):
             await self.runtime.queue_reply("slack", "response_url", body["response_url"], result.reply,
-                                           f"reply:{key}")
+                                           f"reply:{result.delivery_key or key}")
 
     async def _open_form(self, trigger_id: str | None, reply: Reply) -> bool:
         """Open a form as a modal; False (answer with the reply itself) if Slack would not open it."""
@@ -218,6 +218,23 @@ class SlackSender:
     def __init__(self, client: AsyncWebClient):
         self.client = client
 
+    @staticmethod
+    def rate_scopes(item: Outgoing) -> tuple[str, ...]:
+        """The Web API methods an attempt at this row calls: Slack limits each method per workspace, so a
+        429 on one pauses every row that needs it. A response URL's limit is its own (no shared pause)."""
+        if item.target_kind == "response_url":
+            return ()
+        if item.target_kind == "edit":
+            return ("chat.update",)
+        if item.target_kind == "files":
+            sends = ("files.getUploadURLExternal", "files.completeUploadExternal")
+            return sends + ("conversations.history",) if item.maybe_sent else sends
+        if not item.maybe_sent:
+            return ("chat.postMessage",)
+        looks = ("conversations.replies",) if item.thread_id else ("conversations.history",)
+        opens = ("conversations.open",) if item.target_kind == "person" else ()
+        return ("chat.postMessage",) + looks + opens
+
     async def send(self, item: Outgoing) -> Delivered:
         reply = Reply.from_dict(item.message)
         if item.target_kind == "response_url":
@@ -307,7 +324,9 @@ class SlackSender:
             error = exc.response.data.get("error", "") if isinstance(exc.response.data, dict) else ""
             if status == 429 or error == "ratelimited":
                 retry_after = float(exc.response.headers.get("Retry-After", 1))
-                raise DeliveryError(f"rate limited; Retry-After {retry_after:g}s", retry_after=retry_after) from None
+                method = (exc.response.api_url or "").rstrip("/").rsplit("/", 1)[-1] or None
+                raise DeliveryError(f"{method or 'Slack'} rate limited; Retry-After {retry_after:g}s",
+                                    retry_after=retry_after, scope=method) from None
             if status >= 500 or error in RETRYABLE:
                 raise DeliveryError(f"Slack answered {status} {error}".strip()) from None
             raise DeliveryError(f"Slack refused it: {error or status}", permanent=True) from None

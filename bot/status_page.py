@@ -4,8 +4,11 @@
   they say: the services and their state as `status` gives them (a service nobody set is operational), the
   open incidents with their clocks measured now (as `sla at-risk` measures them), the changes that hold a
   window in the next days (as `change calendar`), and this month's attainment (as `sla`).
-- No token, like ``/changes.ics``. Everything people typed is escaped: the template is rendered with
-  autoescape on, and a Content-Security-Policy lets only the page's own inline script run.
+- Who may read it is ``status_page`` in app.yaml: ``public`` (no token, the default), ``hide_incident_titles``
+  (no token; open incidents without their titles, which say more than a public page should), or ``private``
+  (a feed key as ``?key=``, or an API client's token with the scope ``read``; bot/api_clients.py). Everything
+  people typed is escaped: the template is rendered with autoescape on, and a Content-Security-Policy lets
+  only the page's own inline script run.
 - The HTML is complete without JavaScript. Its small script fetches the page again every minute and swaps
   the content of ``<main>``, keeping the scroll position and focus (never ``<meta http-equiv=refresh>``,
   which reloads the page under a reader's feet). ``?refresh=SECONDS`` shortens the interval, for tests
@@ -14,11 +17,14 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import secrets
+import dataclasses
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import TYPE_CHECKING
+from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
 from aiohttp import web
@@ -26,6 +32,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from bot.api import plain
+from bot.api_clients import Clients
 from handlers import breaches, change_calendar, sla, status
 from handlers.changes import window_text
 from handlers.clocks import OPEN_STATES
@@ -66,7 +73,7 @@ class OpenIncident:
     priority: str
     service: str
     service_name: str
-    title: str
+    title: str | None  # None where status_page hides incident titles
     state: str
     opened_at: datetime
     clocks: list[ClockNow]
@@ -122,6 +129,8 @@ def snapshot(ctx: Context) -> StatusPage:
     with ctx.sessions() as s:  # one read for the whole page
         overview = status.overview(ctx, s)
         incidents, incidents_open = open_incidents(ctx, s, now)
+        if cfg.status_page.mode == "hide_incident_titles":
+            incidents = [dataclasses.replace(i, title=None) for i in incidents]
         changes = upcoming_changes(ctx, s, now)
         attainment = sla.attainment_data(ctx, None, period, session=s)
     return StatusPage(
@@ -191,8 +200,9 @@ def _env() -> Environment:
     return env
 
 
-def render(page: StatusPage, refresh_seconds: int = REFRESH_SECONDS, nonce: str = "") -> str:
-    return _env().get_template("web/status.html.j2").render(page=page, refresh=refresh_seconds, nonce=nonce)
+def render(page: StatusPage, refresh_seconds: int = REFRESH_SECONDS, nonce: str = "", feed_query: str = "") -> str:
+    return _env().get_template("web/status.html.j2").render(page=page, refresh=refresh_seconds, nonce=nonce,
+                                                            feed_query=feed_query)
 
 
 def _refresh_of(request: web.Request) -> int:
@@ -204,18 +214,28 @@ def _refresh_of(request: web.Request) -> int:
 
 
 def register(app: web.Application, runtime) -> None:
-    """Serve the status page at ``/`` and its data at ``/status.json``."""
+    """Serve the status page at ``/`` and its data at ``/status.json``, to whom status_page lets read them."""
+    clients = Clients(runtime.ctx.config, os.environ.get("SVCBOT_API_TOKEN"))
+    private = runtime.ctx.config.status_page.mode == "private"
+    cache = "private, no-cache" if private else "no-cache"  # a shared cache must not serve it to others
 
     async def page(request: web.Request) -> web.Response:
+        if refusal := clients.feed_refusal(request, private):
+            return web.Response(status=401, text=f"{refusal.error}: {refusal.problems[0]}\n",
+                                headers={**refusal.headers, "Cache-Control": "no-store"})
         nonce = secrets.token_urlsafe(16)
-        html = render(await asyncio.to_thread(snapshot, runtime.ctx), _refresh_of(request), nonce)
+        # A private page opened with its feed key links to its data and calendar with the same key.
+        feed_query = "?" + urlencode({"key": request.query["key"]}) if private and "key" in request.query else ""
+        html = render(await asyncio.to_thread(snapshot, runtime.ctx), _refresh_of(request), nonce, feed_query)
         return web.Response(text=html, content_type="text/html", headers={
-            "Content-Security-Policy": CSP.format(nonce=nonce), "Cache-Control": "no-cache",
-            "X-Content-Type-Options": "nosniff"})
+            "Content-Security-Policy": CSP.format(nonce=nonce), "Cache-Control": cache,
+            "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer"})
 
     async def data(request: web.Request) -> web.Response:
+        if refusal := clients.feed_refusal(request, private):
+            return refusal.response()
         return web.json_response(plain(await asyncio.to_thread(snapshot, runtime.ctx)),
-                                 headers={"Cache-Control": "no-cache"})
+                                 headers={"Cache-Control": cache})
 
     app.router.add_get("/", page)
     app.router.add_get("/status.json", data)

@@ -41,7 +41,7 @@ MOVES = {
     "cancel": ({"new", "awaiting-approval", "scheduled"}, "cancelled"),
     "review": ({"review"}, "closed"),
 }
-NUMBER = re.compile(r"^CHG-?(\d+)$", re.IGNORECASE)
+NUMBER = re.compile(r"^CHG-?(\d{1,9})$", re.IGNORECASE)
 PAIR = re.compile(r'(\w+)=(?:"([^"]*)"|(\S*))')
 MENTION = re.compile(r"^<@([A-Z0-9]+)(?:\|[^>]*)?>$")
 AHEAD = re.compile(r"(?:in\s+)?(\d+)\s*(h|hours?|d|days?|w|weeks?)", re.IGNORECASE)

@@ -437,6 +437,85 @@ class TeamsSettings(Strict):
         return hosts
 
 
+API_SCOPES = ("alerts", "tickets", "outages", "changes", "surveys", "csi", "read")
+TOKEN_HASH = re.compile(r"^sha256:[0-9a-f]{64}$")
+STATUS_PAGE_MODES = ("public", "hide_incident_titles", "private")
+
+
+def _token_hash(value: str) -> str:
+    if not isinstance(value, str) or not TOKEN_HASH.match(value):
+        raise ValueError(f"'{value}' is not a token hash like sha256:<64 hex digits>; "
+                         "`svcbot api-client new NAME` makes a token and prints its hash")
+    return value
+
+
+class ApiClient(Strict):
+    """A system that calls the JSON API with its own token; only the token's SHA-256 is configured."""
+
+    name: Annotated[str, Field(pattern=ID_PATTERN)]
+    token_hash: str
+    scopes: Annotated[list[Literal[API_SCOPES]], Field(min_length=1)]
+    # People it may name as the one acting (requester, by, owner, person); "*" for anyone. Empty: it acts
+    # as itself and names nobody.
+    on_behalf_of: list[str] | Literal["*"] = []
+
+    _hash = field_validator("token_hash")(lambda cls, v: _token_hash(v))
+
+    @field_validator("on_behalf_of", mode="before")
+    @classmethod
+    def _people(cls, value):
+        if isinstance(value, str) and value != "*":
+            raise ValueError(f"'{value}': say \"*\" (anyone) or a list of person ids, like [priya, meera]")
+        return value
+
+
+class FeedKey(Strict):
+    """A secret that opens a private status page and its feeds as ?key=…; only its SHA-256 is configured."""
+
+    name: Annotated[str, Field(pattern=ID_PATTERN)]
+    key_hash: str
+
+    _hash = field_validator("key_hash")(lambda cls, v: _token_hash(v))
+
+
+class StatusPagePolicy(Strict):
+    """Who may read GET /, /status.json and /changes.ics."""
+
+    mode: Literal[STATUS_PAGE_MODES] = "public"
+    # /changes.ics: by default private when the page is, public otherwise (it shows no incident titles).
+    calendar: Literal["public", "private"] | None = None
+    feed_keys: list[FeedKey] = []
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, value):
+        return {"mode": value} if isinstance(value, str) else value
+
+    @property
+    def calendar_private(self) -> bool:
+        return (self.calendar or ("private" if self.mode == "private" else "public")) == "private"
+
+
+# A delivery key must outlive every retry of its delivery, or the retry is acted on again: Slack retries
+# an event three times within minutes and a response URL lives 30 minutes; API clients may retry after
+# an outage of their own. Two days is the floor.
+MIN_DELIVERIES_DAYS = 2
+
+
+class Retention(Strict):
+    """How long the store keeps delivered (or failed) outbox rows and the keys of deliveries acted on."""
+
+    deliveries_days: int = 30
+
+    @field_validator("deliveries_days")
+    @classmethod
+    def _outlives_retries(cls, v: int) -> int:
+        if v < MIN_DELIVERIES_DAYS:
+            raise ValueError(f"keep deliveries at least {MIN_DELIVERIES_DAYS} days, longer than Slack and API "
+                             f"clients retry one, or a retried delivery is acted on again (e.g. 30)")
+        return v
+
+
 class BotSettings(Strict):
     name: str = "svcbot"
     slash_command: Annotated[str, Field(pattern=r"^/[a-z0-9_-]+$")] = "/svc"
@@ -452,6 +531,7 @@ class AppConfig(Strict):
     bot: BotSettings = BotSettings()
     delivery: Delivery = Delivery()
     teams: TeamsSettings = TeamsSettings()
+    retention: Retention = Retention()
     calendars: dict[str, Calendar]
     people: list[Person] = []
     groups: list[Group] = []
@@ -463,6 +543,8 @@ class AppConfig(Strict):
     digests: list[Digest] = []
     reports: list[ReportSchedule] = []
     surveys: SurveyPolicy = SurveyPolicy()
+    api_clients: list[ApiClient] = []
+    status_page: StatusPagePolicy = StatusPagePolicy()
 
     # Lookups used everywhere; built once since the model is frozen.
     def service(self, key: str) -> Service | None:
@@ -623,12 +705,43 @@ def _reference_problems(cfg: AppConfig) -> list[str]:
     dupes("digests", [d.name for d in cfg.digests], "name")
     for i, d in enumerate(cfg.digests):
         ref(f"digests[{i}].channel", d.channel, cfg.channels, "channel")
+    problems += _access_problems(cfg, people)
     dupes("reports", [r.name for r in cfg.reports], "name")
     for i, r in enumerate(cfg.reports):
         ref(f"reports[{i}].channel", r.channel, cfg.channels, "channel")
         for j, sid in enumerate(r.services):
             if sid != "all":
                 ref(f"reports[{i}].services[{j}]", sid, services, "service")
+    return problems
+
+
+def _access_problems(cfg: AppConfig, people: set[str]) -> list[str]:
+    problems = []
+    names: dict[str, int] = {}
+    hashes: dict[str, str] = {}
+    for i, c in enumerate(cfg.api_clients):
+        if c.name == "legacy":
+            problems.append(f"api_clients[{i}].name: 'legacy' is the client of SVCBOT_API_TOKEN; choose another name")
+        elif c.name in names:
+            problems.append(f"api_clients[{i}].name: duplicate name '{c.name}' (also api_clients[{names[c.name]}])")
+        names.setdefault(c.name, i)
+        if c.token_hash in hashes:
+            problems.append(f"api_clients[{i}].token_hash: the same token as {hashes[c.token_hash]}; "
+                            "give each client its own")
+        hashes.setdefault(c.token_hash, f"api_clients[{i}]")
+        if c.on_behalf_of != "*":
+            for j, pid in enumerate(c.on_behalf_of):
+                if pid not in people:
+                    problems.append(f"api_clients[{i}].on_behalf_of[{j}]: unknown person '{pid}'")
+    keys: set[str] = set()
+    for i, k in enumerate(cfg.status_page.feed_keys):
+        if k.name in keys:
+            problems.append(f"status_page.feed_keys[{i}].name: duplicate name '{k.name}'")
+        keys.add(k.name)
+        if k.key_hash in hashes:
+            problems.append(f"status_page.feed_keys[{i}].key_hash: the same secret as {hashes[k.key_hash]}; "
+                            "a feed key is only for reading the feeds")
+        hashes.setdefault(k.key_hash, f"status_page.feed_keys[{i}]")
     return problems
 
 

@@ -11,7 +11,7 @@ import logging
 import os
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, Callable, Iterator
 
 from sqlalchemy import select, update
@@ -61,6 +61,7 @@ class Actor:
     platform: str  # slack | teams | console | api
     roles: frozenset[str] = frozenset()
     timezone: str = "UTC"
+    client: str | None = None  # the API client that acted (as itself, or on this person's behalf)
 
 
 @dataclass
@@ -234,7 +235,8 @@ class Work:
     def audit(self, action: str, subject: str, *, without_actor: bool = False, **detail: Any) -> None:
         """Who did what, when and from where; ``without_actor`` leaves out who (an anonymous answer)."""
         self.session.add(AuditRecord(at=self.now, person_id=None if without_actor else self.actor.person_id,
-                                     platform=self.actor.platform, action=action, subject=subject, detail=detail))
+                                     platform=self.actor.platform, client=self.actor.client, action=action,
+                                     subject=subject, detail=detail))
 
     def send(self, platform: str, target_kind: str, target: str, message: Reply, key: str,
              subject: str = "", thread_id: str | None = None, anchor_key: str | None = None) -> None:
@@ -347,10 +349,3 @@ def sweep_due(ctx: Context, model, actor: Actor, handle: Callable[[Work, Any, da
     if done:
         ctx.on_outbox()
     return done
-
-
-def prune_processed(ctx: Context, older_than: timedelta = timedelta(days=7)) -> int:
-    """Dedupe keys only matter while a platform may still retry; keep a week of them."""
-    with ctx.sessions.begin() as session:
-        rows = session.query(ProcessedDelivery).filter(ProcessedDelivery.at < ctx.now() - older_than)
-        return rows.delete(synchronize_session=False)

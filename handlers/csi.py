@@ -17,7 +17,7 @@ from handlers.changes import pairs, parse_ahead
 from handlers.core import Button, Choice, Command, Context, Form, FormInvalid, Input, Refused, Reply, Section, UserError
 from storage.models import CsiItem, Survey, Ticket
 
-NUMBER = re.compile(r"^CSI-?(\d+)$", re.IGNORECASE)
+NUMBER = re.compile(r"^CSI-?(\d{1,9})$", re.IGNORECASE)
 ADD_EXAMPLE = 'csi add title="Publish VPN set-up steps in the portal" owner=sanne due="in 2 weeks" service=vpn'
 FIELDS = ("title", "owner", "due", "service", "survey", "ticket")
 SHOWN = 30
@@ -117,7 +117,7 @@ def _validate(ctx: Context, session: Session, cmd: Command, values: dict) -> tup
     for key, model, prefix in (("survey", Survey, "SRV"), ("ticket", Ticket, "INC")):
         out[f"{key}_id"] = None
         if values.get(key):
-            m = re.fullmatch(rf"{prefix}-?(\d+)", values[key].strip(), re.IGNORECASE)
+            m = re.fullmatch(rf"{prefix}-?(\d{{1,9}})", values[key].strip(), re.IGNORECASE)
             if not m or session.get(model, int(m[1])) is None:
                 errors[key] = f"there is no {values[key]}"
             else:

@@ -21,7 +21,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from handlers import satisfaction
+from handlers import satisfaction, survey_privacy
 from handlers.changes import pairs, parse_ahead, parse_time
 from handlers.config import SCALES
 from handlers.core import (Actor, Button, Choice, Command, Context, Field, Form, FormInvalid, Input, Refused,
@@ -30,7 +30,7 @@ from handlers.satisfaction import Results
 from storage.models import Identity, OutboxMessage, Survey, SurveyAnswer, Ticket
 
 
-NUMBER = re.compile(r"^SRV-?(\d+)$", re.IGNORECASE)
+NUMBER = re.compile(r"^SRV-?(\d{1,9})$", re.IGNORECASE)
 SYSTEM = Actor(person_id="svcbot", name="svcbot", platform="system")
 NEW_EXAMPLE = ('survey new question="How satisfied are you with the VPN?" scale=csat channel=it-announce '
                'closes="in 5 days"')
@@ -253,6 +253,7 @@ def create(ctx: Context, cmd: Command, values: dict) -> tuple[int, Reply]:
                         announcements=[])
         work.session.add(survey)
         work.session.flush()
+        survey_privacy.open_key(work.session, survey)
         _send(work, survey)
         work.audit("survey.new", number(survey), question=survey.question, scale=survey.scale,
                    anonymous=survey.anonymous, audience=survey.audience, closes_at=survey.closes_at.isoformat())
@@ -359,6 +360,8 @@ def _answer(ctx: Context, cmd: Command, survey_id: int, text: str, comment_text:
             raise UserError(f"{number(survey)} takes no comments; give only your answer.",
                             f"survey answer {number(survey)} {value}")
         row, changed = _store(work, survey, cmd.actor, value, comment_text)
+        if survey.anonymous:
+            survey_privacy.coarsen_delivery(work, cmd.delivery_key)
         _pass_on_low(work, survey, row)
     said = satisfaction.value_label(survey.scale, value)
     zone = cmd.actor.timezone
@@ -383,11 +386,11 @@ def _check_open(ctx: Context, survey: Survey, actor: Actor) -> None:
 
 def _store(work: Work, survey: Survey, actor: Actor, value: int, comment_text: str | None) -> tuple[SurveyAnswer, bool]:
     """Insert or change the one answer of this person; the audit of an anonymous answer names nobody."""
-    key = work.ctx.pseudonym("survey", survey.id, actor.person_id)
+    key = survey_privacy.respondent_key(work.ctx, work.session, survey, actor.person_id)
     row = work.session.scalar(select(SurveyAnswer).where(SurveyAnswer.survey_id == survey.id,
                                                          SurveyAnswer.respondent_key == key))
     changed = row is not None
-    at = work.now.replace(minute=0, second=0, microsecond=0) if survey.anonymous else work.now
+    at = survey_privacy.coarse(work.now) if survey.anonymous else work.now
     if row is None:
         row = SurveyAnswer(survey_id=survey.id, respondent_key=key, value=value, answered_at=at,
                            person_id=None if survey.anonymous else actor.person_id)
@@ -396,8 +399,7 @@ def _store(work: Work, survey: Survey, actor: Actor, value: int, comment_text: s
     if comment_text:
         row.comment = comment_text.strip()[:2000]
     work.session.flush()
-    work.audit("survey.answer", number(survey), without_actor=survey.anonymous, changed=changed,
-               **({} if survey.anonymous else {"value": value}))
+    survey_privacy.audit_answer(work, survey, changed, value)
     return row, changed
 
 
@@ -410,7 +412,7 @@ def comment(ctx: Context, cmd: Command, survey_id: int, text: str) -> Reply:
             raise UserError(f"{number(survey)} takes no comments; just choose an answer.")
         current = s.scalar(select(SurveyAnswer).where(
             SurveyAnswer.survey_id == survey.id,
-            SurveyAnswer.respondent_key == ctx.pseudonym("survey", survey.id, cmd.actor.person_id)))
+            SurveyAnswer.respondent_key == survey_privacy.respondent_key(ctx, s, survey, cmd.actor.person_id)))
         if not text:
             if cmd.actor.platform not in ("slack", "teams"):
                 raise UserError("Give your answer and your comment.",
@@ -602,6 +604,7 @@ def close(work: Work, survey: Survey) -> None:
     # One answer per person no longer needs enforcing: drop the keyed hashes.
     work.session.execute(update(SurveyAnswer).where(SurveyAnswer.survey_id == survey.id)
                          .values(respondent_key=None).execution_options(synchronize_session=False))
+    survey_privacy.forget(work, survey)
     closed = question_message(work.ctx, survey, closed=True)
     for key in survey.announcements:
         work.edit(key, closed, f"{key}:closed")
@@ -694,7 +697,7 @@ def _remind(work: Work, survey: Survey) -> None:
     message = question_message(work.ctx, survey)
     message.title = f"⏰ Reminder: {survey.question}"
     for pid in survey.audience:
-        if work.ctx.pseudonym("survey", survey.id, pid) not in answered:
+        if survey_privacy.respondent_key(work.ctx, work.session, survey, pid) not in answered:
             work.message_person(pid, message, f"survey:{survey.id}:remind:{pid}", number(survey))
 
 

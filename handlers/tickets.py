@@ -16,7 +16,7 @@ from storage.models import Ticket, TicketEvent
 PRIORITIES = ("P1", "P2", "P3", "P4")
 STATES = OPEN_STATES + DONE_STATES
 EVENT_KINDS = ("state", "priority", "assign", "supplier", "respond", "resolve", "reopen", "close")
-NUMBER = re.compile(r"^INC-?(\d+)$", re.IGNORECASE)
+NUMBER = re.compile(r"^INC-?(\d{1,9})$", re.IGNORECASE)
 NEW_EXAMPLE = "incident new payments P2 Card payments fail for Amex"
 
 

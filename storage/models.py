@@ -85,6 +85,8 @@ class AuditRecord(Base):
     at: Mapped[datetime] = mapped_column(index=True)
     person_id: Mapped[str | None] = mapped_column(String(64))
     platform: Mapped[str] = mapped_column(String(16))
+    # The API client that made the request: person_id is then whom it acted for ("api": itself).
+    client: Mapped[str | None] = mapped_column(String(64))
     action: Mapped[str] = mapped_column(String(64))
     subject: Mapped[str] = mapped_column(String(128), index=True)
     detail: Mapped[dict[str, Any]] = mapped_column(default=dict)

@@ -230,6 +230,13 @@ LAUNCHER = Launcher()
 atexit.register(LAUNCHER.close)
 
 
+def run_cli(env: dict, *args: str, stdin: str | None = None, cwd: Path = ROOT,
+            timeout: float = 300) -> subprocess.CompletedProcess:
+    """`svcbot ARGS` run to its end as an operator runs it, with exactly this environment, forked from the
+    launcher that has imported svcbot already."""
+    return LAUNCHER.run(list(args), env, cwd, stdin=stdin, timeout=timeout)
+
+
 class ServerProcess:
     """The real `svcbot run`, in a process of its own, as production runs it: forked from a launcher that
     has done the imports already (tests/server_forks.py), or started afresh when it needs its own clock."""

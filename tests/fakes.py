@@ -92,17 +92,39 @@ class FakeSlack(LoopbackServer):
 
     ``script(method, *answers)`` queues answers for the next calls of a method: an int status
     (429 comes with ``Retry-After: 1``), a dict body, or ``"hang"`` to record the call and never answer.
+    ``rate_limit(method)`` makes it behave like Slack's own limit; ``delays[method]`` makes every answer of
+    a method come back that many seconds after the call took effect.
     """
 
     def __init__(self):
         super().__init__()
         self.scripts: dict[str, list] = {}
+        self.delays: dict[str, float] = {}
+        self.limits: dict[str, list] = {}  # method → [Retry-After seconds, when the window ends or None]
+        self.refused: list[Call] = []  # the calls answered 429 by a rate limit
+        self.clock = time.monotonic  # what rate-limit windows are measured by; a test may give its own
         self.posted: list[dict] = []  # messages that "exist" in channels, for conversations.history
         self.uploads: dict[str, bytes] = {}  # file id → the bytes uploaded to its upload URL
         self._ts = itertools.count(1)
 
     def script(self, method: str, *answers) -> None:
         self.scripts.setdefault(method, []).extend(answers)
+
+    def rate_limit(self, method: str, retry_after: int = 1) -> None:
+        """The next call of ``method`` is answered 429 with ``Retry-After``, and so is every call of it
+        until that time has passed (by ``self.clock``), as Slack does."""
+        self.limits[method] = [retry_after, None]
+
+    def _limited(self, method: str) -> int | None:
+        limit = self.limits.get(method)
+        if limit is None:
+            return None
+        if limit[1] is None:
+            limit[1] = self.clock() + limit[0]
+        elif self.clock() >= limit[1]:
+            del self.limits[method]
+            return None
+        return limit[0]
 
     def routes(self, app):
         app.router.add_route("*", "/api/{method}", self._api)
@@ -130,7 +152,13 @@ class FakeSlack(LoopbackServer):
     async def _api(self, request):
         method = request.match_info["method"]
         params = await self._params(request)
-        self.record(method, params, request.headers)
+        call = self.record(method, params, request.headers)
+        retry_after = self._limited(method)
+        if retry_after is not None:
+            with self._lock:
+                self.refused.append(call)
+            return web.json_response({"ok": False, "error": "ratelimited"}, status=429,
+                                     headers={"Retry-After": str(retry_after)})
         script = self.scripts.get(method)
         if script:
             answer = script.pop(0)
@@ -143,7 +171,10 @@ class FakeSlack(LoopbackServer):
                                          status=answer, headers=headers)
             if isinstance(answer, dict):
                 return web.json_response(answer)
-        return web.json_response(self._answer(method, params))
+        answer = self._answer(method, params)
+        if self.delays.get(method):  # the call takes effect at once; its answer is slow to come back
+            await asyncio.sleep(self.delays[method])
+        return web.json_response(answer)
 
     def _store(self, method, params) -> dict:
         ts = f"{int(time.time())}.{next(self._ts):06d}"

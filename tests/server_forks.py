@@ -16,6 +16,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import traceback
@@ -36,14 +37,16 @@ def _preload() -> None:
     import slack_bolt.app.async_app  # noqa: F401
 
 
-def _serve(env: dict, cwd: str, log: str, argv: list[str]) -> None:
+def _serve(env: dict, cwd: str, log: str, argv: list[str], stdin: str | None = None,
+           stderr: str | None = None) -> None:
     """In the forked child: become `svcbot ARGV` with this environment; never returns."""
     code = 1
     try:
         out = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-        os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
+        err = os.open(stderr, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644) if stderr else out
+        os.dup2(os.open(stdin or os.devnull, os.O_RDONLY), 0)
         os.dup2(out, 1)
-        os.dup2(out, 2)
+        os.dup2(err, 2)
         os.chdir(cwd)
         os.environ.update(env)  # then drop the rest: no moment without the clock's settings (libfaketime)
         for name in set(os.environ) - set(env):
@@ -78,7 +81,8 @@ def launcher() -> None:
             sys.stdout.flush()
             pid = os.fork()
             if pid == 0:
-                _serve(request["env"], request["cwd"], request["log"], request["argv"])
+                _serve(request["env"], request["cwd"], request["log"], request["argv"], request.get("stdin"),
+                       request.get("stderr"))
             exited.setdefault(pid, None)
             answer = {"pid": pid}
         else:  # "poll"
@@ -111,6 +115,24 @@ class Launcher:
     def start(self, argv: list[str], env: dict, cwd: Path, log: Path) -> "ForkedServer":
         answer = self._ask({"op": "start", "argv": argv, "env": env, "cwd": str(cwd), "log": str(log)})
         return ForkedServer(self, answer["pid"])
+
+    def run(self, argv: list[str], env: dict, cwd: Path, stdin: str | None = None,
+            timeout: float = 60) -> subprocess.CompletedProcess:
+        """`svcbot ARGV` to its end, as `subprocess.run(..., capture_output=True, text=True)` would run it."""
+        with tempfile.TemporaryDirectory(prefix="svcbot-cli-") as folder:
+            out, err, given = (Path(folder) / name for name in ("stdout", "stderr", "stdin"))
+            if stdin is not None:
+                given.write_text(stdin)
+            answer = self._ask({"op": "start", "argv": argv, "env": env, "cwd": str(cwd), "log": str(out),
+                                "stderr": str(err), "stdin": str(given) if stdin is not None else None})
+            command = ForkedServer(self, answer["pid"])
+            try:
+                code = command.wait(timeout)
+            except subprocess.TimeoutExpired:
+                command.kill()
+                raise
+            read = lambda path: path.read_text(errors="replace") if path.exists() else ""  # noqa: E731
+            return subprocess.CompletedProcess(["svcbot", *argv], code, read(out), read(err))
 
     def close(self) -> None:
         if self._proc is not None:

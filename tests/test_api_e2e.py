@@ -791,8 +791,9 @@ def test_openapi_document_is_served_without_a_token_and_is_well_formed(server):
     doc = response.json()
     assert doc == json.loads(json.dumps(api_module.OPENAPI))
     assert doc["openapi"].startswith("3.1.") and doc["info"]["title"] and doc["info"]["version"]
-    assert doc["components"]["securitySchemes"]["bearerAuth"] == {
-        "type": "http", "scheme": "bearer", "description": "the value of SVCBOT_API_TOKEN"}
+    scheme = doc["components"]["securitySchemes"]["bearerAuth"]
+    assert (scheme["type"], scheme["scheme"]) == ("http", "bearer")
+    assert "api_clients" in scheme["description"] and "SVCBOT_API_TOKEN" in scheme["description"]
     assert doc["security"] == [{"bearerAuth": []}]
     for where, node in walk(doc):  # every reference resolves within the document
         if "$ref" in node:
@@ -812,7 +813,8 @@ def test_openapi_document_is_served_without_a_token_and_is_well_formed(server):
                         if api_module.resolve(p)["in"] == "path"}
             assert declared == set(part[1:-1] for part in path.split("/") if part.startswith("{")), path
             if op.get("security") != []:
-                assert {"401", "503"} <= set(op["responses"]), path
+                assert {"401", "403", "503"} <= set(op["responses"]), path
+                assert all(list(need) == ["bearerAuth"] and len(need["bearerAuth"]) == 1 for need in op["security"])
             if "requestBody" in op:
                 schema = api_module.resolve(op["requestBody"]["content"]["application/json"]["schema"])
                 assert schema["type"] == "object", path

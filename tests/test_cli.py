@@ -15,7 +15,7 @@ from sqlalchemy import create_engine, inspect, select, text
 
 from storage.db import MIGRATIONS
 from storage.models import AuditRecord, Base, OutboxMessage, ServiceStatus
-from tests.conftest import ROOT, demo_config, free_port
+from tests.conftest import ROOT, demo_config, free_port, run_cli
 
 TIMEOUT = 60  # a safety net against a hung process, not a measurement
 
@@ -28,8 +28,7 @@ def env_for(database_url: str, config: Path | str, **extra: str) -> dict:
 
 
 def svcbot(env: dict, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "bot.cli", *args], cwd=ROOT, env=env, input=stdin,
-                          capture_output=True, text=True, timeout=TIMEOUT)
+    return run_cli(env, *args, stdin=stdin, timeout=TIMEOUT)
 
 
 @pytest.fixture

@@ -224,8 +224,34 @@ BROKEN = {
                                 ["calendars.london.holidays[0].country: no holiday data for 'XX'"]),
     "response target without time": (_drop(("agreements", 0, "targets", 0, "within")),
                                       ["agreements[0].targets[0].within: a response target needs a time allowed"]),
+    "delivery retention shorter than a retry": (
+        _set(("retention", "deliveries_days"), 1),
+        ["retention.deliveries_days: keep deliveries at least 2 days, longer than Slack and API clients retry one, "
+         "or a retried delivery is acted on again (e.g. 30)"]),
     "warnings that fall": (_set(("agreements", 0, "targets", 0, "warn_at"), [75, 50]),
                            ["agreements[0].targets[0].warn_at: thresholds must rise"]),
+    "api client with an unknown scope": (
+        _set(("api_clients",), [{"name": "mon", "token_hash": "sha256:" + "a" * 64, "scopes": ["alerts", "admin"]}]),
+        ["api_clients[0].scopes[1]: Input should be 'alerts', 'tickets', 'outages', 'changes', 'surveys', 'csi' "
+         "or 'read'"]),
+    "api client acting for an unknown person": (
+        _set(("api_clients",), [{"name": "itsm", "token_hash": "sha256:" + "a" * 64, "scopes": ["changes"],
+                                 "on_behalf_of": ["priya", "zed"]}]),
+        ["api_clients[0].on_behalf_of[1]: unknown person 'zed'"]),
+    "api clients with one name and one token": (
+        _set(("api_clients",), [{"name": "mon", "token_hash": "sha256:" + "a" * 64, "scopes": ["alerts"]},
+                                {"name": "mon", "token_hash": "sha256:" + "a" * 64, "scopes": ["read"]}]),
+        ["api_clients[1].name: duplicate name 'mon' (also api_clients[0])",
+         "api_clients[1].token_hash: the same token as api_clients[0]; give each client its own"]),
+    "api client with a malformed hash": (
+        _set(("api_clients",), [{"name": "mon", "token_hash": "sha256:ABC", "scopes": ["alerts"]}]),
+        ["api_clients[0].token_hash: 'sha256:ABC' is not a token hash like sha256:<64 hex digits>; "
+         "`svcbot api-client new NAME` makes a token and prints its hash"]),
+    "api client named legacy": (
+        _set(("api_clients",), [{"name": "legacy", "token_hash": "sha256:" + "a" * 64, "scopes": ["read"]}]),
+        ["api_clients[0].name: 'legacy' is the client of SVCBOT_API_TOKEN; choose another name"]),
+    "unknown status page mode": (_set(("status_page",), "secret"),
+                                 ["status_page.mode: Input should be 'public', 'hide_incident_titles' or 'private'"]),
 }
 
 

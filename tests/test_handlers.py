@@ -502,6 +502,18 @@ def test_unknown_command_names_the_word_and_points_to_help(ctx):
     assert reply.footer == "Try: /svc help"
 
 
+@pytest.mark.parametrize("text, says", [
+    ("incident ack INC-99999999999999999999", "There is no ticket 'INC-99999999999999999999'."),
+    ("change approve CHG-99999999999999999999", "Say which change, like CHG-12."),
+    ("survey close SRV-99999999999999999999", "Say which survey, like SRV-3."),
+    ("csi done CSI-99999999999999999999", "Say which item, like CSI-4."),
+    ('csi add title="Faster VPN" ticket=INC-99999999999999999999', "ticket: there is no INC-99999999999999999999")])
+def test_a_number_beyond_any_row_is_refused_like_any_unknown_one(ctx, text, says):
+    # The store's integers end at 2**31 - 1: a longer number must not reach a query (OverflowError in SQLite).
+    reply, outcome = run(ctx, person(ctx, "priya"), text)
+    assert (outcome, reply.text) == ("user_error", says)
+
+
 def test_an_unknown_state_lists_the_states(ctx):
     from handlers.config import SERVICE_STATES
     reply, outcome = run(ctx, person(ctx, "tom"), "service set payments purple")

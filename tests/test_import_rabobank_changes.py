@@ -13,7 +13,6 @@ import functools
 import io
 import os
 import subprocess
-import sys
 import zipfile
 from datetime import datetime, timezone
 from pathlib import Path
@@ -24,7 +23,7 @@ from sqlalchemy import create_engine, func, select
 from handlers.change_import import import_rabobank_changes
 from handlers.core import UserError
 from storage.models import AuditRecord, Base, Change, ChangeService
-from tests.conftest import ROOT, SHARED
+from tests.conftest import ROOT, SHARED, run_cli
 
 DATA = SHARED / "data" / "bpic2014-rabobank" / "detail_change.zip"
 HEADER = ("CI Name (aff)", "CI Type (aff)", "CI Subtype (aff)", "Service Component WBS (aff)", "Change ID",
@@ -497,8 +496,7 @@ def test_the_real_file(ctx):
 def svcbot(database_url: str, config: Path, *args: str) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SVCBOT_", "SLACK_", "MICROSOFT_"))}
     env.update(SVCBOT_DATABASE_URL=database_url, SVCBOT_CONFIG=str(config), PYTHONPATH=str(ROOT))
-    return subprocess.run([sys.executable, "-m", "bot.cli", *args], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=300)
+    return run_cli(env, *args)
 
 
 def db_changes(database_url: str) -> list[tuple]:

@@ -15,7 +15,6 @@ import io
 import os
 import re
 import subprocess
-import sys
 import zipfile
 from collections import Counter
 from datetime import datetime, timedelta, timezone
@@ -29,7 +28,7 @@ from sqlalchemy import create_engine, func, select, text
 from handlers.core import Command, UserError
 from handlers.imports import import_servicenow
 from storage.models import AuditRecord, Base, ClockNotice, OutboxMessage, SlaClock, Ticket, TicketEvent
-from tests.conftest import ROOT, SHARED, demo_config
+from tests.conftest import ROOT, SHARED, demo_config, run_cli
 
 DATA = SHARED / "data" / "servicenow-incident-log" / "incident_event_log.zip"
 LIMIT = 450  # incidents: the file's first 3,019 rows
@@ -551,8 +550,7 @@ def test_an_unknown_service_is_refused(desk):
 def cli(database_url: str, config: Path, *args: str) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SVCBOT_", "SLACK_", "MICROSOFT_"))}
     env.update(SVCBOT_DATABASE_URL=database_url, SVCBOT_CONFIG=str(config), PYTHONPATH=str(ROOT))
-    return subprocess.run([sys.executable, "-m", "bot.cli", *args], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=300)
+    return run_cli(env, *args)
 
 
 def test_the_import_command(database_url, desk_file):

@@ -3,19 +3,16 @@ from __future__ import annotations
 
 import json
 import struct
-import subprocess
-import sys
 import zipfile
 
 import yaml
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, run_cli
 
 
 def svcbot(*args, cwd=ROOT):
-    return subprocess.run([sys.executable, "-m", "bot.cli", "--config", str(ROOT / "app.yaml"), *args],
-                          cwd=cwd, capture_output=True, text=True, timeout=60, env={"PYTHONPATH": str(ROOT),
-                                                                                    "PATH": "/usr/bin:/bin"})
+    return run_cli({"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"}, "--config", str(ROOT / "app.yaml"), *args,
+                   cwd=cwd, timeout=60)
 
 
 def test_slack_manifest_points_every_request_at_slack_events():

@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections import deque
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 from sqlalchemy import event, select
 
 from bot import outbox
 from bot.outbox import Delivered, Deliverer, DeliveryError, Outgoing
+from bot.slack import SlackSender, web_client
 from handlers.core import Command, Context, Reply, Work
 from handlers.people import resolve_actor
 from handlers.router import dispatch
-from storage.db import make_engine, session_factory
+from storage.db import make_engine, session_factory, utcnow
 from storage.models import OutboxMessage
 from tests.conftest import T0
 
@@ -473,3 +475,149 @@ async def test_a_sender_raising_unexpectedly_does_not_stop_the_other_rows(runtim
     clock.to(broken.next_attempt_at)
     assert await deliverer.sweep() == 1
     assert row_by_key(ctx, "k2").status == "sent"
+
+
+# --- leases against a slow platform, and shared rate-limit pauses ------------------------------------
+
+def with_lease(ctx, seconds: float, sessions=None, now=None) -> Context:
+    """A replica's context with a short lease: the same store (or ``sessions`` on it) and clock."""
+    delivery = ctx.config.delivery.model_copy(update={"lease_seconds": seconds})
+    return Context(config=ctx.config.model_copy(update={"delivery": delivery}), sessions=sessions or ctx.sessions,
+                   now=now or ctx.now)
+
+
+def slack_sender(fake_slack) -> SlackSender:
+    return SlackSender(web_client("xoxb-test", fake_slack.url + "/api/"))
+
+
+def posted_keys(fake_slack) -> list[str]:
+    keys = []
+    for call in fake_slack.called("chat.postMessage"):
+        meta = call.params["metadata"]
+        keys.append((json.loads(meta) if isinstance(meta, str) else meta)["event_payload"]["outbox_key"])
+    return sorted(keys)
+
+
+async def test_two_replicas_and_a_slow_slack_post_each_row_once(runtime, ctx, clock, database_url, fake_slack,
+                                                                monkeypatch):
+    """A sweep claims a batch and sends two rows at a time; Slack answers each post 0.3 s after taking it,
+    longer than the 0.25 s lease. The last rows of the batch wait their turn long past their lease, and
+    every post in flight outlives it, while another replica sweeps the same store over and over: still,
+    every row is posted once."""
+    monkeypatch.setattr(outbox, "CONCURRENCY", 2)
+    fake_slack.delays["chat.postMessage"] = 0.3
+    clock.to(utcnow())
+    keys = [f"k{i}" for i in range(6)]
+    for key in keys:
+        queue(runtime, key)
+    engine = make_engine(database_url)
+    sent = []
+
+    async def sweep_until_done(deliverer: Deliverer) -> None:
+        while sum(sent) < len(keys):
+            sent.append(await deliverer.sweep())
+            await asyncio.sleep(0.05)
+
+    try:
+        replicas = [Deliverer(with_lease(ctx, 0.25, sessions, utcnow), {"slack": slack_sender(fake_slack)})
+                    for sessions in (ctx.sessions, session_factory(engine))]
+        await asyncio.wait_for(asyncio.gather(*map(sweep_until_done, replicas)), 30)
+    finally:
+        engine.dispose()
+    assert posted_keys(fake_slack) == keys  # none twice
+    assert sum(sent) == len(keys)
+    assert {r.status for r in all_rows(ctx)} == {"sent"}
+
+
+async def renewed(ctx, key: str, lease: datetime) -> None:
+    """Wait (in real time) for the deliverer's next renewal of the row's lease."""
+    for _ in range(500):
+        if row_by_key(ctx, key).lease_until > lease:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"the lease of {key} was not renewed")
+
+
+async def test_a_claim_in_flight_is_renewed_until_the_platform_answers(runtime, ctx, clock):
+    """The lease is renewed every third of its length while a send waits for its answer: another sweep
+    does not take the row over, however long the answer takes."""
+    queue(runtime, "k1")
+    slow = HangingSender("slack")
+    task = asyncio.ensure_future(Deliverer(with_lease(ctx, 0.3), {"slack": slow}).sweep())
+    await asyncio.wait_for(slow.entered.wait(), 30)
+    other = FakeSender("slack")
+    for _ in range(3):  # three lease lengths in all
+        claimed = row_by_key(ctx, "k1").lease_until
+        clock.advance(seconds=0.3)  # that lease has run out now, unless renewed meanwhile
+        await renewed(ctx, "k1", claimed)
+        assert await Deliverer(ctx, {"slack": other}).sweep() == 0
+    assert other.sends == [] and other.lookups == []
+    slow.release.set()
+    assert await asyncio.wait_for(task, 30) == 1
+    row = row_by_key(ctx, "k1")
+    assert row.status == "sent" and row.attempts == 1 and row.platform_message_id == "slack:late:k1"
+
+
+async def test_a_row_taken_over_while_waiting_its_turn_is_not_sent_by_the_first_sweep(runtime, ctx, clock,
+                                                                                     monkeypatch):
+    """One row at a time: while the first send hangs, the others' leases run out and another replica
+    takes them over and sends them. When the first sweep gets to them, its claim is gone: it sends
+    nothing more, and the rows were never marked as maybe sent (they had not been tried)."""
+    monkeypatch.setattr(outbox, "CONCURRENCY", 1)
+    for i in range(4):
+        queue(runtime, f"k{i}", target=f"C0{i}")
+    first = HangingSender("slack")
+    first.name = "first"
+    task = asyncio.ensure_future(Deliverer(with_lease(ctx, 0.3), {"slack": first}).sweep())
+    await asyncio.wait_for(first.entered.wait(), 30)
+    claimed = row_by_key(ctx, "k1").lease_until
+    clock.advance(seconds=1)
+    await renewed(ctx, "k0", claimed)  # the row in flight keeps its claim; those waiting do not
+    second = FakeSender("slack", "second")
+    assert await Deliverer(ctx, {"slack": second}).sweep() == 3
+    first.release.set()
+    await asyncio.wait_for(task, 30)
+    assert [i.key for i in first.sends] == ["k0"] and sorted(i.key for i in second.sends) == ["k1", "k2", "k3"]
+    assert second.lookups == []
+    assert all(r.status == "sent" and r.attempts == 1 for r in all_rows(ctx))
+
+
+async def test_a_429_pauses_every_row_of_that_method_on_every_replica(runtime, ctx, clock, database_url, fake_slack,
+                                                                    monkeypatch):
+    """Slack answers 429 (Retry-After: 1) and keeps refusing that method for a second: the rows behind the
+    first one wait out the same second without calling Slack, on this replica and on another; a response
+    URL, limited on its own, is not held back."""
+    monkeypatch.setattr(outbox, "CONCURRENCY", 1)
+    fake_slack.clock = lambda: clock().timestamp()
+    fake_slack.rate_limit("chat.postMessage", retry_after=1)
+    keys = [f"k{i}" for i in range(5)]
+    for i, key in enumerate(keys):
+        queue(runtime, key, target=f"C0{i}")
+    queue(runtime, "answer", kind="response_url", target=fake_slack.url + "/hooks/T0/B0/answer")
+    deliverer = Deliverer(ctx, {"slack": slack_sender(fake_slack)})
+    assert await deliverer.sweep() == 1  # the answer
+    assert len(fake_slack.called("chat.postMessage")) == 1 and len(fake_slack.refused) == 1
+    until = clock() + timedelta(seconds=1)
+    for key in keys:
+        row = row_by_key(ctx, key)
+        assert row.status == "pending" and row.next_attempt_at == until and row.lease_until is None
+        assert row.attempts == (1 if key == "k0" else 0)  # the others never tried
+
+    queue(runtime, "k5", target="C05")
+    keys.append("k5")
+    engine = make_engine(database_url)
+    try:
+        other = Deliverer(Context(config=ctx.config, sessions=session_factory(engine), now=ctx.now),
+                          {"slack": slack_sender(fake_slack)})
+        clock.to(until - timedelta(microseconds=1))
+        assert await other.sweep() == 0
+    finally:
+        engine.dispose()
+    assert len(fake_slack.called("chat.postMessage")) == 1
+    assert row_by_key(ctx, "k5").next_attempt_at == until
+
+    clock.to(until)
+    assert await deliverer.sweep() == len(keys)
+    assert len(fake_slack.refused) == 1
+    assert posted_keys(fake_slack) == sorted(["k0", *keys])  # k0 twice: refused, then posted
+    assert {r.status for r in all_rows(ctx)} == {"sent"}

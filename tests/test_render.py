@@ -215,6 +215,23 @@ def test_slack_fields_are_at_most_ten_per_section():
     assert [f["text"] for f in payload["blocks"][1]["fields"]] == [f"*L{i}*\nv{i}" for i in range(10)]
 
 
+def test_slack_fields_and_buttons_over_the_limits_go_on_in_further_blocks(caplog):
+    fields = [Field(f"L{i}", f"v{i}") for i in range(23)]
+    buttons = [Button(f"B{i}", f"survey answer SRV-1 {i}") for i in range(60)]
+    reply = Reply(title="Many", sections=[Section(text="intro", fields=fields, buttons=buttons)])
+    with caplog.at_level("INFO", logger="svcbot"):
+        payload = render.slack_message(reply)
+    check_block_kit(payload)
+    blocks = payload["blocks"][1:]
+    assert [(b["type"], len(b.get("fields") or b.get("elements"))) for b in blocks] == [
+        ("section", 10), ("section", 10), ("section", 3), ("actions", 25), ("actions", 25), ("actions", 10)]
+    assert blocks[0]["text"]["text"] == "intro" and "text" not in blocks[1]
+    assert [f["text"] for b in blocks[:3] for f in b["fields"]] == [f"*L{i}*\nv{i}" for i in range(23)]
+    assert [e["value"] for b in blocks[3:] for e in b["elements"]] == [b.run for b in buttons]  # none lost
+    assert "23 fields in one section block, split over 3" in caplog.text
+    assert "60 elements in one actions block, split over 3" in caplog.text
+
+
 def test_slack_section_with_only_buttons_is_valid():
     reply = Reply(title="Rate us", sections=[Section(buttons=[Button(str(i), f"survey answer SRV-1 {i}")
                                                              for i in range(1, 6)])])

@@ -17,7 +17,7 @@ import pytest
 import yaml
 from sqlalchemy import func, select
 
-from handlers import surveys
+from handlers import survey_privacy, surveys
 from handlers.config import parse_config
 from handlers.core import Command, Work
 from handlers.people import console_actor, resolve_actor, sync_people
@@ -101,6 +101,11 @@ def new_survey(ctx, who: str = "priya", **f) -> int:
 
 def answer(ctx, who, sid: int, value, comment: str = "", platform: str = "slack"):
     return ok(ctx, who, f"survey answer SRV-{sid} {value}" + (f' "{comment}"' if comment else ""), platform=platform)
+
+
+def respondent_key(ctx, sid: int, pid: str) -> str:
+    with ctx.sessions() as s:
+        return survey_privacy.respondent_key(ctx, s, s.get(Survey, sid), pid)
 
 
 def the_survey(ctx, sid: int) -> Survey:
@@ -411,11 +416,13 @@ def test_an_anonymous_answer_keeps_no_person_and_only_the_hour(ctx, clock):
     (row,) = answers(ctx, sid)
     assert (row.value, row.person_id, row.comment) == (4, None, None)
     assert row.answered_at == utc(2026, 3, 2, 9, 0)  # 09:47:13, kept to the hour
-    assert row.respondent_key == ctx.pseudonym("survey", sid, "tom")
+    assert row.respondent_key == respondent_key(ctx, sid, "tom")
     assert "tom" not in row.respondent_key
 
     record = audits(ctx, "survey.answer")[-1]
-    assert (record.subject, record.person_id, record.platform) == (f"SRV-{sid}", None, "slack")
+    # Nobody, and no platform either: someone alone on Teams would be named by it.
+    assert (record.subject, record.person_id, record.platform) == (f"SRV-{sid}", None, "anonymous")
+    assert record.at == utc(2026, 3, 2, 9, 0)  # to the hour, like the answer
     assert record.detail == {"changed": False}  # no value, nobody
     assert outbox(ctx, f"survey:{sid}:post") and not [k for k in keys(ctx) if ":post:" not in k]  # no thank-you DM
 
@@ -455,7 +462,7 @@ def test_two_people_give_two_answers(ctx):
     answer(ctx, "tom", sid, 4)
     rows = answers(ctx, sid)
     assert sorted(r.value for r in rows) == [4, 5]
-    assert {r.respondent_key for r in rows} == {ctx.pseudonym("survey", sid, "tom"), ctx.pseudonym("survey", sid, "sanne")}
+    assert {r.respondent_key for r in rows} == {respondent_key(ctx, sid, "tom"), respondent_key(ctx, sid, "sanne")}
     assert len({r.respondent_key for r in rows}) == 2
 
 

@@ -382,8 +382,8 @@ def test_a_retried_button_delivery_changes_nothing_twice(start_server, fake_slac
     assert [a.value for a in db_rows(database_url, SurveyAnswer)] == [2]
     assert db_count(database_url, AuditRecord, AuditRecord.action == "survey.answer") == 2
     assert len(fake_slack.called("response_url")) == 2  # no second thank-you either
-    # The stored delivery keys carry a keyed hash of the user, never the user.
-    keys = [d.key for d in db_rows(database_url, ProcessedDelivery) if d.key.startswith("slack:action:")]
+    # The stored delivery keys are keyed hashes filed under the survey, never the user.
+    keys = [d.key for d in db_rows(database_url, ProcessedDelivery) if d.key.startswith("survey:1:answer:")]
     assert len(keys) == 2 and not [k for k in keys if SANNE.lower() in k.lower()]
 
 
