@@ -13,6 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from bot import render
 from bot.metrics import Metrics
 from bot.outbox import Deliverer
+from bot.teams_trust import teams_mode
 from handlers import survey_privacy, surveys
 from handlers.config import AppConfig, load_config
 from handlers.core import Command, Context, FormInvalid, Reply, UserError, Work
@@ -41,7 +42,8 @@ class Runtime:
         with startup_lock(self.engine):
             upgrade(self.engine)
             sessions = session_factory(self.engine)
-            self.ctx = Context(config=config, sessions=sessions, secret=secret_key(sessions))
+            self.ctx = Context(config=config, sessions=sessions, secret=secret_key(sessions),
+                               connected=connected_platforms())
             sync_people(self.ctx)
         self.metrics = Metrics(self.ctx.sessions)
         self.deliverer = Deliverer(self.ctx, {}, self.metrics)
@@ -110,6 +112,12 @@ def command_name(text: str) -> str:
         return "invalid"
     first = words[0].lower() if words else "help"
     return first if first in ROUTES else "unknown"
+
+
+def connected_platforms(env=os.environ) -> frozenset[str]:
+    """The chat platforms the environment connects svcbot to (the server refuses half a Slack set-up)."""
+    return frozenset(name for name, on in (("slack", bool(env.get("SLACK_BOT_TOKEN"))),
+                                           ("teams", teams_mode(env) is not None)) if on)
 
 
 def secret_key(sessions) -> bytes:

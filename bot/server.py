@@ -14,8 +14,9 @@ from sqlalchemy import text
 
 from bot import api
 from bot import status_page
-from bot.outbox import Delivered, Outgoing
+from bot.outbox import Delivered, DeliveryError, Outgoing
 from bot.runtime import Runtime
+from bot.teams_trust import EMULATOR_VARIABLE, is_loopback, peer_host, teams_mode
 from handlers import breaches, changes, digests, outages, reports, surveys
 from handlers.retention import prune
 
@@ -51,7 +52,7 @@ def build_app(runtime: Runtime) -> web.Application:
     teams = LazyTeams(runtime)
     if teams.configured:  # a misconfigured adapter fails the start, not the first Teams request
         teams.front()
-    senders["teams"] = teams
+    senders["teams"] = teams  # when Teams is off, its messages fail at once, saying so
     app.router.add_post("/api/messages", teams.handle)
 
     app.router.add_get("/healthz", _healthz)
@@ -100,11 +101,19 @@ def build_app(runtime: Runtime) -> web.Application:
             socket_mode["handler"] = AsyncSocketModeHandler(slack.app, app_token)
             await socket_mode["handler"].connect_async()
             log.info("Slack connected over Socket Mode")
-        if teams.anonymous:
+        if teams.mode == "emulator":
             log.warning("!" * 78)
-            log.warning("MICROSOFT_APP_ID is not set: /api/messages accepts UNAUTHENTICATED activities.")
-            log.warning("For local use with the Bot Framework Emulator only; never expose this server.")
+            log.warning("%s=1: /api/messages accepts UNAUTHENTICATED activities from loopback only,", EMULATOR_VARIABLE)
+            log.warning("for the Bot Framework Emulator and local trials; replies may go to loopback.")
             log.warning("!" * 78)
+        elif teams.mode is None:
+            given = [name for name in LazyTeams.SETTINGS if os.environ.get(name)]
+            (log.warning if given else log.info)(
+                "MICROSOFT_APP_ID is not set: Teams is off (/api/messages answers 503)%s",
+                f"; {', '.join(given)} alone does nothing" if given else "")
+        elif os.environ.get(EMULATOR_VARIABLE) == "1":
+            log.warning("%s=1 is ignored: MICROSOFT_APP_ID is set, so every Teams activity needs its token",
+                        EMULATOR_VARIABLE)
         if not token:
             log.info("SLACK_BOT_TOKEN is not set: Slack is off")
 
@@ -122,15 +131,16 @@ def build_app(runtime: Runtime) -> web.Application:
 class LazyTeams:
     """Teams' front and sender, built when first needed: bot.teams imports botbuilder, the largest single
     import of the start-up, and a server that never hears from Teams need not pay for it. Built at once
-    when a MICROSOFT_APP_* setting is given, since the adapter checks those settings when built."""
+    when MICROSOFT_APP_ID is given, since the adapter checks its settings when built. With neither an app
+    id nor the emulator mode, Teams is off: /api/messages answers 503 and Teams messages fail unsent."""
 
     platform = "teams"
     SETTINGS = ("MICROSOFT_APP_ID", "MICROSOFT_APP_PASSWORD", "MICROSOFT_APP_TYPE", "MICROSOFT_APP_TENANT_ID")
 
     def __init__(self, runtime: Runtime):
         self.runtime = runtime
-        self.anonymous = not os.environ.get("MICROSOFT_APP_ID")
-        self.configured = any(os.environ.get(name) for name in self.SETTINGS)
+        self.mode = teams_mode()  # credentials | emulator | None (off)
+        self.configured = self.mode == "credentials"
         self._front: TeamsFront | None = None
         self._sender: TeamsSender | None = None
 
@@ -143,15 +153,34 @@ class LazyTeams:
         return self._front
 
     async def handle(self, request: web.Request) -> web.Response:
+        if self.mode is None:
+            return web.json_response({"error": "Teams is not configured on this server (set MICROSOFT_APP_ID, "
+                                               "MICROSOFT_APP_PASSWORD; or " + EMULATOR_VARIABLE + "=1 for "
+                                               "the Bot Framework Emulator on this machine)"}, status=503)
+        # A reverse proxy on this machine makes every caller look local: what came through one is refused.
+        proxied = [name for name in FORWARDING_HEADERS if name in request.headers]
+        if self.mode == "emulator" and (proxied or not is_loopback(peer_host(request.transport))):
+            self.runtime.metrics.requests_refused.labels(platform="teams", reason="auth").inc()
+            log.warning("refused an unauthenticated Teams activity from %s%s: the emulator mode takes this "
+                        "machine only", peer_host(request.transport), f" via {', '.join(proxied)}" if proxied else "")
+            return web.json_response({"error": "the Teams emulator mode accepts activities from this machine only"},
+                                     status=403)
         return await self.front().handle(request)
 
     async def send(self, item: Outgoing) -> Delivered:
+        if self.mode is None:
+            raise DeliveryError("Teams is off on this server (no MICROSOFT_APP_ID): not sent", permanent=True)
         self.front()
         return await self._sender.send(item)
 
     async def find_sent(self, item: Outgoing) -> Delivered | None:
+        if self.mode is None:
+            return None
         self.front()
         return await self._sender.find_sent(item)
+
+
+FORWARDING_HEADERS = ("Forwarded", "X-Forwarded-For", "X-Forwarded-Host", "X-Real-IP")
 
 
 async def _slack_off(request: web.Request) -> web.Response:

@@ -16,7 +16,7 @@ from types import SimpleNamespace
 import jwt
 from aiohttp import web
 from aiohttp.web_exceptions import HTTPException
-from botbuilder.core import ActivityHandler, CardFactory, MessageFactory, TurnContext
+from botbuilder.core import ActivityHandler, BotAdapter, CardFactory, MessageFactory, TurnContext
 from botbuilder.integration.aiohttp import CloudAdapter, ConfigurationBotFrameworkAuthentication
 from botbuilder.schema import (Activity, ActivityTypes, ChannelAccount, ConversationParameters,
                                ConversationReference, InvokeResponse)
@@ -26,6 +26,7 @@ from sqlalchemy import select
 from bot import render
 from bot.outbox import Delivered, DeliveryError, Outgoing
 from bot.runtime import Runtime, answered_privately
+from bot.teams_trust import service_url_refusal, teams_mode, vouched_service_url
 from handlers import surveys
 from handlers.core import Reply
 from storage.models import ConversationRef, Identity
@@ -62,8 +63,18 @@ def tenant_of(activity: Activity) -> str | None:
     return ((activity.channel_data or {}).get("tenant") or {}).get("id") or activity.conversation.tenant_id
 
 
-def save_reference(runtime: Runtime, activity: Activity, active: bool = True) -> None:
-    """Remember where the bot can post. Personal chats are also filed under the user's AAD id."""
+def token_vouches(turn_context: TurnContext) -> bool:
+    """Whether this turn's Bot Framework token names the activity's serviceUrl as the channel's own."""
+    identity = turn_context.turn_state.get(BotAdapter.BOT_IDENTITY_KEY)
+    return vouched_service_url(getattr(identity, "claims", None), bool(getattr(identity, "is_authenticated", False)),
+                               turn_context.activity.service_url)
+
+
+def save_reference(runtime: Runtime, activity: Activity, active: bool = True, vouched: bool = False) -> None:
+    """Remember where the bot can post. Personal chats are also filed under the user's AAD id.
+
+    A conversation's serviceUrl, once stored, is replaced only when the activity's token ``vouched`` for
+    the new one: otherwise anyone who can reach /api/messages could redirect a channel's posts."""
     ref = TurnContext.get_conversation_reference(activity)
     data = activity.channel_data or {}
     conv = activity.conversation
@@ -76,7 +87,11 @@ def save_reference(runtime: Runtime, activity: Activity, active: bool = True) ->
         if row is None:
             row = ConversationRef(conversation_id=conv.id)
             s.add(row)
-        row.conversation_type, row.service_url, row.tenant_id = kind, activity.service_url, tenant
+        elif row.service_url and row.service_url != activity.service_url and not vouched:
+            log.warning("Teams conversation %s: kept its serviceUrl %s; an activity whose token does not vouch "
+                        "for it named %s", conv.id, row.service_url, activity.service_url)
+            ref.service_url = row.service_url
+        row.conversation_type, row.service_url, row.tenant_id = kind, ref.service_url, tenant
         row.team_id = (data.get("team") or {}).get("id")
         row.user_aad_id = user_aad or row.user_aad_id
         row.reference, row.active, row.updated_at = ref.serialize(), active, now
@@ -102,14 +117,15 @@ class SvcTeamsBot(ActivityHandler):
         activity = turn_context.activity
         bot_id = activity.recipient.id if activity.recipient else None
         if any(m.id == bot_id for m in activity.members_added or []):
-            await asyncio.to_thread(save_reference, self.runtime, activity)
+            await asyncio.to_thread(save_reference, self.runtime, activity, True, token_vouches(turn_context))
             log.info("installed in Teams conversation %s", activity.conversation.id)
         elif any(m.id == bot_id for m in activity.members_removed or []):
-            await asyncio.to_thread(save_reference, self.runtime, activity, False)
+            await asyncio.to_thread(save_reference, self.runtime, activity, False, token_vouches(turn_context))
             log.info("removed from Teams conversation %s", activity.conversation.id)
 
     async def on_installation_update_add(self, turn_context: TurnContext):
-        await asyncio.to_thread(save_reference, self.runtime, turn_context.activity)
+        await asyncio.to_thread(save_reference, self.runtime, turn_context.activity, True,
+                                token_vouches(turn_context))
 
     async def on_message_activity(self, turn_context: TurnContext):
         activity = turn_context.activity
@@ -120,7 +136,7 @@ class SvcTeamsBot(ActivityHandler):
         # A conversation reference names the sender; a survey answer (maybe anonymous) must not be stored
         # with it. The conversation is known already: the survey was posted there.
         if not surveys.is_answer(text, form):
-            await asyncio.to_thread(save_reference, self.runtime, activity)
+            await asyncio.to_thread(save_reference, self.runtime, activity, True, token_vouches(turn_context))
         if form:  # Action.Submit of a form card: the inputs' values arrive beside the form's name
             result = await self._submit(activity, value)
         else:  # a message, or the Action.Submit of one of our buttons
@@ -181,7 +197,7 @@ class TeamsFront:
     def __init__(self, runtime: Runtime):
         settings = teams_settings()
         self.app_id = settings.APP_ID
-        self.anonymous = not settings.APP_ID
+        self.mode = teams_mode()
         self.runtime = runtime
         self.adapter = CloudAdapter(ConfigurationBotFrameworkAuthentication(settings))
         self.adapter.on_turn_error = self._on_error
@@ -243,6 +259,12 @@ class TeamsSender:
             where = "conversation" if item.target_kind == "channel" else "user's chat"
             raise DeliveryError(f"svcbot is not installed in that Teams {where} ({item.target}); "
                                 "add the app there", retry_after=300)
+        service_url = reference["service_url"] if isinstance(reference, dict) else reference.service_url
+        refusal = service_url_refusal(service_url, self.runtime.ctx.config.teams.service_hosts,
+                                      allow_loopback=self.front.mode == "emulator")
+        if refusal:  # never retried: the stored address will not become a Bot Framework one by waiting
+            log.error("refused to post to Teams %s %s: %s", item.target_kind, item.target, refusal)
+            raise DeliveryError(f"refused: {refusal}", permanent=True)
         activity = card_activity(Reply.from_dict(item.message))
         sent: dict = {}
 

@@ -106,6 +106,15 @@ class Person(Strict):
     location: str | None = None
     # Reminders by direct message wait till these end, in the person's time zone; may pass midnight.
     quiet_hours: Interval | None = None
+    # Where direct messages go for someone on both platforms; default Slack when it is connected.
+    prefer: Literal["slack", "teams"] | None = None
+
+    @model_validator(mode="after")
+    def _prefer_a_platform_they_are_on(self):
+        if self.prefer and not getattr(self, self.prefer):
+            raise ValueError(f"prefer: {self.prefer} needs this person's {self.prefer} id "
+                             f"(e.g. {self.prefer}: {'U0ABC123' if self.prefer == 'slack' else '<AAD object id>'})")
+        return self
 
     _zone = field_validator("timezone")(lambda cls, v: v if v is None else Calendar._zone(v))
     _quiet = field_validator("quiet_hours", mode="before")(
@@ -409,6 +418,34 @@ class Delivery(Strict):
     give_up_hours: Annotated[float, Field(gt=0)] = 24
 
 
+# Where Teams' connector lives: the public cloud (smba.trafficmanager.net/<region>/), the Bot Framework's
+# own hosts, and the US government clouds (GCC, GCC High, DoD).
+TEAMS_SERVICE_HOSTS = (
+    "smba.trafficmanager.net",
+    "*.botframework.com",
+    "smba.infra.gcc.teams.microsoft.com",
+    "smba.infra.gov.teams.microsoft.us",
+    "smba.infra.dod.teams.microsoft.us",
+    "*.botframework.us",
+)
+
+
+class TeamsSettings(Strict):
+    """The hosts svcbot may post Teams messages to (an activity's serviceUrl): host names, ``*.`` for
+    any subdomain. Replaces the default list of Bot Framework hosts when given."""
+
+    service_hosts: tuple[str, ...] = TEAMS_SERVICE_HOSTS
+
+    @field_validator("service_hosts")
+    @classmethod
+    def _host_names(cls, hosts):
+        for host in hosts:
+            if not re.fullmatch(r"(\*\.)?[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*", host):
+                raise ValueError(f"'{host}' is not a host name in lower case; write just the host, "
+                                 "e.g. smba.trafficmanager.net or *.botframework.com")
+        return hosts
+
+
 API_SCOPES = ("alerts", "tickets", "outages", "changes", "surveys", "csi", "read")
 TOKEN_HASH = re.compile(r"^sha256:[0-9a-f]{64}$")
 STATUS_PAGE_MODES = ("public", "hide_incident_titles", "private")
@@ -502,6 +539,7 @@ class BotSettings(Strict):
 class AppConfig(Strict):
     bot: BotSettings = BotSettings()
     delivery: Delivery = Delivery()
+    teams: TeamsSettings = TeamsSettings()
     retention: Retention = Retention()
     calendars: dict[str, Calendar]
     people: list[Person] = []

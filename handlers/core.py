@@ -194,6 +194,8 @@ class Context:
     on_outbox: Callable[[], None] = lambda: None
     # The key of every keyed hash svcbot stores in place of a person (see ``pseudonym``).
     secret: bytes = field(default_factory=lambda: os.urandom(32))
+    # The chat platforms this deployment is connected to: direct messages prefer them.
+    connected: frozenset[str] = frozenset(PLATFORMS)
 
     def pseudonym(self, *parts: object) -> str:
         """A keyed hash of the parts: equal for equal parts, and no way back to them without the key."""
@@ -298,7 +300,8 @@ class Work:
     def message_person(self, person_id: str, message: Reply, key: str, subject: str = "",
                        hold_in_quiet_hours: bool = False, supersedes: str | None = None,
                        useful_until: datetime | None = None) -> list[str]:
-        """A direct message on each platform the person is known on; returns the outbox keys queued.
+        """A direct message on the one platform the person prefers (see ``direct_platform``); returns the
+        outbox keys queued.
 
         ``hold_in_quiet_hours`` (reminders): written now, delivered once the person's quiet hours end —
         unless that is not before ``useful_until`` (a change's start), when the reminder is not sent at all.
@@ -309,8 +312,11 @@ class Work:
         if release and useful_until and release >= useful_until:
             log.info("reminder %s to %s not sent: their quiet hours last past %s", key, person_id, useful_until)
             return []
+        platform = direct_platform(self.ctx, person_id, {ident.platform for ident in identities})
         keys = []
         for ident in identities:
+            if ident.platform != platform:
+                continue
             if supersedes:
                 self.session.execute(
                     update(OutboxMessage).where(
@@ -322,6 +328,15 @@ class Work:
             keys.append(f"{key}:{ident.platform}:{ident.external_id}")
             self.send(ident.platform, "person", ident.external_id, message, keys[-1], subject, not_before=release)
         return keys
+
+
+def direct_platform(ctx: Context, person_id: str, platforms: set[str]) -> str | None:
+    """Where a person's direct messages go: their ``prefer`` from app.yaml, else the first of PLATFORMS;
+    a platform this deployment is not connected to comes after one it is."""
+    person = ctx.config.person(person_id)
+    prefer = person.prefer if person else None
+    known = [p for p in PLATFORMS if p in platforms]
+    return min(known, key=lambda p: (p not in ctx.connected, p != prefer, PLATFORMS.index(p)), default=None)
 
 
 @contextmanager

@@ -10,7 +10,8 @@ import yaml
 from storage.models import Change, ChangeVote
 from tests.conftest import db_rows, wait_until
 from tests.test_teams_e2e import (ADAPTIVE, PAYMENTS_CONV, SANNE, Member, card_text, channel_config,  # noqa: F401
-                                  execute_invoke, installed_in_channel, personal_message, posted, sends)
+                                  execute_invoke, installed_in_channel, personal_message, posted, sends,
+                                  server_env)  # the emulator mode
 from tests.when import at, next_weekday
 
 pytestmark = pytest.mark.e2e

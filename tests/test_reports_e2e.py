@@ -17,7 +17,7 @@ from tests.test_changes_slack_e2e import PAYMENTS, slash
 from tests.test_changes_slack_e2e import TOM as TOM_SLACK
 from tests.test_digests_e2e import first_sweep, needs_faketime, server_clock  # noqa: F401 - a fixture
 from tests.test_teams_e2e import (PAYMENTS_CONV, TOM, card_of, channel_config,  # noqa: F401 - a fixture
-                                  installed_in_channel, personal_message, posted)
+                                  installed_in_channel, personal_message, posted, server_env)  # the emulator mode
 
 pytestmark = pytest.mark.e2e
 

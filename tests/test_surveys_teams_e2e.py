@@ -13,7 +13,8 @@ from storage.models import (AuditRecord, ConversationRef, Identity, OutboxMessag
 from tests.conftest import db_count, db_rows, demo_config, wait_until
 from tests.test_surveys_slack_e2e import stored_text, traces, with_quick_ticket_survey
 from tests.test_teams_e2e import (ADAPTIVE, TEAM_ID, TENANT, Member, card_of, card_text, execute_invoke,
-                                  installed_in_channel, installed_personally, personal_message, posted, sends)
+                                  installed_in_channel, installed_personally, personal_message, posted, sends,
+                                  preferring_teams, server_env)  # noqa: F401 - a fixture: the emulator mode
 
 pytestmark = pytest.mark.e2e
 
@@ -259,7 +260,8 @@ def survey_sends(fake_teams, member: Member) -> list:
 
 
 def test_a_resolved_ticket_asks_its_requester_once(start_server, fake_teams, fake_slack, database_url,
-                                                   quick_ticket_survey):
+                                                   quick_ticket_survey, config_file):
+    preferring_teams(config_file, SANNE, TOM)
     server = start(start_server, fake_teams, SANNE, TOM)
     assert "INC-1 opened" in said(fake_teams, SANNE, "incident new payments P3 Card reader in store 12 is slow",
                                   server)
@@ -278,9 +280,9 @@ def test_a_resolved_ticket_asks_its_requester_once(start_server, fake_teams, fak
     time.sleep(2)  # ten sweeps
     assert len(survey_sends(fake_teams, SANNE)) == 1
     assert db_count(database_url, Survey) == 1
-    # She is on Slack too: asked there once as well, not twice.
-    assert len([c for c in fake_slack.called("chat.postMessage") if c.params["channel"] == "U0SANNE03"
-                and "INC-1 was handled" in json.dumps(c.params["blocks"])]) == 1
+    # She is on Slack too, but prefers Teams: not asked there.
+    assert not [c for c in fake_slack.called("chat.postMessage") if c.params["channel"] == "U0SANNE03"
+                and "INC-1 was handled" in json.dumps(c.params["blocks"])]
 
     # A low score, pressed in her chat, is a named answer, and goes on to the service's owner.
     thanks = press(server, fake_teams, SANNE, rating(card, 2))
@@ -294,10 +296,11 @@ def test_a_resolved_ticket_asks_its_requester_once(start_server, fake_teams, fak
 
 
 def test_an_anonymous_answer_pressed_in_a_1to1_chat_stores_nothing_naming_that_chat(start_server, fake_teams,
-                                                                                    database_url):
+                                                                                    database_url, config_file):
     """An anonymous survey asked by direct message (group workplace-it: Sanne and Lucas) is answered in
     each person's 1:1 chat with the bot: no row written by the answer may name that chat, since the chat
     names the person."""
+    preferring_teams(config_file, SANNE)
     server = start(start_server, fake_teams, PRIYA, SANNE)
     answer = press(server, fake_teams, PRIYA, {"run": 'survey new question="How is working from home?" '
                                                       'scale=csat group=workplace-it closes="in 3 days"'})

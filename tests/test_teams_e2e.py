@@ -170,6 +170,23 @@ def card_text(call) -> str:
 
 
 @pytest.fixture
+def server_env(server_env):
+    """Without credentials Teams is off; these servers take unauthenticated activities from loopback, as
+    with the Bot Framework Emulator, because the emulator mode is switched on."""
+    return {**server_env, "SVCBOT_TEAMS_EMULATOR": "1"}
+
+
+def preferring_teams(config_file, *members: "Member") -> None:
+    """These people (on both platforms in the demo) get their direct messages in Teams, not Slack."""
+    cfg = yaml.safe_load(config_file.read_text())
+    aads = {m.aad for m in members}
+    for person in cfg["people"]:
+        if person.get("teams") in aads:
+            person["prefer"] = "teams"
+    config_file.write_text(yaml.safe_dump(cfg, sort_keys=False))
+
+
+@pytest.fixture
 def channel_config(config_file):
     """The demo configuration with #payments mapped to the Teams channel the bot gets installed in."""
     cfg = demo_config()
@@ -205,6 +222,25 @@ def test_installation_stores_the_conversation_reference(start_server, fake_teams
         assert ref.user_aad_id == SANNE.aad and ref.team_id is None
     assert not fake_teams.calls  # installing says nothing by itself
 
+    # The same install again, unauthenticated, naming another host: the stored serviceUrl stays.
+    forged = {**activity, "id": new_id(), "serviceUrl": "http://169.254.169.254/"}
+    posted(server, forged)
+    [ref] = db_rows(database_url, ConversationRef)
+    assert (ref.service_url, ref.reference["serviceUrl"]) == (fake_teams.url + "/", fake_teams.url + "/")
+
+
+def test_teams_is_off_without_an_app_id_or_the_emulator_mode(start_server, fake_teams, database_url):
+    server = start_server(SVCBOT_TEAMS_EMULATOR=None)
+    forged = personal_message(fake_teams, TOM, "service set payments major-outage forged")
+    for activity in (installed_in_channel(fake_teams), forged):
+        response = post(server, activity)
+        assert response.status_code == 503, response.text
+        assert "MICROSOFT_APP_ID" in response.json()["error"]
+    assert db_rows(database_url, ConversationRef) == []
+    assert db_rows(database_url, ServiceStatus) == []
+    assert db_rows(database_url, AuditRecord) == []
+    assert not fake_teams.calls
+
 
 def test_personal_status_is_answered_with_an_adaptive_card_naming_every_service(start_server, fake_teams):
     server = start_server()
@@ -235,7 +271,8 @@ def test_channel_mention_is_stripped_and_answered_in_the_thread(start_server, fa
 
 
 def test_owner_announces_to_the_channel_and_to_a_subscriber(start_server, fake_teams, fake_slack, database_url,
-                                                            channel_config):
+                                                            channel_config, config_file):
+    preferring_teams(config_file, SANNE)
     server = start_server()
     posted(server, installed_in_channel(fake_teams))
     posted(server, installed_personally(fake_teams, SANNE))
@@ -269,6 +306,8 @@ def test_owner_announces_to_the_channel_and_to_a_subscriber(start_server, fake_t
     assert len(sends(fake_teams, SANNE.personal)) == 2  # her subscribe answer and the announcement
     assert len(sends(fake_teams)) == 4
     assert not fake_teams.called("create_conversation")
+    # She prefers Teams: no direct message in Slack as well.
+    assert not [c for c in fake_slack.called("chat.postMessage") if c.params.get("channel") == "U0SANNE03"]
 
     [status] = db_rows(database_url, ServiceStatus)
     assert (status.service_id, status.state, status.message, status.updated_by) == \
@@ -285,8 +324,9 @@ def test_owner_announces_to_the_channel_and_to_a_subscriber(start_server, fake_t
 
 
 def test_subscriber_without_a_personal_chat_is_reached_through_a_new_one(start_server, fake_teams, database_url,
-                                                                         channel_config):
+                                                                         channel_config, config_file):
     """Sanne only ever pressed a button (no 1:1 chat stored); the bot is installed in the team, so it opens one."""
+    preferring_teams(config_file, SANNE)
     server = start_server()
     posted(server, installed_in_channel(fake_teams))
     assert posted(server, execute_invoke(fake_teams, SANNE, {"run": "subscribe payments"})).json()["statusCode"] == 200
@@ -402,8 +442,9 @@ def test_the_same_activity_delivered_twice_changes_state_once(start_server, fake
 
 
 def test_with_an_app_id_unauthenticated_activities_are_refused(start_server, fake_teams, database_url):
+    # The emulator mode asked for as well changes nothing: with an app id every activity needs its token.
     server = start_server(MICROSOFT_APP_ID="9b1e4f0c-3d1a-4b6e-8f2a-5c7d9e0a1b2c",
-                          MICROSOFT_APP_PASSWORD="not-a-real-secret")
+                          MICROSOFT_APP_PASSWORD="not-a-real-secret", SVCBOT_TEAMS_EMULATOR="1")
     forged = personal_message(fake_teams, TOM, "service set payments major-outage forged")
     attempts = [(installed_in_channel(fake_teams), {}), (forged, {}),
                 (forged, {"Authorization": "Bearer not-a-jwt"}), (forged, {"Authorization": "Bearer a.b.c"}),
