@@ -143,6 +143,8 @@ class ConversationRef(Base):
     service_url: Mapped[str] = mapped_column(String(512))
     tenant_id: Mapped[str | None] = mapped_column(String(64), index=True)
     team_id: Mapped[str | None] = mapped_column(String(256))
+    # channelData.team.aadGroupId: the team's id in Microsoft Graph, to read a channel's messages back
+    team_aad_group_id: Mapped[str | None] = mapped_column(String(64))
     user_aad_id: Mapped[str | None] = mapped_column(String(64), index=True)
     reference: Mapped[dict[str, Any]]
     active: Mapped[bool] = mapped_column(default=True)
