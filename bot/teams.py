@@ -26,6 +26,7 @@ from sqlalchemy import select
 from bot import render
 from bot.outbox import Delivered, DeliveryError, Outgoing
 from bot.runtime import Runtime, answered_privately
+from bot.teams_graph import Graph, GraphUnavailable, mark_card, messages_path, personal_chat_id
 from bot.teams_trust import service_url_refusal, teams_mode, vouched_service_url
 from handlers import surveys
 from handlers.core import Reply
@@ -46,8 +47,10 @@ def teams_settings() -> SimpleNamespace:
     )
 
 
-def card_activity(reply: Reply) -> Activity:
-    activity = MessageFactory.attachment(CardFactory.adaptive_card(render.teams_card(reply)))
+def card_activity(reply: Reply, key: str | None = None) -> Activity:
+    """The reply as an Adaptive Card; with an outbox ``key``, marked so that Graph can find it again."""
+    card = render.teams_card(reply)
+    activity = MessageFactory.attachment(CardFactory.adaptive_card(mark_card(card, key) if key else card))
     activity.summary = reply.plain()[:200]
     return activity
 
@@ -92,7 +95,9 @@ def save_reference(runtime: Runtime, activity: Activity, active: bool = True, vo
                         "for it named %s", conv.id, row.service_url, activity.service_url)
             ref.service_url = row.service_url
         row.conversation_type, row.service_url, row.tenant_id = kind, ref.service_url, tenant
-        row.team_id = (data.get("team") or {}).get("id")
+        team = data.get("team") or {}
+        row.team_id = team.get("id")
+        row.team_aad_group_id = team.get("aadGroupId") or row.team_aad_group_id
         row.user_aad_id = user_aad or row.user_aad_id
         row.reference, row.active, row.updated_at = ref.serialize(), active, now
 
@@ -227,9 +232,10 @@ class TeamsFront:
 class TeamsSender:
     platform = "teams"
 
-    def __init__(self, front: TeamsFront):
+    def __init__(self, front: TeamsFront, graph: Graph | None = None):
         self.front = front
         self.runtime = front.runtime
+        self.graph = graph if graph is not None else Graph.from_settings(teams_settings())
 
     def _reference(self, item: Outgoing) -> ConversationReference | dict | None:
         with self.runtime.ctx.sessions() as s:
@@ -265,7 +271,7 @@ class TeamsSender:
         if refusal:  # never retried: the stored address will not become a Bot Framework one by waiting
             log.error("refused to post to Teams %s %s: %s", item.target_kind, item.target, refusal)
             raise DeliveryError(f"refused: {refusal}", permanent=True)
-        activity = card_activity(Reply.from_dict(item.message))
+        activity = card_activity(Reply.from_dict(item.message), item.key)
         sent: dict = {}
 
         async def deliver(ctx: TurnContext):
@@ -303,9 +309,42 @@ class TeamsSender:
         return Delivered(sent.get("conversation", item.target), sent.get("id", ""))
 
     async def find_sent(self, item: Outgoing) -> Delivered | None:
-        # The Bot Framework gives bots no way to read a conversation back, so an attempt whose answer
-        # was lost is sent again: at least once in that one case, exactly once otherwise.
-        return None
+        """The post an unanswered attempt made, found through Microsoft Graph (bot/teams_graph.py).
+        Graph refusing or failing raises (the row is not posted again blind); only where Graph cannot be
+        asked at all (no app password, or a conversation it has no id for) is the row posted again, with a
+        warning, since a duplicate is then possible."""
+        if item.target_kind == "edit":
+            return None  # an edit made twice leaves the same message
+        try:
+            if self.graph is None:
+                raise GraphUnavailable("Microsoft Graph is not configured (MICROSOFT_APP_PASSWORD is unset)")
+            conversation, tenant, path = await asyncio.to_thread(self._where, item)
+            found = await self.graph.find(tenant, path, item.key, item.created_at)
+        except GraphUnavailable as exc:
+            log.warning("outbox %s: an earlier attempt may have been posted, but it cannot be checked (%s); "
+                        "posting again, which may show it twice", item.id, exc)
+            return None
+        return Delivered(conversation, found) if found else None
+
+    def _where(self, item: Outgoing) -> tuple[str, str | None, str]:
+        """The conversation a post of this row lands in, its tenant, and where Graph lists its messages."""
+        with self.runtime.ctx.sessions() as s:
+            if item.target_kind == "channel":
+                row = s.get(ConversationRef, item.target)
+            else:
+                row = s.scalar(select(ConversationRef).where(ConversationRef.user_aad_id == item.target,
+                                                             ConversationRef.conversation_type == "personal"))
+            if row is not None:
+                path = messages_path(row.conversation_type, row.conversation_id, row.team_aad_group_id,
+                                     row.user_aad_id, self.front.app_id, item.thread_id)
+                return row.conversation_id, row.tenant_id, path
+            if item.target_kind == "channel":
+                raise GraphUnavailable(f"svcbot has no record of the conversation {item.target}")
+            # A 1:1 chat the attempt had to open: it is filed under nothing yet.
+            ident = s.scalar(select(Identity).where(Identity.platform == "teams", Identity.external_id == item.target))
+            chat = personal_chat_id(item.target, self.front.app_id)
+            path = messages_path("personal", chat, None, item.target, self.front.app_id, None)
+            return chat, ident.tenant_id if ident else None, path
 
 
 def _delivery_error(exc: HttpOperationError) -> DeliveryError:

@@ -262,3 +262,54 @@ class FakeTeamsConnector(LoopbackServer):
         body["_activity"] = request.match_info["activity"]
         self.record("update", body, request.headers)
         return web.json_response({"id": request.match_info["activity"]})
+
+
+class FakeGraph(LoopbackServer):
+    """Microsoft Graph's messages lists and the token endpoint, on loopback. What a conversation's list
+    holds is what ``connector`` (a FakeTeamsConnector) received there, as Graph shows it: the card's JSON
+    as a string in ``attachments[].content``, the connector's activity id as the message id.
+    ``conversations`` maps a Graph messages path to the connector's conversation id; ``refuse`` holds
+    statuses the next message lists answer with, in order."""
+
+    def __init__(self, connector: FakeTeamsConnector, conversations: dict[str, str]):
+        super().__init__()
+        self.connector = connector
+        self.conversations = conversations
+        self.refuse: list[int] = []
+        self.tokens_issued = 0
+
+    def routes(self, app):
+        app.router.add_post("/{tenant}/oauth2/v2.0/token", self._token)
+        app.router.add_get("/v1.0/{path:.*}", self._messages)
+
+    async def _token(self, request):
+        form = dict(await request.post())
+        self.record("token", {**form, "tenant": request.match_info["tenant"]}, request.headers)
+        if form.get("grant_type") != "client_credentials" or form.get("client_secret") != "graph-secret":
+            return web.json_response({"error": "invalid_client"}, status=401)
+        self.tokens_issued += 1
+        return web.json_response({"access_token": f"graph-token-{self.tokens_issued}", "expires_in": 3599,
+                                  "token_type": "Bearer"})
+
+    async def _messages(self, request):
+        path = "/" + request.match_info["path"]
+        self.record("messages", {"path": path, "query": dict(request.query)}, request.headers, path=path)
+        if not request.headers.get("Authorization", "").startswith("Bearer graph-token-"):
+            return web.json_response({"error": {"code": "InvalidAuthenticationToken"}}, status=401)
+        if self.refuse:
+            status = self.refuse.pop(0)
+            return web.json_response({"error": {"code": "Forbidden", "message": f"refused ({status})"}},
+                                     status=status)
+        conversation = self.conversations.get(path)
+        if conversation is None:
+            return web.json_response({"error": {"code": "NotFound", "message": "no such conversation"}},
+                                     status=404)
+        now = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime())
+        sent = [c.params for c in self.connector.called("send")
+                if c.params["_conversation"] == conversation and "_id" in c.params]
+        messages = [{"id": body["_id"], "createdDateTime": now, "messageType": "message",
+                     "attachments": [{"id": str(i), "contentType": a.get("contentType"),
+                                      "content": json.dumps(a.get("content"))}
+                                     for i, a in enumerate(body.get("attachments") or [])]}
+                    for body in reversed(sent)]
+        return web.json_response({"value": messages})
