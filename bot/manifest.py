@@ -16,6 +16,8 @@ from handlers.config import AppConfig
 # reactions on change announcements (reactions:read).
 BOT_SCOPES = ["commands", "chat:write", "chat:write.public", "im:write", "im:history", "channels:history",
               "groups:history", "app_mentions:read", "reactions:read"]
+# Teams: read channel and chat messages where the app is installed (resource-specific consent).
+GRAPH_RSC_PERMISSIONS = ["ChannelMessage.Read.Group", "ChatMessage.Read.Chat"]
 BOT_EVENTS = ["app_mention", "message.im", "reaction_added", "reaction_removed"]
 
 
@@ -72,6 +74,11 @@ def teams_package(config: AppConfig, app_id: str, host: str, path: str) -> None:
                       {"title": "csi", "description": "The improvement register: csi list, csi add"}]}]}],
         "permissions": ["identity", "messageTeamMembers"],
         "validDomains": [host],
+        # Reading its own posts back through Microsoft Graph, where the app is installed, so that a post
+        # whose answer was lost is not posted twice (bot/teams_graph.py).
+        "webApplicationInfo": {"id": app_id, "resource": f"api://{host}/{app_id}"},
+        "authorization": {"permissions": {"resourceSpecific": [
+            {"name": name, "type": "Application"} for name in GRAPH_RSC_PERMISSIONS]}},
     }
     with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as package:
         package.writestr("manifest.json", json.dumps(manifest, indent=2))

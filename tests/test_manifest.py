@@ -51,4 +51,8 @@ def test_teams_package_holds_manifest_and_icons(tmp_path):
     assert manifest["id"] == manifest["bots"][0]["botId"] == "0b6a1c2d-1111-2222-3333-444455556666"
     assert set(manifest["bots"][0]["scopes"]) == {"personal", "team", "groupChat"}
     assert manifest["validDomains"] == ["svc.example.com"]
+    # Reading its own posts back through Graph (a lost answer is then not posted twice).
+    assert manifest["webApplicationInfo"]["id"] == "0b6a1c2d-1111-2222-3333-444455556666"
+    assert {(p["name"], p["type"]) for p in manifest["authorization"]["permissions"]["resourceSpecific"]} == {
+        ("ChannelMessage.Read.Group", "Application"), ("ChatMessage.Read.Chat", "Application")}
     assert sizes == {"color.png": (192, 192), "outline.png": (32, 32)}
