@@ -95,7 +95,7 @@ class Graph:
     async def find(self, tenant: str | None, path: str, key: str, since: datetime) -> str | None:
         """The id of the message in ``path`` (a messages collection) carrying the marker of ``key``,
         created since ``since``; None if Graph shows none there."""
-        tenant = self.tenant or tenant
+        tenant = tenant or self.tenant  # the conversation's tenant holds it (a multi-tenant bot serves many)
         if not tenant:
             raise GraphUnavailable("the conversation's tenant is unknown")
         wanted = marker(key)
