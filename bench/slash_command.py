@@ -1,12 +1,15 @@
 """How much svcbot adds to a slash command round trip, against a bare slack-bolt app measured in the same run.
 
-Both servers run as subprocesses on loopback with the same signing secret; each gets the same number
-of signed `/svc status` requests (after a warm-up) and the median and 95th percentile are printed,
-with svcbot's ratio to the baseline. Run: `.venv/bin/python bench/slash_command.py [--requests N]`.
+Both servers run as subprocesses on loopback with the same signing secret. Each gets the same signed
+`/svc status` requests (after a warm-up) twice: one at a time (the median and 95th percentile of a
+round trip), then from CONCURRENCY clients at once, as when a whole team uses it (the median and 99th
+percentile and the throughput). svcbot's ratio to the baseline is printed beside each figure.
+Run: `.venv/bin/python bench/slash_command.py [--requests N] [--concurrent-requests N] [--concurrency C]`.
 """
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import statistics
 import subprocess
@@ -15,6 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import aiohttp
 import requests
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -75,6 +79,39 @@ def measure(url: str, hooks: str, n: int) -> list[float]:
     return times
 
 
+async def _concurrent(url: str, hooks: str, n: int, concurrency: int) -> tuple[list[float], float]:
+    """N requests from CONCURRENCY clients at once: each round trip's time, and the whole run's wall time."""
+    bodies = []
+    for i in range(n):
+        body = slash_command_body("status", "U0TOM0002", hooks, trigger_id=f"bench.c{i}.{time.time_ns()}")
+        bodies.append(body)
+    queue: asyncio.Queue[str] = asyncio.Queue()
+    for body in bodies:
+        queue.put_nowait(body)
+    times: list[float] = []
+
+    async def client(session: aiohttp.ClientSession) -> None:
+        while not queue.empty():
+            body = queue.get_nowait()
+            started = time.perf_counter()
+            # Signed when sent: Slack's signatures are good for five minutes.
+            async with session.post(url + "/slack/events", data=body, headers=slack_headers(body)) as response:
+                await response.read()
+                response.raise_for_status()
+            times.append(time.perf_counter() - started)
+
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=30)) as session:
+        began = time.perf_counter()
+        await asyncio.gather(*(client(session) for _ in range(concurrency)))
+        return times, time.perf_counter() - began
+
+
+def measure_concurrent(url: str, hooks: str, n: int, concurrency: int) -> tuple[list[float], float]:
+    asyncio.run(_concurrent(url, hooks, concurrency * 2, concurrency))  # warm-up: connections, caches
+    return asyncio.run(_concurrent(url, hooks, n, concurrency))
+
+
 def start(cmd: list[str], env: dict, cwd: Path) -> tuple[subprocess.Popen, str]:
     port = free_port()
     proc = subprocess.Popen(cmd, env={**os.environ, **env, "PORT": str(port)}, cwd=cwd,
@@ -86,12 +123,14 @@ def start(cmd: list[str], env: dict, cwd: Path) -> tuple[subprocess.Popen, str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--requests", type=int, default=300)
+    parser.add_argument("--requests", type=int, default=300, help="one at a time")
+    parser.add_argument("--concurrent-requests", type=int, default=2000)
+    parser.add_argument("--concurrency", type=int, default=50, help="clients at once")
     args = parser.parse_args()
     fake = FakeSlack().start()
     common = {"SLACK_SIGNING_SECRET": SIGNING_SECRET, "SLACK_API_URL": fake.url + "/api/",
               "SLACK_BOT_TOKEN": "xoxb-bench", "PYTHONPATH": str(ROOT)}
-    results = {}
+    results, concurrent = {}, {}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         (tmp / "bare.py").write_text(BARE_BOLT_APP)
@@ -105,16 +144,32 @@ def main() -> None:
             proc, url = start(cmd, {**common, **env}, ROOT)
             try:
                 results[name] = measure(url, fake.url + "/hooks/x", args.requests)
+                concurrent[name] = measure_concurrent(url, fake.url + "/hooks/x", args.concurrent_requests,
+                                                      args.concurrency)
             finally:
                 proc.terminate()
                 proc.wait(10)
     fake.stop()
-    baseline = statistics.median(results["bare slack-bolt app"])
-    print(f"{'':24} {'median ms':>10} {'p95 ms':>8} {'× baseline':>11}   ({args.requests} requests each)")
+    bare = "bare slack-bolt app"
+    baseline = statistics.median(results[bare])
+    print(f"one at a time, {args.requests} requests each")
+    print(f"{'':24} {'median ms':>10} {'p95 ms':>8} {'× baseline':>11}")
     for name, times in results.items():
         times.sort()
         median, p95 = statistics.median(times), times[int(len(times) * 0.95) - 1]
         print(f"{name:24} {median * 1000:10.2f} {p95 * 1000:8.2f} {median / baseline:11.2f}")
+
+    def figures(times: list[float], wall: float) -> tuple[float, float, float]:
+        times = sorted(times)
+        return statistics.median(times), times[max(0, int(len(times) * 0.99) - 1)], len(times) / wall
+
+    print(f"\n{args.concurrency} clients at once, {args.concurrent_requests} requests each")
+    print(f"{'':24} {'median ms':>10} {'p99 ms':>8} {'req/s':>8} {'p99 × floor':>12} {'req/s × floor':>14}")
+    _, floor_p99, floor_rate = figures(*concurrent[bare])
+    for name, (times, wall) in concurrent.items():
+        median, p99, rate = figures(times, wall)
+        print(f"{name:24} {median * 1000:10.2f} {p99 * 1000:8.2f} {rate:8.0f} {p99 / floor_p99:12.2f} "
+              f"{rate / floor_rate:14.2f}")
 
 
 if __name__ == "__main__":
