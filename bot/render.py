@@ -56,7 +56,10 @@ def _env(own: bool = True) -> Environment:
     from jinja2 import ChoiceLoader, Environment, FileSystemLoader, PackageLoader, StrictUndefined
     builtin = PackageLoader("bot", "templates")
     loader = ChoiceLoader([FileSystemLoader(_override), builtin]) if own and _override else builtin
-    env = Environment(loader=loader, undefined=StrictUndefined, autoescape=False, keep_trailing_newline=False)
+    # auto_reload off: templates do not change while svcbot runs (use_templates starts afresh), and
+    # checking each file's time before every render cost a stat call per message.
+    env = Environment(loader=loader, undefined=StrictUndefined, autoescape=False, keep_trailing_newline=False,
+                      auto_reload=False)
     env.filters.update(teams_md=_teams_md, plain=_plain, mrkdwn=_mrkdwn, format_label=lambda s: f"{s:<12}")
     env.policies["truncate.leeway"] = 0  # Slack refuses a header of 151 characters
     env.policies["json.dumps_kwargs"] = {"ensure_ascii": False, "sort_keys": False}

@@ -43,7 +43,7 @@ def write(report: Report, images: list[Image], folder: str | os.PathLike) -> tup
 @lru_cache(maxsize=1)
 def _env() -> Environment:
     env = Environment(loader=PackageLoader("bot", "templates"), undefined=StrictUndefined, autoescape=True,
-                      trim_blocks=True, lstrip_blocks=True)
+                      trim_blocks=True, lstrip_blocks=True, auto_reload=False)  # built-in: never change
     env.filters.update(pct=reports.pct, duration=reports.duration, target_name=reports.target_name,
                        target_detail=reports.target_detail, achieved=reports.achieved_text, goal=reports.goal_text,
                        satisfaction=reports.satisfaction_text, attainment=reports.attainment_text)

@@ -195,7 +195,7 @@ def _env() -> Environment:
     # jinja2 is imported with the first page, not at start.
     from jinja2 import Environment, PackageLoader, StrictUndefined
     env = Environment(loader=PackageLoader("bot", "templates"), undefined=StrictUndefined, autoescape=True,
-                      trim_blocks=True, lstrip_blocks=True)
+                      trim_blocks=True, lstrip_blocks=True, auto_reload=False)  # built-in: never change
     env.filters.update(local=_local, human=breaches.human)
     return env
 
