@@ -253,7 +253,9 @@ def test_console_reads_commands_from_piped_stdin(cli, database_url):
     assert result.returncode == 0, result.stderr
     assert result.stdout.count("All services operational") == 1
     assert "Payments Gateway is now degraded" in result.stdout
-    assert "svc> " not in result.stdout  # no prompts when nobody is typing
+    # no prompts when nobody is typing: only the commands, each echoed before its answer
+    assert [line for line in result.stdout.splitlines() if "svc> " in line] == [
+        "svc> status", "svc> service set payments degraded via stdin", "svc> quit"]
     # nothing after 'quit' ran
     assert [(r.service_id, r.state) for r in rows(database_url, ServiceStatus)] == [("payments", "degraded")]
     no_traceback(result)
@@ -273,7 +275,9 @@ def test_console_explains_malformed_commands_without_a_traceback(cli, database_u
     args = [a for command in bad for a in ("-c", command)]
     result = cli("console", "--as", "tom", *args)
     no_traceback(result)
-    answers = [block for block in result.stdout.strip().split("\n\n") if block.strip()]
+    blocks = [block for block in result.stdout.strip().split("\n\n") if block.strip()]
+    assert [block.split("\n", 1)[0] for block in blocks] == [f"svc> {command}" for command in bad]
+    answers = [block.split("\n", 1)[1] for block in blocks]
     assert len(answers) == len(bad), result.stdout
     for command, answer in zip(bad, answers):
         assert answer.startswith("That didn't work"), (command, answer)
