@@ -91,6 +91,48 @@ def test_check_config_accepts_the_shipped_app_yaml_by_flag(database_url, tmp_pat
     assert result.stdout.startswith("app.yaml: OK — ")
 
 
+def test_global_options_mean_the_same_after_the_sub_command(database_url, config_file, tmp_path):
+    env = env_for(database_url, tmp_path / "absent.yaml")  # only --config can find the file
+    after = svcbot(env, "check-config", "--config", str(config_file))
+    assert after.returncode == 0, after.stderr
+    assert after.stdout.startswith(f"{config_file}: OK — ")
+    # given twice, the one after the sub-command wins, as the nearer word does
+    both = svcbot(env, "--config", str(tmp_path / "other.yaml"), "check-config", "--config", str(config_file))
+    assert both.returncode == 0, both.stderr
+    console = svcbot(env, "console", "--config", str(config_file), "--as", "meera", "-c", "status")
+    assert console.returncode == 0, console.stderr
+    assert console.stdout.startswith("svc> status\nAll services operational\n")
+    no_traceback(console)
+
+
+def _sub_commands(parser, path=()):
+    """Every sub-command of the parser, however deep (import servicenow), with the words that name it."""
+    import argparse
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield (*path, name), sub
+                yield from _sub_commands(sub, (*path, name))
+
+
+def test_every_sub_command_help_has_a_description_and_an_example():
+    from bot.cli import build_parser
+    found = list(_sub_commands(build_parser()))
+    assert len(found) > 10
+    for words, parser in found:
+        text = parser.format_help()
+        assert parser.description and parser.description in text, words
+        assert parser.epilog.startswith(("example:\n", "examples:\n")) and parser.epilog in text, words
+        assert f"svcbot {' '.join(words)} " in parser.epilog, words  # an example of this very command
+
+
+def test_a_sub_command_help_shows_its_example_as_written(cli):
+    result = cli("check-config", "--help")
+    assert result.returncode == 0, result.stderr
+    assert "Validate the configuration and list every problem." in result.stdout
+    assert "example:\n  svcbot check-config --config staging.yaml\n" in result.stdout
+
+
 def test_check_config_lists_every_problem_by_path_and_exits_2(database_url, tmp_path):
     path, problems = broken_config(tmp_path)
     assert_refused(svcbot(env_for(database_url, path), "check-config"), path, problems)
