@@ -14,8 +14,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from handlers.changes import pairs, parse_ahead
-from handlers.core import (Button, Choice, Command, Context, Form, FormInvalid, Input, Refused, Reply, Section, UserError,
-                           unknown_word)
+from handlers.core import (Button, Choice, Command, Context, Form, FormInvalid, Input, Refused, Reply, Section,
+                           UserError, unknown_word)
 from storage.models import CsiItem, Survey, Ticket
 
 NUMBER = re.compile(r"^CSI-?(\d{1,9})$", re.IGNORECASE)
