@@ -13,56 +13,94 @@ def _config_path(args) -> str:
     return getattr(args, "config", None) or os.environ.get("SVCBOT_CONFIG") or "app.yaml"
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="svcbot", description="IT service operations in Slack and Teams")
-    parser.add_argument("--config", help="configuration file (default $SVCBOT_CONFIG or app.yaml)")
+# Options that mean the same before or after the sub-command: `svcbot --config F check-config` and
+# `svcbot check-config --config F`. SUPPRESS keeps a sub-command that was not given one from
+# overwriting what was given before it.
+GLOBAL_OPTIONS = argparse.ArgumentParser(add_help=False)
+GLOBAL_OPTIONS.add_argument("--config", default=argparse.SUPPRESS,
+                            help="configuration file (default $SVCBOT_CONFIG or app.yaml)")
+
+
+def _command(sub, name: str, summary: str, *examples: str) -> argparse.ArgumentParser:
+    """A sub-command whose --help says what it does and shows how it is typed."""
+    return sub.add_parser(name, help=summary, description=summary[0].upper() + summary[1:] + ".",
+                          epilog=("example:\n" if len(examples) == 1 else "examples:\n")
+                          + "\n".join(f"  {e}" for e in examples),
+                          formatter_class=argparse.RawDescriptionHelpFormatter, parents=[GLOBAL_OPTIONS])
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="svcbot", description="IT service operations in Slack and Teams",
+                                     epilog="example:\n  svcbot console --as sanne -c status\n\n"
+                                            "svcbot COMMAND --help says more about each command.",
+                                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     parents=[GLOBAL_OPTIONS])
     sub = parser.add_subparsers(dest="command", required=True)
-    run = sub.add_parser("run", help="the server and the scheduler")
-    run.add_argument("--port", type=int, default=int(os.environ.get("PORT", "3000")))
-    console = sub.add_parser("console", help="chat in a terminal, no credentials")
+    run = _command(sub, "run", "the server and the scheduler", "svcbot run --port 8080")
+    run.add_argument("--port", type=int, default=int(os.environ.get("PORT", "3000")),
+                     help="the HTTP port (default $PORT or 3000)")
+    console = _command(sub, "console", "chat in a terminal, no credentials",
+                       "svcbot console --as sanne -c 'change list' -c 'change approve CHG-1 Looks good'",
+                       "printf 'status\\nsla\\n' | svcbot console")
     console.add_argument("--as", dest="person", help="a person id from app.yaml (default: first service manager)")
     console.add_argument("-c", dest="commands", action="append", help="run this command and leave (repeatable)")
-    sub.add_parser("check-config", help="validate the configuration and list every problem")
-    manifest = sub.add_parser("manifest", help="an app manifest for this configuration")
+    _command(sub, "check-config", "validate the configuration and list every problem",
+             "svcbot check-config --config staging.yaml")
+    manifest = _command(sub, "manifest", "an app manifest for this configuration",
+                        "svcbot manifest slack --url https://svcbot.example.com > slack-manifest.yaml",
+                        "svcbot manifest teams --app-id $MICROSOFT_APP_ID --url https://svcbot.example.com")
     manifest.add_argument("platform", choices=["slack", "teams"])
     manifest.add_argument("--url", help="public base URL of this server, e.g. https://svcbot.example.com")
     manifest.add_argument("--socket-mode", action="store_true", help="Slack: for Socket Mode (no public URL)")
     manifest.add_argument("--app-id", help="Teams: the Azure Bot's app id (default $MICROSOFT_APP_ID)")
     manifest.add_argument("--output", default="svcbot-teams.zip", help="Teams: where to write the package")
-    db = sub.add_parser("db", help="database maintenance")
+    db = _command(sub, "db", "database maintenance: apply the migrations", "svcbot db upgrade")
     db.add_argument("action", choices=["upgrade"])
-    imports = sub.add_parser("import", help="import ticket history from another tool")
+    imports = _command(sub, "import", "import ticket history from another tool",
+                       "svcbot import servicenow incident_event_log.zip --service payments")
     sources = imports.add_subparsers(dest="source", required=True)
-    servicenow = sources.add_parser("servicenow", help="a ServiceNow incident export: the CSV, or a .zip holding it")
+    servicenow = _command(sources, "servicenow", "a ServiceNow incident export: the CSV, or a .zip holding it",
+                          "svcbot import servicenow incident_event_log.zip --service payments --limit 500")
     servicenow.add_argument("file", help="the export: incident_event_log.csv, or a .zip holding one .csv")
     servicenow.add_argument("--service", required=True, help="the service (id or name) the incidents belong to")
     servicenow.add_argument("--timezone", help="the zone of the file's times (default: the service calendar's)")
     servicenow.add_argument("--limit", type=int, help="import only the first N incidents of the file (not rows)")
-    rabobank = sources.add_parser("rabobank-changes", help="Rabobank's change records (Detail Change.csv, or its .zip)")
+    rabobank = _command(sources, "rabobank-changes", "Rabobank's change records (Detail Change.csv, or its .zip)",
+                        "svcbot import rabobank-changes detail_change.zip --service-map wbs-services.csv")
     rabobank.add_argument("file", help="the export: Detail Change.csv, or detail_change.zip holding it")
     rabobank.add_argument("--service-map", help="a CSV with columns wbs,service: WBS codes to app.yaml services")
     rabobank.add_argument("--timezone", default="Europe/Amsterdam", help="the zone of the file's times")
-    digest = sub.add_parser("digest", help="post a digest now, outside its schedule")
+    digest = _command(sub, "digest", "post a digest now, outside its schedule",
+                      "svcbot digest send morning-ops --dry-run")
     digest.add_argument("action", choices=["send"])
     digest.add_argument("name", help="a digest of app.yaml")
     digest.add_argument("--dry-run", action="store_true", help="print it instead of posting it")
-    gdpr = sub.add_parser("gdpr", help="a person's data: export it, or erase their named survey answers")
+    gdpr = _command(sub, "gdpr", "a person's data: export it, or erase their named survey answers",
+                    "svcbot gdpr export tom > tom.json", "svcbot gdpr erase U0TOM0002")
     gdpr.add_argument("action", choices=["export", "erase"])
     gdpr.add_argument("user", help="a person id from app.yaml, or a Slack or Teams account id")
-    report = sub.add_parser("report", help="the monthly service report as HTML and PDF, for the service review")
+    report = _command(sub, "report", "the monthly service report as HTML and PDF, for the service review",
+                      "svcbot report --service payments --month last-month --output reports")
     report.add_argument("--service", default="all", help="a service id or name, or all (default)")
     report.add_argument("--month", help="YYYY-MM, last-month (default) or this-month, in the bot's time zone")
     report.add_argument("--output", default=".", help="the folder to write into (default: the current one)")
-    client = sub.add_parser("api-client", help="a new API client token, and its lines for app.yaml")
+    client = _command(sub, "api-client", "a new API client token, and its lines for app.yaml",
+                      "svcbot api-client new monitoring --scopes alerts,read")
     client.add_argument("action", choices=["new"])
     client.add_argument("name", help="the client's name, like monitoring or servicenow")
     client.add_argument("--scopes", default="read",
                         help="comma-separated: alerts, tickets, outages, changes, surveys, csi, read (default read)")
     client.add_argument("--on-behalf-of", default="",
                         help="comma-separated person ids it may name as the one acting, or '*' for anyone")
-    feed = sub.add_parser("feed-key", help="a new key for a private status page and its feeds (?key=…)")
+    feed = _command(sub, "feed-key", "a new key for a private status page and its feeds (?key=…)",
+                    "svcbot feed-key new outlook")
     feed.add_argument("action", choices=["new"])
     feed.add_argument("name", help="what it is for, like outlook or wall-display")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
 
     logging.basicConfig(level=os.environ.get("SVCBOT_LOG_LEVEL", "WARNING" if args.command == "console" else "INFO"),

@@ -19,6 +19,9 @@ def run_console(runtime: Runtime, person_id: str | None, commands: list[str] | N
     ctx = runtime.ctx
     actor = console_actor(ctx, person_id)
     interactive = commands is None and sys.stdin.isatty()
+    # Typed commands are already on the screen; piped and -c ones are echoed, so a transcript shows
+    # which answer belongs to which command.
+    echo = not interactive
     if interactive:
         roles = ", ".join(sorted(r.replace("_", " ") for r in actor.roles)) or "no special role"
         print(f"{ctx.config.bot.name} console — you are {actor.name} ({roles}). "
@@ -30,6 +33,8 @@ def run_console(runtime: Runtime, person_id: str | None, commands: list[str] | N
         line = line.strip()
         if not line:
             continue
+        if echo:
+            print(f"{PROMPT}{line}")
         if line in ("quit", "exit"):
             break
         reply, _ = dispatch(ctx, Command(actor=actor, text=line))

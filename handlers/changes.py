@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 from handlers import change_rules
 from handlers.config import RISKS, Duration
 from handlers.core import (Actor, Button, Choice, Command, Context, Field, Form, FormInvalid, Input, Refused, Reply,
-                           Section, UserError, Work, sweep_due)
+                           Section, UserError, Work, sweep_due, unknown_word)
 from storage.models import Change, ChangeService, ChangeVote, OutboxMessage, Subscription
 
 log = logging.getLogger("svcbot.changes")
@@ -95,7 +95,8 @@ def change_cmd(ctx: Context, cmd: Command, args: list[str]) -> Reply:
         return override(ctx, cmd, _id(rest, "change override CHG-12 Agreed with the business"), " ".join(rest[1:]))
     if verb == "edit":
         return edit(ctx, cmd, _id(rest, 'change edit CHG-12 start="tomorrow 20:00" end="tomorrow 22:00"'))
-    raise UserError(f"I don't know 'change {args[0]}'.", "change list")
+    raise unknown_word("change", args[0], rest, ("new", "list", "show", "calendar", "approve", "reject", "retract",
+                                                 *MOVES, "override", "edit"), "change list")
 
 
 def _id(rest: list[str], example: str) -> int:

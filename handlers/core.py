@@ -5,6 +5,7 @@ record, the outbox rows and the delivery's dedupe key commit together or not at 
 """
 from __future__ import annotations
 
+import difflib
 import hashlib
 import hmac
 import logging
@@ -12,7 +13,7 @@ import os
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
@@ -178,6 +179,27 @@ class Reply:
     def plain(self) -> str:
         """The one-line text notifications and screen readers fall back to."""
         return f"{self.title}: {self.text}" if self.text else self.title
+
+
+def unknown_word(before: str, word: str, rest: list[str], known: Iterable[str], example: str) -> UserError:
+    """An unknown command word or verb (``word``, after the words ``before``). When a known one is close,
+    the message asks "Did you mean …?" and the example is the command as typed with that word put right."""
+    said, close = f"{before} {word}".strip(), nearest(word, known)
+    if close is None:
+        return UserError(f"I don't know '{said}'.", example)
+    meant = f"{before} {close}".strip()
+    return UserError(f"I don't know '{said}'. Did you mean `{meant}`?", retyped(meant, rest))
+
+
+def nearest(word: str, known: Iterable[str]) -> str | None:
+    """The known word ``word`` is most likely a typo of, if any."""
+    close = difflib.get_close_matches(word.lower(), list(known), n=1)
+    return close[0] if close else None
+
+
+def retyped(start: str, rest: list[str]) -> str:
+    """A command as it was typed after ``start``, quoting again the words that held spaces."""
+    return " ".join([start, *(f'"{w}"' if not w or " " in w else w for w in rest)]).strip()
 
 
 def error_reply(message: str, example: str | None = None) -> Reply:

@@ -14,7 +14,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from handlers.changes import pairs, parse_ahead
-from handlers.core import Button, Choice, Command, Context, Form, FormInvalid, Input, Refused, Reply, Section, UserError
+from handlers.core import (Button, Choice, Command, Context, Form, FormInvalid, Input, Refused, Reply, Section,
+                           UserError, unknown_word)
 from storage.models import CsiItem, Survey, Ticket
 
 NUMBER = re.compile(r"^CSI-?(\d{1,9})$", re.IGNORECASE)
@@ -38,7 +39,7 @@ def csi_cmd(ctx: Context, cmd: Command, args: list[str]) -> Reply:
         if not m:
             raise UserError("Say which item, like CSI-4.", "csi done CSI-4 Steps published")
         return done(ctx, cmd, int(m[1]), " ".join(args[2:]))
-    raise UserError(f"I don't know 'csi {args[0]}'.", "csi list")
+    raise unknown_word("csi", args[0], args[1:], ("add", "list", "done"), "csi list")
 
 
 def _after_verb(text: str) -> str:
@@ -217,7 +218,8 @@ def done(ctx: Context, cmd: Command, item_id: int, note: str) -> Reply:
             raise Refused(f"Only {ctx.config.person_name(item.owner)} (its owner) or a service manager can "
                           f"finish {number(item)}.")
         if item.state == "done":
-            raise UserError(f"{number(item)} was done on {item.done_at.date().isoformat()}.", "csi list")
+            raise UserError(f"{number(item)} was done on {item.done_at.date().isoformat()}. It is done; "
+                            "`csi done` needs an open item.", "csi list")
         item.state, item.done_at, item.done_by, item.note = "done", work.now, cmd.actor.person_id, note.strip()
         work.audit("csi.done", number(item), note=item.note)
         return Reply(title=f"{number(item)} done: {item.title}", text=item.note, tone="ok")

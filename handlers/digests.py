@@ -13,7 +13,7 @@ from handlers import change_calendar, csi, schedule, sla, status, surveys
 from handlers.changes import window_text
 from handlers.clocks import OPEN_STATES
 from handlers.config import Digest
-from handlers.core import Actor, Command, Context, Field, Refused, Reply, Section, UserError, Work
+from handlers.core import Actor, Command, Context, Field, Refused, Reply, Section, UserError, Work, nearest, retyped
 from handlers.status import STATE_ICON
 from storage.models import Change, CsiItem, ScheduledRun, SlaClock, Survey, Ticket
 
@@ -232,7 +232,10 @@ def digest_cmd(ctx: Context, cmd: Command, args: list[str]) -> Reply:
     if verb == "list" and len(args) <= 1:
         return _list(ctx)
     if verb not in ("preview", "send") or len(args) != 2:
-        raise UserError("Use `digest list`, `digest preview NAME` or `digest send NAME`.", EXAMPLE)
+        meant = None if verb in ("list", "preview", "send") else nearest(verb, ("list", "preview", "send"))
+        raise UserError("Use `digest list`, `digest preview NAME` or `digest send NAME`."
+                        + (f" Did you mean `digest {meant}`?" if meant else ""),
+                        retyped(f"digest {meant}", args[1:]) if meant else EXAMPLE)
     digest = find_digest(ctx, args[1])
     if verb == "preview":
         return preview(ctx, digest)

@@ -6,7 +6,8 @@ import re
 import uuid
 
 from handlers import changes, csi, digests, help, reports, sla, status, surveys, tickets
-from handlers.core import AlreadyHandled, Command, Context, FormInvalid, Refused, Reply, UserError, error_reply
+from handlers.core import (AlreadyHandled, Command, Context, FormInvalid, Refused, Reply, UserError, error_reply,
+                           unknown_word)
 
 log = logging.getLogger("svcbot")
 
@@ -54,7 +55,7 @@ def dispatch(ctx: Context, cmd: Command) -> tuple[Reply, str]:
             return help.run(ctx, cmd, [])
         handler = ROUTES.get(words[0].lower())
         if handler is None:
-            raise UserError(f"I don't know '{words[0]}'.", "help")
+            raise unknown_word("", words[0], words[1:], ROUTES, "help")
         return handler(ctx, cmd, words[1:])
     reply, outcome, _ = guarded(ctx, cmd, run)
     return reply, outcome

@@ -11,7 +11,7 @@ from handlers import outages, surveys
 from handlers.change_rules import HOLDING
 from handlers.changes import window_text
 from handlers.config import SERVICE_STATES, Service
-from handlers.core import Button, Command, Context, Field, Refused, Reply, Section, UserError, reading
+from handlers.core import Button, Command, Context, Field, Refused, Reply, Section, UserError, nearest, reading, retyped
 from storage.models import Change, ChangeService, ServiceStatus, StatusChange, Subscription
 
 STATE_ICON = {
@@ -142,7 +142,9 @@ def may_set_status(ctx: Context, person_id: str, svc: Service) -> bool:
 
 def service_cmd(ctx: Context, cmd: Command, args: list[str]) -> Reply:
     if not args or args[0].lower() != "set":
-        raise UserError("Use `service set SERVICE STATE [message]`.", SET_EXAMPLE)
+        typo = bool(args) and nearest(args[0], ("set",)) is not None
+        raise UserError("Use `service set SERVICE STATE [message]`." + (" Did you mean `service set`?" if typo else ""),
+                        retyped("service set", args[1:]) if typo and len(args) > 2 else SET_EXAMPLE)
     if len(args) < 3:
         raise UserError("Say the service and its new state.", SET_EXAMPLE)
     svc = find_service(ctx, args[1], SET_EXAMPLE)

@@ -25,7 +25,7 @@ from handlers import satisfaction, survey_privacy
 from handlers.changes import pairs, parse_ahead, parse_time
 from handlers.config import SCALES
 from handlers.core import (Actor, Button, Choice, Command, Context, Field, Form, FormInvalid, Input, Refused,
-                           Reply, Section, UserError, Work, sweep_due)
+                           Reply, Section, UserError, Work, sweep_due, unknown_word)
 from handlers.satisfaction import Results
 from storage.models import Identity, OutboxMessage, Survey, SurveyAnswer, Ticket
 
@@ -74,7 +74,7 @@ def survey_cmd(ctx: Context, cmd: Command, args: list[str]) -> Reply:
     if verb == "comment":
         survey_id = _id(rest, 'survey comment SRV-3 "The new VPN client is much faster"')
         return comment(ctx, cmd, survey_id, " ".join(rest[1:]))
-    raise UserError(f"I don't know 'survey {args[0]}'.", "survey list")
+    raise unknown_word("survey", args[0], rest, ("new", "list", "results", "close", *ANSWER_VERBS), "survey list")
 
 
 def _id(rest: list[str], example: str) -> int:
@@ -379,7 +379,10 @@ def _check_open(ctx: Context, survey: Survey, actor: Actor) -> None:
         if survey.state == "closed":
             raise UserError(f"{number(survey)} closed on {_when(survey.closed_at, actor.timezone)}, so it takes no "
                             "more answers. Thank you all the same.")
-        raise UserError(f"{number(survey)} is not open for answers.")
+        state = (f"scheduled to open {_when(survey.opens_at, actor.timezone)}" if survey.state == "scheduled"
+                 else survey.state)
+        raise UserError(f"{number(survey)} is not open for answers. It is {state}; an answer needs it open.",
+                        "survey list")
     if survey.audience_kind == "people" and actor.person_id not in survey.audience:
         raise UserError(f"{number(survey)} was sent to a list of people, and you are not on it.")
 
@@ -592,7 +595,8 @@ def close_cmd(ctx: Context, cmd: Command, survey_id: int) -> Reply:
         if not _may_see(ctx, cmd.actor.person_id, survey):
             raise Refused(f"Only {number(survey)}'s owner or a service manager can close it.")
         if survey.state != "open":
-            raise UserError(f"{number(survey)} is {survey.state} already.", "survey list")
+            raise UserError(f"{number(survey)} is closed already." if survey.state == "closed" else
+                            f"{number(survey)} is {survey.state}; it cannot be closed (only when open).", "survey list")
         close(work, survey)
         return results_reply(ctx, work.session, survey, cmd.actor.timezone)
 

@@ -9,7 +9,7 @@ from sqlalchemy import select
 
 from handlers import breaches, surveys
 from handlers.clocks import DONE_STATES, OPEN_STATES
-from handlers.core import Button, Command, Context, Field, Refused, Reply, Section, UserError, Work
+from handlers.core import Button, Command, Context, Field, Refused, Reply, Section, UserError, Work, unknown_word
 from handlers.status import find_service, may_set_status
 from storage.models import Ticket, TicketEvent
 
@@ -149,7 +149,8 @@ def incident_cmd(ctx: Context, cmd: Command, args: list[str]) -> Reply:
     if verb in ("priority", "assign", "vendor"):
         return _set(ctx, cmd, verb, rest)
     if verb not in ACTIONS:
-        raise UserError(f"I don't know 'incident {verb}'.", "incident ack INC-12")
+        raise unknown_word("incident", args[0], rest, ("new", "show", "priority", "assign", "vendor", *ACTIONS),
+                           "incident ack INC-12")
     kind, value, allowed, said = ACTIONS[verb]
     example = f"incident {verb} INC-12"
     with ctx.change(cmd) as work:
@@ -158,7 +159,10 @@ def incident_cmd(ctx: Context, cmd: Command, args: list[str]) -> Reply:
             raise Refused(f"Only {ticket.service_id}'s owner, its team, the assigned team or a service manager "
                           f"can move {number(ticket)} on.")
         if ticket.state not in allowed:
-            raise UserError(f"{number(ticket)} is {ticket.state}; it cannot be {said} from there.", example)
+            raise UserError(f"{number(ticket)} is {ticket.state}; it cannot be "
+                            f"{'put on hold' if verb == 'hold' else said} (only when {_states(allowed)}).",
+                            f"incident resolve {number(ticket)}" if verb == "close" and ticket.state in OPEN_STATES
+                            else f"incident show {number(ticket)}")
         record(work, ticket, kind, value, work.now)
         work.audit(f"incident.{verb}", number(ticket), note=" ".join(rest[1:]))
         breaches.sync_clocks(work, ticket)
@@ -166,6 +170,11 @@ def incident_cmd(ctx: Context, cmd: Command, args: list[str]) -> Reply:
         reply = ticket_reply(ctx, work.session, ticket)
     reply.title = f"{number(ticket)} {said}"
     return reply
+
+
+def _states(states: tuple[str, ...]) -> str:
+    named = (", ".join(states[:-1]) + " or " if len(states) > 1 else "") + states[-1]
+    return f"open: {named}" if states == OPEN_STATES else named
 
 
 def _new(ctx: Context, cmd: Command, args: list[str]) -> Reply:

@@ -757,13 +757,16 @@ def test_only_people_who_may_work_on_a_ticket_move_it_on(ctx, clock):
 
 
 @pytest.mark.parametrize("setup, words, says", [
-    ([], "reopen", "is new; it cannot be reopened from there."),
-    (["ack"], "reopen", "is in-progress; it cannot be reopened from there."),
-    ([], "resume", "is new; it cannot be resumed from there."),
-    (["ack"], "resume", "is in-progress; it cannot be resumed from there."),
-    (["ack"], "close", "is in-progress; it cannot be closed from there."),
-    (["ack", "hold"], "hold", "is awaiting-customer; it cannot be on hold, awaiting the customer from there."),
-    (["resolve"], "resolve", "is resolved; it cannot be resolved from there."),
+    ([], "reopen", "is new; it cannot be reopened (only when resolved)."),
+    (["ack"], "reopen", "is in-progress; it cannot be reopened (only when resolved)."),
+    ([], "resume", "is new; it cannot be resumed (only when awaiting-customer, awaiting-vendor, "
+                   "awaiting-problem or awaiting-evidence)."),
+    (["ack"], "resume", "is in-progress; it cannot be resumed (only when awaiting-customer, awaiting-vendor, "
+                        "awaiting-problem or awaiting-evidence)."),
+    (["ack"], "close", "is in-progress; it cannot be closed (only when resolved)."),
+    (["ack", "hold"], "hold", "is awaiting-customer; it cannot be put on hold (only when new or in-progress)."),
+    (["resolve"], "resolve", "is resolved; it cannot be resolved (only when open: new, in-progress, "
+                             "awaiting-customer, awaiting-vendor, awaiting-problem or awaiting-evidence)."),
     (["resolve"], "priority {} P1", "is resolved; reopen it first."),
 ])
 def test_an_illegal_move_says_why_and_changes_nothing(ctx, clock, setup, words, says):

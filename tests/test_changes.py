@@ -1844,3 +1844,15 @@ def test_a_refused_command_does_not_use_up_its_delivery_key(ctx, database_url):
     assert run(ctx, "meera", f"change approve CHG-{cid}", key="Ev06KEY")[1] == "refused"
     assert db_count(database_url, ProcessedDelivery) == 0
     assert run(ctx, "sanne", f"change approve CHG-{cid}", key="Ev06KEY")[1] == "ok"
+
+
+def test_a_mistyped_change_verb_gets_a_did_you_mean_with_the_command_put_right(ctx, database_url):
+    cid = mail(ctx)
+    priya = console_actor(ctx, "priya")
+    reply, outcome = run(ctx, priya, f"change aprove CHG-{cid} Looks good")
+    assert outcome == "user_error"
+    assert reply.text == "I don't know 'change aprove'. Did you mean `change approve`?"
+    assert reply.footer == f"Try: change approve CHG-{cid} Looks good"
+    assert all_votes(database_url, cid) == []
+    ok(ctx, priya, reply.footer.removeprefix("Try: "))  # the example is the command that was meant
+    assert [v.decision for v in all_votes(database_url, cid)] == ["approve"]

@@ -91,6 +91,48 @@ def test_check_config_accepts_the_shipped_app_yaml_by_flag(database_url, tmp_pat
     assert result.stdout.startswith("app.yaml: OK — ")
 
 
+def test_global_options_mean_the_same_after_the_sub_command(database_url, config_file, tmp_path):
+    env = env_for(database_url, tmp_path / "absent.yaml")  # only --config can find the file
+    after = svcbot(env, "check-config", "--config", str(config_file))
+    assert after.returncode == 0, after.stderr
+    assert after.stdout.startswith(f"{config_file}: OK — ")
+    # given twice, the one after the sub-command wins, as the nearer word does
+    both = svcbot(env, "--config", str(tmp_path / "other.yaml"), "check-config", "--config", str(config_file))
+    assert both.returncode == 0, both.stderr
+    console = svcbot(env, "console", "--config", str(config_file), "--as", "meera", "-c", "status")
+    assert console.returncode == 0, console.stderr
+    assert console.stdout.startswith("svc> status\nAll services operational\n")
+    no_traceback(console)
+
+
+def _sub_commands(parser, path=()):
+    """Every sub-command of the parser, however deep (import servicenow), with the words that name it."""
+    import argparse
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield (*path, name), sub
+                yield from _sub_commands(sub, (*path, name))
+
+
+def test_every_sub_command_help_has_a_description_and_an_example():
+    from bot.cli import build_parser
+    found = list(_sub_commands(build_parser()))
+    assert len(found) > 10
+    for words, parser in found:
+        text = parser.format_help()
+        assert parser.description and parser.description in text, words
+        assert parser.epilog.startswith(("example:\n", "examples:\n")) and parser.epilog in text, words
+        assert f"svcbot {' '.join(words)} " in parser.epilog, words  # an example of this very command
+
+
+def test_a_sub_command_help_shows_its_example_as_written(cli):
+    result = cli("check-config", "--help")
+    assert result.returncode == 0, result.stderr
+    assert "Validate the configuration and list every problem." in result.stdout
+    assert "example:\n  svcbot check-config --config staging.yaml\n" in result.stdout
+
+
 def test_check_config_lists_every_problem_by_path_and_exits_2(database_url, tmp_path):
     path, problems = broken_config(tmp_path)
     assert_refused(svcbot(env_for(database_url, path), "check-config"), path, problems)
@@ -253,7 +295,9 @@ def test_console_reads_commands_from_piped_stdin(cli, database_url):
     assert result.returncode == 0, result.stderr
     assert result.stdout.count("All services operational") == 1
     assert "Payments Gateway is now degraded" in result.stdout
-    assert "svc> " not in result.stdout  # no prompts when nobody is typing
+    # no prompts when nobody is typing: only the commands, each echoed before its answer
+    assert [line for line in result.stdout.splitlines() if "svc> " in line] == [
+        "svc> status", "svc> service set payments degraded via stdin", "svc> quit"]
     # nothing after 'quit' ran
     assert [(r.service_id, r.state) for r in rows(database_url, ServiceStatus)] == [("payments", "degraded")]
     no_traceback(result)
@@ -273,7 +317,9 @@ def test_console_explains_malformed_commands_without_a_traceback(cli, database_u
     args = [a for command in bad for a in ("-c", command)]
     result = cli("console", "--as", "tom", *args)
     no_traceback(result)
-    answers = [block for block in result.stdout.strip().split("\n\n") if block.strip()]
+    blocks = [block for block in result.stdout.strip().split("\n\n") if block.strip()]
+    assert [block.split("\n", 1)[0] for block in blocks] == [f"svc> {command}" for command in bad]
+    answers = [block.split("\n", 1)[1] for block in blocks]
     assert len(answers) == len(bad), result.stdout
     for command, answer in zip(bad, answers):
         assert answer.startswith("That didn't work"), (command, answer)

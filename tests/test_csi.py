@@ -398,3 +398,18 @@ def test_csi_numbers_without_a_dash_or_in_lower_case(ctx):
     iid = add(ctx, title="Something", owner="priya")
     ok(ctx, "priya", f"csi done csi{iid}")
     assert item(ctx, iid).state == "done"
+
+
+def test_a_done_item_names_its_state_and_the_one_finishing_needs(ctx):
+    iid = add(ctx, title="Once", owner="sanne")
+    ok(ctx, "sanne", f"csi done CSI-{iid} First")
+    assert "It is done; `csi done` needs an open item." in refused(ctx, "sanne", f"csi done CSI-{iid} Again")
+
+
+def test_a_mistyped_csi_verb_gets_a_did_you_mean_with_the_command_put_right(ctx):
+    iid = add(ctx, title="Something", owner="sanne")
+    reply, outcome = run(ctx, "sanne", f'csi dne CSI-{iid} "Steps published"')
+    assert outcome == "user_error"
+    assert reply.text == "I don't know 'csi dne'. Did you mean `csi done`?"
+    assert reply.footer == f'Try: /svc csi done CSI-{iid} "Steps published"'
+    assert item(ctx, iid).state == "open"

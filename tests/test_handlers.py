@@ -601,3 +601,43 @@ def test_maintenance_alone_is_not_called_all_operational(ctx):
     run(ctx, person(ctx, "arjun"), "service set wms maintenance Scanner firmware upgrade")
     reply, _ = run(ctx, person(ctx, "tom"), "status")
     assert reply.title == "Services operational; maintenance under way"
+
+
+@pytest.mark.parametrize("text, says, example", [
+    ("statuss", "I don't know 'statuss'. Did you mean `status`?", "status"),
+    ("Statuss payments", "I don't know 'Statuss'. Did you mean `status`?", "status payments"),
+    ('servce set payments degraded "Card payments are slow"', "I don't know 'servce'. Did you mean `service`?",
+     'service set payments degraded "Card payments are slow"'),
+    ("service sett payments degraded", "Use `service set SERVICE STATE [message]`. Did you mean `service set`?",
+     "service set payments degraded"),
+    ("digest previw morning-ops", "Use `digest list`, `digest preview NAME` or `digest send NAME`. "
+                                  "Did you mean `digest preview`?", "digest preview morning-ops"),
+])
+def test_a_mistyped_word_gets_a_did_you_mean_and_the_command_put_right(ctx, text, says, example):
+    actor = console_actor(ctx, "priya")
+    before = counts(ctx)
+    reply, outcome = run(ctx, actor, text)
+    assert (outcome, reply.text, reply.footer) == ("user_error", says, f"Try: {example}")
+    assert counts(ctx) == before
+    assert run(ctx, actor, example)[1] == "ok"
+
+
+def test_a_word_far_from_every_command_gets_no_guess(ctx):
+    reply, outcome = run(ctx, console_actor(ctx, "priya"), "frobnicate now")
+    assert (outcome, reply.text, reply.footer) == ("user_error", "I don't know 'frobnicate'.", "Try: help")
+
+
+def test_closing_an_open_ticket_names_the_state_it_needs_and_the_step_that_gets_there(ctx):
+    tom = console_actor(ctx, "tom")
+    reply, _ = run(ctx, tom, "incident new payments P3 Receipts print twice")
+    ticket = reply.title.split()[0]
+    before = counts(ctx)
+    reply, outcome = run(ctx, tom, f"incident close {ticket}")
+    assert outcome == "user_error"
+    assert reply.text == f"{ticket} is new; it cannot be closed (only when resolved)."
+    assert reply.footer == f"Try: incident resolve {ticket}"
+    assert counts(ctx) == before
+    assert run(ctx, tom, f"incident resolve {ticket}")[1] == "ok"
+    assert run(ctx, tom, f"incident close {ticket}")[1] == "ok"
+    reply, outcome = run(ctx, tom, f"incident clsoe {ticket}")
+    assert (outcome, reply.text) == ("user_error", "I don't know 'incident clsoe'. Did you mean `incident close`?")

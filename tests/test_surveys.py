@@ -1660,3 +1660,24 @@ def test_erasing_a_persons_named_answers_leaves_others_and_the_anonymous_ones(ct
     clock.advance(hours=3)
     surveys.sweep(ctx)
     assert not keys(ctx, f"survey:{late_sid}:ask")
+
+
+def test_a_survey_not_open_names_its_state_and_the_one_it_needs(ctx, clock):
+    tid = open_incident(ctx, "sanne")
+    ok(ctx, "tom", f"incident resolve INC-{tid}")
+    sid = ticket_survey_of(ctx, tid).id  # asked two hours after the resolution: scheduled until then
+    before = everything(ctx)
+    said = refused(ctx, "sanne", f"survey answer SRV-{sid} 5")
+    assert f"SRV-{sid} is not open for answers. It is scheduled to open " in said
+    assert "; an answer needs it open." in said
+    assert f"SRV-{sid} is scheduled; it cannot be closed (only when open)." in \
+        refused(ctx, "priya", f"survey close SRV-{sid}")
+    assert everything(ctx) == before
+
+
+def test_a_mistyped_survey_verb_gets_a_did_you_mean_with_the_command_put_right(ctx):
+    sid = new_survey(ctx)
+    reply, outcome = run(ctx, "priya", f"survey reslts SRV-{sid}")
+    assert outcome == "user_error"
+    assert reply.text == "I don't know 'survey reslts'. Did you mean `survey results`?"
+    assert reply.footer == f"Try: /svc survey results SRV-{sid}"
