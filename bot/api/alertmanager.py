@@ -17,6 +17,8 @@ FINGERPRINT_MAX = 128 - 33  # outages.fingerprint holds "<alert fingerprint>:<st
 
 
 class AlertmanagerRoutes(Routes):
+    """The operations tagged ``alertmanager`` in openapi.yaml, each the method of its operationId."""
+
     async def alertmanager_webhook(self, request: web.Request) -> web.Response:
         read_query(request, "alertmanager_webhook")
         raw = await request.read()

@@ -90,6 +90,9 @@ def _ics_window(request: web.Request) -> tuple[int, int]:
 
 
 class ChangeRoutes(Routes):
+    """The operations tagged ``changes`` in openapi.yaml, each the method of its operationId, and the
+    calendar feed ``GET /changes.ics`` beside the API."""
+
     def _change(self, change_id: int) -> dict:
         with self.ctx.sessions() as s:
             return change_views(s, [_find_change(s, str(change_id))])[0]

@@ -32,7 +32,6 @@ CLIENT = web.RequestKey("api_client", api_clients.Client)  # the client of the r
 ID_MAX = 2**31 - 1  # the largest row id (PostgreSQL's integer); a larger number names nothing: 404
 
 
-
 def iso(moment: datetime | None) -> str | None:
     return None if moment is None else moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
@@ -161,7 +160,6 @@ class Routes:
     def ctx(self) -> Context:
         return self.runtime.ctx
 
-
     def authorize(self, request: web.Request) -> None:
         """The client of the request's token, kept on the request; 401, 403 or 503 otherwise."""
         client = self.clients.authenticate(request, self.runtime.metrics)
@@ -216,4 +214,4 @@ class Routes:
         return client.actor_for(person, self.ctx.roles_of(person.id))
 
     async def openapi_document(self, request: web.Request) -> web.Response:
-        return web.Response(body=document_json(), content_type="application/json")
+        return web.Response(body=document_json(), content_type="application/json", charset="utf-8")

@@ -35,6 +35,8 @@ def csi_view(ctx: Context, item: CsiItem) -> dict:
 
 
 class CsiRoutes(Routes):
+    """The operations tagged ``csi`` in openapi.yaml, each the method of its operationId."""
+
     async def csi_list(self, request: web.Request) -> web.Response:
         query = read_query(request, "csi_list", self.ctx)
         state, limit = query.get("state", "open"), query.get("limit", CHANGES_SHOWN)

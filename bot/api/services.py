@@ -45,6 +45,8 @@ def _find_outage(session, key: str) -> Outage:
 
 
 class ServiceRoutes(Routes):
+    """The operations tagged ``services`` and ``outages`` in openapi.yaml, each the method of its operationId."""
+
     async def services_list(self, request: web.Request) -> web.Response:
         read_query(request, "services_list")
         return web.json_response(await asyncio.to_thread(self._services))

@@ -23,6 +23,8 @@ def _at_risk_cursor(text: str) -> tuple[datetime, int]:
 
 
 class SlaRoutes(Routes):
+    """The operations tagged ``sla`` in openapi.yaml, each the method of its operationId."""
+
     async def sla_attainment(self, request: web.Request) -> web.Response:
         query = read_query(request, "sla_attainment", self.ctx)
         service, period = query.get("service"), query["period"]

@@ -34,7 +34,8 @@ def document() -> dict[str, Any]:
 
 @functools.cache
 def document_json() -> bytes:
-    return json.dumps(document(), ensure_ascii=False).encode()
+    """The document as the JSON served at /api/v1/openapi.json, encoded once."""
+    return json.dumps(document()).encode()
 
 
 @functools.cache

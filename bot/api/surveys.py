@@ -104,6 +104,8 @@ def survey_summaries(ctx: Context, session, rows: list[Survey]) -> list[dict]:
 
 
 class SurveyRoutes(Routes):
+    """The operations tagged ``surveys`` in openapi.yaml, each the method of its operationId."""
+
     def _survey(self, survey_id: int) -> dict:
         with self.ctx.sessions() as s:
             return survey_view(self.ctx, s, _find_survey(s, str(survey_id)))

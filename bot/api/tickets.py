@@ -85,6 +85,8 @@ def _find_ticket(session, ref: str) -> Ticket:
 
 
 class TicketRoutes(Routes):
+    """The operations tagged ``tickets`` in openapi.yaml, each the method of its operationId."""
+
     async def tickets_create(self, request: web.Request) -> web.Response:
         body = await read_body(request, "TicketCreate")
         ctx, now = self.ctx, self.ctx.now()
