@@ -7,7 +7,8 @@
   the one token could do before named clients. Without it and without clients the API is off (503).
 - Each operation wants one scope (``alerts``, ``tickets``, ``outages``, ``changes``, ``surveys``, ``csi``);
   reading also accepts ``read``, and the catalogue and SLA reports want ``read``. A token without the scope
-  is 403 naming it. The OpenAPI document says the same (``describe_security``), from the same table.
+  is 403 naming it. Which scopes each operation wants is written in the OpenAPI document
+  (bot/api/openapi.yaml, each operation's ``security``), which the API enforces.
 - A client acts as itself (audit person ``api``, its client name beside it) unless the body names a person
   it may act for (``on_behalf_of``): then as that person, with their rights, the audit naming both.
 - The status page, ``/status.json`` and ``/changes.ics`` follow ``status_page``: public, public without
@@ -27,9 +28,6 @@ from handlers.config import API_SCOPES, AppConfig
 from handlers.core import Actor
 
 LEGACY = "legacy"
-# The scope each tag's operations want; GETs accept "read" as well.
-SCOPE_OF_TAG = {"tickets": "tickets", "outages": "outages", "changes": "changes", "surveys": "surveys",
-                "csi": "csi", "alertmanager": "alerts", "services": "read", "sla": "read"}
 TOKEN_PREFIX = "svc_"
 
 
@@ -170,26 +168,3 @@ def on_behalf(client: Client, person_id: str, field: str) -> None:
                         f"needs on_behalf_of: [{person_id}]"])
     raise ApiError(403, f"The API client '{client.name}' may not act on behalf of '{person_id}'",
                    [f"{field}: client '{client.name}' acts only for {', '.join(sorted(client.on_behalf_of))}"])
-
-
-def scopes_of(method: str, op: dict) -> tuple[str, ...]:
-    scope = SCOPE_OF_TAG.get(op["tags"][0])
-    if scope is None:
-        return ()
-    return (scope,) if method != "get" or scope == "read" else (scope, "read")
-
-
-def describe_security(openapi: dict, forbidden: dict) -> None:
-    """Write each operation's scopes, and the 403 of a token without them, into the OpenAPI document."""
-    for ops in openapi["paths"].values():
-        for method, op in ops.items():
-            scopes = scopes_of(method, op)
-            if op.get("security") == [] or not scopes:
-                continue
-            op["security"] = [{"bearerAuth": [s]} for s in scopes]
-            op["responses"].setdefault("403", forbidden)
-    openapi["components"]["securitySchemes"]["bearerAuth"]["description"] = (
-        "the token of an API client of app.yaml (api_clients: its name, the SHA-256 of its token, its scopes "
-        f"{', '.join(API_SCOPES)}, and on_behalf_of: the people it may name), or SVCBOT_API_TOKEN: the client "
-        "'legacy', with every scope, acting for anyone. An operation lists the scopes that let a token in; "
-        "a token with none of them is answered 403.")
