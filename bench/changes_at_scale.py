@@ -40,16 +40,16 @@ sys.path.insert(0, str(ROOT))
 from sqlalchemy import event  # noqa: E402
 
 from bot.runtime import Runtime  # noqa: E402
-from handlers import change_calendar, change_rules  # noqa: E402
-from handlers.change_import import import_rabobank_changes  # noqa: E402
-from handlers.config import parse_config  # noqa: E402
-from handlers.core import Actor, Command  # noqa: E402
+from handlers.changes import calendar, rules  # noqa: E402
+from handlers.core.config_loading import parse_config  # noqa: E402
+from handlers.core.context import Actor, Command  # noqa: E402
+from handlers.imports.rabobank import import_rabobank_changes  # noqa: E402
 from storage.models import Change  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data" / "bpic2014-rabobank" / "detail_change.zip"
 NOW = datetime(2013, 12, 1, 9, 0, tzinfo=timezone.utc)
 YEAR = (datetime(2013, 6, 1, tzinfo=timezone.utc), datetime(2014, 6, 1, tzinfo=timezone.utc))
-HOLDING = change_rules.HOLDING
+HOLDING = rules.HOLDING
 READER = Actor(person_id="sanne", name="Sanne de Vries", platform="console", timezone="Europe/Amsterdam")
 
 
@@ -147,7 +147,7 @@ def bench_conflicts(rt: Runtime, db: Path, probes: int) -> None:
         found = 0
         with rt.ctx.sessions() as s:
             for services, start, end in cases:
-                found += len(change_rules.conflicts(s, services, start, end))
+                found += len(rules.conflicts(s, services, start, end))
         return found
 
     def through_issues():
@@ -155,7 +155,7 @@ def bench_conflicts(rt: Runtime, db: Path, probes: int) -> None:
         with rt.ctx.sessions() as s:
             for services, start, end in cases:
                 change = Change(planned_start=start, planned_end=end, override=None)  # not stored: a new request
-                found += len(change_rules.issues(s, rt.ctx.config, change, services))
+                found += len(rules.issues(s, rt.ctx.config, change, services))
         return found
 
     raw()  # warm the page cache for all three alike
@@ -167,9 +167,9 @@ def bench_conflicts(rt: Runtime, db: Path, probes: int) -> None:
     print(f"(a) conflict detection, {probes} new changes (2 h, 1–3 of the {len(busiest)} busiest components, "
           f"next 30 days): {hits:,} overlapping (change, service) pairs in all, {issues:,} issues")
     print(f"    raw sqlite3 overlap query on change_services       {baseline * 1e6 / probes:9.0f} µs each   1.00 ×")
-    print(f"    change_rules.conflicts                             {took * 1e6 / probes:9.0f} µs each "
+    print(f"    changes.rules.conflicts                            {took * 1e6 / probes:9.0f} µs each "
           f"{took / baseline:6.1f} ×")
-    print(f"    change_rules.issues (conflicts, freezes, windows)  {took_issues * 1e6 / probes:9.0f} µs each "
+    print(f"    changes.rules.issues (conflicts, freezes, windows) {took_issues * 1e6 / probes:9.0f} µs each "
           f"{took_issues / baseline:6.1f} ×")
 
 
@@ -190,8 +190,8 @@ def bench_calendar(rt: Runtime, db: Path) -> None:
     baseline, rows = median_time(raw, 7)
     cmd = Command(READER, "change calendar 30")
     with Statements(rt.engine) as counted:
-        change_calendar.calendar_reply(rt.ctx, cmd, ["30"])
-    took, reply = median_time(lambda: change_calendar.calendar_reply(rt.ctx, cmd, ["30"]), 7)
+        calendar.calendar_reply(rt.ctx, cmd, ["30"])
+    took, reply = median_time(lambda: calendar.calendar_reply(rt.ctx, cmd, ["30"]), 7)
     conn.close()
     held = len({r[0] for r in rows})
     print(f"(b) change calendar 30 on {NOW:%d %b %Y}: {held:,} changes hold a window ({len(rows):,} rows with their "
@@ -206,8 +206,8 @@ def bench_calendar(rt: Runtime, db: Path) -> None:
 def bench_ics(rt: Runtime, db: Path, runs: int) -> None:
     conn = sqlite3.connect(db)
     start, end = YEAR
-    columns = ", ".join(f"c.{col.key}" for col in change_calendar._ICS_COLUMNS)
-    states = tuple(change_calendar.ICS_STATUS)
+    columns = ", ".join(f"c.{col.key}" for col in calendar._ICS_COLUMNS)
+    states = tuple(calendar.ICS_STATUS)
 
     def raw():
         changes = conn.execute(
@@ -224,16 +224,16 @@ def bench_ics(rt: Runtime, db: Path, runs: int) -> None:
 
     def document():
         with rt.ctx.sessions() as s:
-            return change_calendar.ics(s, rt.ctx.config, start, end)
+            return calendar.ics(s, rt.ctx.config, start, end)
 
     def first_piece():
         with rt.ctx.sessions() as s:
-            rows = change_calendar.ics_rows(s, start, end)
-        return next(change_calendar.ics_chunks(rt.ctx.config, rows))
+            rows = calendar.ics_rows(s, start, end)
+        return next(calendar.ics_chunks(rt.ctx.config, rows))
 
     def rows_only():
         with rt.ctx.sessions() as s:
-            return change_calendar.ics_rows(s, start, end)
+            return calendar.ics_rows(s, start, end)
 
     with Statements(rt.engine) as counted:
         body = document()

@@ -53,11 +53,11 @@ from bench import import_and_sweep  # noqa: E402
 from bench.changes_at_scale import Statements, marks, median_time, stamp  # noqa: E402
 from bot import report_export, status_page  # noqa: E402
 from bot.runtime import Runtime  # noqa: E402
-from handlers import breaches, digests, report_charts, reports, sla, tickets  # noqa: E402
-from handlers.clocks import OPEN_STATES  # noqa: E402
-from handlers.core import Command  # noqa: E402
-from handlers.exports import batches  # noqa: E402
-from handlers.imports import IMPORTER, import_servicenow  # noqa: E402
+from handlers.core.context import Command, batches  # noqa: E402
+from handlers.imports.servicenow import IMPORTER, import_servicenow  # noqa: E402
+from handlers.reporting import charts, digests, report_figures  # noqa: E402
+from handlers.sla import attainment, breaches, tickets  # noqa: E402
+from handlers.sla.clocks import OPEN_STATES  # noqa: E402
 from storage.models import Ticket  # noqa: E402
 from tests.conftest import Clock  # noqa: E402
 from tests.test_import_servicenow import DATA, SERVICE  # noqa: E402
@@ -172,13 +172,14 @@ def choose_moments(db: Path, month: str, zone: str) -> tuple[datetime, datetime]
 
 # -------------------------------------------------------------------------------------------- (a) report
 
-def trend_periods(ctx, month: str) -> list[sla.Period]:
+def trend_periods(ctx, month: str) -> list[attainment.Period]:
     year, number = map(int, month.split("-"))
-    keys = [reports._month_key(*reports._months_back(year, number, n)) for n in range(reports.TREND_MONTHS - 1, -1, -1)]
-    return [sla.parse_period(key, ctx.now(), ctx.config.bot.timezone) for key in keys]
+    keys = [report_figures._month_key(*report_figures._months_back(year, number, n))
+            for n in range(report_figures.TREND_MONTHS - 1, -1, -1)]
+    return [attainment.parse_period(key, ctx.now(), ctx.config.bot.timezone) for key in keys]
 
 
-def raw_report(conn: sqlite3.Connection, periods: list[sla.Period], scope: str | None, now: datetime):
+def raw_report(conn: sqlite3.Connection, periods: list[attainment.Period], scope: str | None, now: datetime):
     """What a hand-written report of the month would read: volume, resolution times, the six months'
     attainment and the month's breaches, four queries."""
     month = periods[-1]
@@ -215,8 +216,8 @@ def bench_report(rt: Runtime, db: Path, month: str, quiet: str, runs: int) -> No
         baseline, (opened, resolved, _, breached) = median_time(
             lambda: raw_report(conn, periods, scope, ctx.now()), 7)
         with Statements(rt.engine) as counted:
-            report = reports.report_data(ctx, scope, month)
-        took, report = median_time(lambda: reports.report_data(ctx, scope, month), runs)
+            report = report_figures.report_data(ctx, scope, month)
+        took, report = median_time(lambda: report_figures.report_data(ctx, scope, month), runs)
         assert len(report.breaches) == len(breached), (len(report.breaches), len(breached))
         assert report.tickets.resolved == sum(r[2] for r in resolved), report.tickets
         assert report.tickets.opened == sum(r[1] for r in opened), report.tickets
@@ -232,9 +233,9 @@ def bench_report(rt: Runtime, db: Path, month: str, quiet: str, runs: int) -> No
     print(line(f"the same raw SQL for {SERVICE} alone", s_baseline, s_baseline))
     print(line(f"report_data, {SERVICE} ({s_statements:,} statements)", s_took, s_baseline))
 
-    images = report_charts.charts(report)
-    took_charts, images = median_time(lambda: report_charts.charts(report), runs)
-    print(line(f"report_charts.charts (3 PNGs, {sum(len(i.png) for i in images) * 3 // 4 / 1000:.0f} KB)",
+    images = charts.charts(report)
+    took_charts, images = median_time(lambda: charts.charts(report), runs)
+    print(line(f"charts.charts (3 PNGs, {sum(len(i.png) for i in images) * 3 // 4 / 1000:.0f} KB)",
                took_charts, baseline))
     took_html, page = median_time(lambda: report_export.html(report, images), runs)
     print(line(f"report_export.html ({len(page) / 1e6:.1f} MB)", took_html, baseline))
@@ -244,8 +245,8 @@ def bench_report(rt: Runtime, db: Path, month: str, quiet: str, runs: int) -> No
     quiet_periods = trend_periods(ctx, quiet)
     quiet_baseline, (_, _, _, quiet_breached) = median_time(lambda: raw_report(conn, quiet_periods, None, ctx.now()), 7)
     with Statements(rt.engine) as counted:
-        small = reports.report_data(ctx, None, quiet)
-    quiet_took, small = median_time(lambda: reports.report_data(ctx, None, quiet), runs)
+        small = report_figures.report_data(ctx, None, quiet)
+    quiet_took, small = median_time(lambda: report_figures.report_data(ctx, None, quiet), runs)
     quiet_tickets = len({b[0] for b in quiet_breached})
     print(f"    a quiet month, {small.month_name}: {small.tickets.resolved:,} resolved, {len(small.breaches):,} "
           f"breaches on {quiet_tickets} tickets; report_data {counted.count:,} statements, {quiet_took * 1000:.1f} ms "

@@ -36,9 +36,9 @@ sys.path.insert(0, str(ROOT))
 from sqlalchemy import event  # noqa: E402
 
 from bot.runtime import Runtime  # noqa: E402
-from handlers import breaches  # noqa: E402
-from handlers.config import parse_config  # noqa: E402
-from handlers.imports import import_servicenow  # noqa: E402
+from handlers.core.config_loading import parse_config  # noqa: E402
+from handlers.imports.servicenow import import_servicenow  # noqa: E402
+from handlers.sla import breaches  # noqa: E402
 from storage.models import Ticket  # noqa: E402
 from tests.test_import_servicenow import DATA, SERVICE, desk_config  # noqa: E402
 

@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bot.runtime import Runtime  # noqa: E402
-from handlers.config import parse_config  # noqa: E402
+from handlers.core.config_loading import parse_config  # noqa: E402
 from storage.models import SurveyAnswer  # noqa: E402
 
 

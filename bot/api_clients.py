@@ -24,8 +24,8 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from handlers.config import API_SCOPES, AppConfig
-from handlers.core import Actor
+from handlers.core.config import API_SCOPES, AppConfig
+from handlers.core.context import Actor
 
 LEGACY = "legacy"
 TOKEN_PREFIX = "svc_"

@@ -6,7 +6,7 @@ import logging
 import os
 import sys
 
-from handlers.config import ConfigError, load_config
+from handlers.core.config_loading import ConfigError, load_config
 
 
 def _config_path(args) -> str:
@@ -184,7 +184,8 @@ def _new_secret(config, args) -> int:
     import yaml
 
     from bot.api_clients import hash_token, new_token
-    from handlers.config import API_SCOPES, ID_PATTERN
+    from handlers.core.config import API_SCOPES
+    from handlers.core.config_catalogue import ID_PATTERN
     problems = [] if re.match(ID_PATTERN, args.name) else [f"name: '{args.name}' is not an id like monitoring"]
     token = new_token()
     if args.command == "feed-key":
@@ -220,7 +221,7 @@ def _gdpr(config, args) -> int:
 
     from bot.runtime import Runtime
     from handlers import gdpr
-    from handlers.core import UserError
+    from handlers.core.context import UserError
     runtime = Runtime(config)
     try:
         if args.action == "export":
@@ -240,8 +241,8 @@ def _gdpr(config, args) -> int:
 def _digest(config, args) -> int:
     from bot import render
     from bot.runtime import Runtime
-    from handlers import digests
-    from handlers.core import Command, UserError
+    from handlers.core.context import Command, UserError
+    from handlers.reporting import digests
     runtime = Runtime(config)
     try:
         digest = digests.find_digest(runtime.ctx, args.name)
@@ -261,11 +262,11 @@ def _digest(config, args) -> int:
 def _report(config, args) -> int:
     from datetime import datetime, timezone
 
-    from handlers import reports
-    from handlers.core import UserError
+    from handlers.core.context import UserError
+    from handlers.reporting import report_figures
     try:  # every word is checked before the database is touched
-        scope = reports.resolve_scope(config, args.service)
-        month = reports.resolve_month(args.month, datetime.now(timezone.utc), config.bot.timezone)
+        scope = report_figures.resolve_scope(config, args.service)
+        month = report_figures.resolve_month(args.month, datetime.now(timezone.utc), config.bot.timezone)
     except UserError as exc:
         print(f"svcbot: {exc.message}", file=sys.stderr)
         return 2
@@ -274,11 +275,11 @@ def _report(config, args) -> int:
         return 2
     from bot import report_export
     from bot.runtime import Runtime
-    from handlers import report_charts
+    from handlers.reporting import charts
     runtime = Runtime(config)
     try:
-        data = reports.report_data(runtime.ctx, scope, month)
-        paths = report_export.write(data, report_charts.charts(data), args.output)
+        data = report_figures.report_data(runtime.ctx, scope, month)
+        paths = report_export.write(data, charts.charts(data), args.output)
     except OSError as exc:
         print(f"svcbot: cannot write the report into {args.output}: {exc.strerror or exc}", file=sys.stderr)
         return 2
@@ -305,8 +306,8 @@ def _import_servicenow(config, args) -> int:
     import time
 
     from bot.runtime import Runtime
-    from handlers.core import UserError
-    from handlers.imports import import_servicenow
+    from handlers.core.context import UserError
+    from handlers.imports.servicenow import import_servicenow
     runtime = Runtime(config)
     started = time.perf_counter()
     try:
@@ -329,8 +330,8 @@ def _import_rabobank_changes(config, args) -> int:
     import time
 
     from bot.runtime import Runtime
-    from handlers.change_import import import_rabobank_changes
-    from handlers.core import UserError
+    from handlers.core.context import UserError
+    from handlers.imports.rabobank import import_rabobank_changes
     runtime = Runtime(config)
     started = time.perf_counter()
     try:

@@ -7,8 +7,8 @@ from sqlalchemy import func, select
 
 from bot import render
 from bot.runtime import Runtime
-from handlers.core import Command
-from handlers.people import console_actor
+from handlers.core.context import Command
+from handlers.core.people import console_actor
 from handlers.router import dispatch
 from storage.models import OutboxMessage
 

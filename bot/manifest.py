@@ -8,7 +8,7 @@ import zlib
 
 import yaml
 
-from handlers.config import AppConfig
+from handlers.core.config import AppConfig
 
 # What svcbot calls, and why: posting announcements and answers (chat:write), direct messages to
 # subscribers (im:write), reading back its own posts to avoid duplicates after a lost answer

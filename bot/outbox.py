@@ -25,7 +25,7 @@ from typing import Any, Protocol
 from sqlalchemy import and_, or_, select, update
 
 from bot import pauses
-from handlers.core import Context
+from handlers.core.context import Context
 from storage.models import OutboxMessage
 
 log = logging.getLogger("svcbot.outbox")

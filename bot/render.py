@@ -9,7 +9,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from handlers.core import Form, Reply
+from handlers.core.context import Form, Reply
 
 if TYPE_CHECKING:
     from jinja2 import Environment

@@ -1,5 +1,5 @@
 """The monthly service report as files for the service review meeting: one self-contained HTML page (the
-charts inside it as data URIs) and a PDF, both from the same ``reports.Report`` and chart images.
+charts inside it as data URIs) and a PDF, both from the same ``report_model.Report`` and chart images.
 
 The HTML is rendered by its own Jinja2 environment with autoescaping on — unlike the chat templates,
 whose output is JSON or text — so the commentary and ticket titles can never become markup. The PDF uses
@@ -17,9 +17,9 @@ from xml.sax.saxutils import escape
 
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
-from handlers import reports
-from handlers.core import Image
-from handlers.reports import Report
+from handlers.core.context import Image
+from handlers.reporting import report_model
+from handlers.reporting.report_model import Report
 
 FONT, BOLD = "DejaVuSans", "DejaVuSans-Bold"
 
@@ -44,15 +44,15 @@ def write(report: Report, images: list[Image], folder: str | os.PathLike) -> tup
 def _env() -> Environment:
     env = Environment(loader=PackageLoader("bot", "templates"), undefined=StrictUndefined, autoescape=True,
                       trim_blocks=True, lstrip_blocks=True, auto_reload=False)  # built-in: never change
-    env.filters.update(pct=reports.pct, duration=reports.duration, target_name=reports.target_name,
-                       target_detail=reports.target_detail, achieved=reports.achieved_text, goal=reports.goal_text,
-                       satisfaction=reports.satisfaction_text, attainment=reports.attainment_text)
+    env.filters.update(pct=report_model.pct, duration=report_model.duration, target_name=report_model.target_name,
+                       target_detail=report_model.target_detail, achieved=report_model.achieved_text, goal=report_model.goal_text,
+                       satisfaction=report_model.satisfaction_text, attainment=report_model.attainment_text)
     return env
 
 
 def html(report: Report, images: list[Image]) -> str:
     return _env().get_template("report/report.html.j2").render(
-        report=report, images=images, title=reports.title_of(report))
+        report=report, images=images, title=report_model.title_of(report))
 
 
 # ---- PDF --------------------------------------------------------------------------------------------------
@@ -119,41 +119,41 @@ def pdf(report: Report, images: list[Image], *, compress: bool = True) -> bytes:
     def spread_lines(mean: float | None, median: float | None, p90: float | None) -> str:
         if mean is None:
             return "—"
-        return "\n".join(f"{name} {reports.duration(v)}" for name, v in (("mean", mean), ("median", median),
+        return "\n".join(f"{name} {report_model.duration(v)}" for name, v in (("mean", mean), ("median", median),
                                                                           ("p90", p90)))
 
     def mark(ok: bool) -> str:
         return "met" if ok else "missed"
 
     r = report
-    story = [Paragraph(escape(reports.title_of(r)), h1),
+    story = [Paragraph(escape(report_model.title_of(r)), h1),
              text(f"{r.start:%Y-%m-%d %H:%M} – {r.end:%Y-%m-%d %H:%M} UTC (a month in {r.timezone} time); "
                   f"made {r.generated_at:%Y-%m-%d %H:%M} UTC by svcbot.")]
     story += [Paragraph("Agreed against achieved", h2), *table(
         "Each target of each agreement", ["Agreement", "Kind", "Target", "Agreed", "Achieved", "Measured", "Result"],
-        [[t.agreement, (t.kind or "").upper(), reports.target_name(t), reports.goal_text(t.goal),
-          reports.achieved_text(t), reports.target_detail(t), mark(t.ok)] for t in r.targets],
+        [[t.agreement, (t.kind or "").upper(), report_model.target_name(t), report_model.goal_text(t.goal),
+          report_model.achieved_text(t), report_model.target_detail(t), mark(t.ok)] for t in r.targets],
         [0.16, 0.07, 0.22, 0.1, 0.12, 0.22, 0.11]), Spacer(1, 6), *table(
         "SLA targets and clocks per month", ["Month", "SLA targets met", "SLA clocks met"],
-        [[m.label, f"{m.targets_met} of {m.targets} ({reports.pct(m.targets_share)})",
-          f"{m.clocks_met} of {m.clocks} ({reports.pct(m.clocks_share)})"] for m in r.attainment_trend],
+        [[m.label, f"{m.targets_met} of {m.targets} ({report_model.pct(m.targets_share)})",
+          f"{m.clocks_met} of {m.clocks} ({report_model.pct(m.clocks_share)})"] for m in r.attainment_trend],
         [0.2, 0.4, 0.4])]
     story += [Paragraph(f"SLA breaches: {len(r.breaches)}", h2), *table(
         "Breaches by cause", ["Cause", "Breaches"], [[c.label, c.breaches] for c in r.breach_causes], [0.8, 0.2]),
         Spacer(1, 6), *table(
         "Each breach and the OLA or UC that caused it", ["Ticket", "Target", "Late by", "Cause"],
         [[f"INC-{b.ticket_id} {b.priority} · {b.service}: {b.title}", f"{b.agreement} {b.metric}",
-          reports.duration(b.late_seconds), f"{b.cause}\n{b.cause_detail}".strip()] for b in r.breaches],
+          report_model.duration(b.late_seconds), f"{b.cause}\n{b.cause_detail}".strip()] for b in r.breaches],
         [0.38, 0.2, 0.12, 0.3])]
     story += [Paragraph("Availability", h2), *table(
         "Availability per service", ["Service", "Achieved", "Downtime", "Agreed", "Result"],
-        [[a.name, reports.pct(a.achieved, 3), reports.duration(a.downtime_seconds), reports.goal_text(a.goal),
+        [[a.name, report_model.pct(a.achieved, 3), report_model.duration(a.downtime_seconds), report_model.goal_text(a.goal),
           mark(a.ok) if a.goal is not None else "—"] for a in r.availability], [0.36, 0.16, 0.16, 0.16, 0.16])]
     t = r.tickets
     story += [Paragraph("Tickets", h2), *table(
         "Ticket volume and time to resolve: mean, median and 90th percentile (nearest rank)",
         ["Priority", "Opened", "Resolved", "Time to resolve", "… in business hours"],
-        [[row.priority if isinstance(row, reports.PriorityTickets) else "All", row.opened, row.resolved,
+        [[row.priority if isinstance(row, report_model.PriorityTickets) else "All", row.opened, row.resolved,
           spread_lines(row.mttr_clock_seconds, row.ttr_clock_median_seconds, row.ttr_clock_p90_seconds),
           spread_lines(row.mttr_business_seconds, row.ttr_business_median_seconds, row.ttr_business_p90_seconds)]
          for row in [*t.by_priority, t]], [0.16, 0.14, 0.14, 0.28, 0.28])]
@@ -161,10 +161,10 @@ def pdf(report: Report, images: list[Image], *, compress: bool = True) -> bytes:
     story += [Paragraph("Changes", h2), *table(
         "Changes implemented in the month", ["Implemented", "Successful", "Success rate", "Emergency",
                                              "Emergency share"],
-        [[c.implemented, c.successful, reports.pct(c.success_rate), c.emergency, reports.pct(c.emergency_share)]])]
+        [[c.implemented, c.successful, report_model.pct(c.success_rate), c.emergency, report_model.pct(c.emergency_share)]])]
     story += [Paragraph("Satisfaction", h2), *table(
         "CSAT per month", ["Month", "Answers", "Satisfied", "CSAT"],
-        [[m.label, m.answers, m.satisfied, reports.pct(m.csat)] for m in r.satisfaction_trend],
+        [[m.label, m.answers, m.satisfied, report_model.pct(m.csat)] for m in r.satisfaction_trend],
         [0.25, 0.25, 0.25, 0.25])]
     s = r.csi
     story += [Paragraph("Continual service improvement", h2),
@@ -186,7 +186,7 @@ def pdf(report: Report, images: list[Image], *, compress: bool = True) -> bytes:
 
     out = io.BytesIO()
     doc = SimpleDocTemplate(out, pagesize=A4, leftMargin=2 * cm, rightMargin=2 * cm, topMargin=1.8 * cm,
-                            bottomMargin=1.8 * cm, title=reports.title_of(r), author="svcbot", invariant=1,
+                            bottomMargin=1.8 * cm, title=report_model.title_of(r), author="svcbot", invariant=1,
                             pageCompression=1 if compress else 0)
     doc.build(story)
     return out.getvalue()

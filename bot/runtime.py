@@ -14,11 +14,12 @@ from bot import render
 from bot.metrics import Metrics
 from bot.outbox import Deliverer
 from bot.teams_trust import teams_mode
-from handlers import survey_privacy, surveys
-from handlers.config import AppConfig, load_config
-from handlers.core import Command, Context, FormInvalid, Reply, UserError, Work
-from handlers.people import resolve_actor, sync_people
+from handlers.core.config import AppConfig
+from handlers.core.config_loading import load_config
+from handlers.core.context import Command, Context, FormInvalid, Reply, UserError, Work
+from handlers.core.people import resolve_actor, sync_people
 from handlers.router import ROUTES, dispatch, split_words, submit_form
+from handlers.surveys import privacy, record
 from storage.db import make_engine, session_factory, startup_lock, upgrade
 from storage.models import Setting
 
@@ -56,10 +57,10 @@ class Runtime:
     def _run(self, platform: str, user_id: str, name: str, text: str, key: str | None,
              address: str | None, tenant: str | None, via: str, form: tuple | None) -> Outcome:
         # An answer to a survey registers nobody: if it is anonymous, no row may say who gave it.
-        register = not surveys.is_answer(text, form[0] if form else None)
+        register = not record.is_answer(text, form[0] if form else None)
         actor = resolve_actor(self.ctx, platform, user_id, name, address, tenant, register=register)
         if not register:  # the platform's key may name the person: keep a hash, filed under the survey
-            key = survey_privacy.delivery_key(self.ctx, key, text, form)
+            key = privacy.delivery_key(self.ctx, key, text, form)
         cmd = Command(actor=actor, text=text, delivery_key=key, via=via)
         if form is not None:
             reply, outcome, invalid = submit_form(self.ctx, cmd, *form)
@@ -92,7 +93,7 @@ class Runtime:
         """Queue an answer that cannot go back in the HTTP response (to a Slack event, a Teams message):
         durable like any other message. False if the same delivery already queued one."""
         return await asyncio.to_thread(self._queue_reply, platform, target_kind, target,
-                                       survey_privacy.storable(reply), key, thread_id)
+                                       privacy.storable(reply), key, thread_id)
 
     def _queue_reply(self, platform, target_kind, target, reply, key, thread_id) -> bool:
         try:
@@ -123,7 +124,7 @@ def connected_platforms(env=os.environ) -> frozenset[str]:
 def secret_key(sessions) -> bytes:
     """The key of the hashes svcbot keeps instead of a person: SVCBOT_SECRET_KEY, else one made at first
     start and kept in the store. An anonymous survey's hashes also take a key of the survey's own, erased
-    when it closes (handlers.survey_privacy)."""
+    when it closes (handlers.surveys.privacy)."""
     if os.environ.get("SVCBOT_SECRET_KEY"):
         return os.environ["SVCBOT_SECRET_KEY"].encode()
     with sessions.begin() as s:
@@ -138,4 +139,4 @@ def answered_privately(result: Outcome, text: str, form: str | None = None) -> b
     """True when the answer to a survey answer may only travel in the response to the request itself:
     an anonymous answer's thanks, or any refusal of an answer. Queued, it would be a stored message
     to the person, or to a chat that names them."""
-    return result.reply.anonymous or (surveys.is_answer(text, form) and result.outcome != "ok")
+    return result.reply.anonymous or (record.is_answer(text, form) and result.outcome != "ok")

@@ -12,13 +12,15 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
-from bot import api
-from bot import status_page
+from bot import api, status_page
 from bot.outbox import Delivered, DeliveryError, Outgoing
 from bot.runtime import Runtime
 from bot.teams_trust import EMULATOR_VARIABLE, is_loopback, peer_host, teams_mode
-from handlers import breaches, changes, digests, outages, reports, surveys
-from handlers.retention import prune
+from handlers.changes import messages
+from handlers.core.retention import prune
+from handlers.reporting import digests, reports
+from handlers.sla import breaches, outages
+from handlers.surveys import asking
 
 if TYPE_CHECKING:
     from bot.teams import TeamsFront, TeamsSender
@@ -76,22 +78,22 @@ def build_app(runtime: Runtime) -> web.Application:
                           max_instances=1, coalesce=True, misfire_grace_time=300)
         scheduler.add_job(_in_thread, "interval", seconds=delivery.sweep_seconds, args=[breaches.sweep, runtime.ctx],
                           id="clocks", max_instances=1, coalesce=True, misfire_grace_time=300)
-        scheduler.add_job(_in_thread, "interval", seconds=delivery.sweep_seconds, args=[changes.sweep, runtime.ctx],
+        scheduler.add_job(_in_thread, "interval", seconds=delivery.sweep_seconds, args=[messages.sweep, runtime.ctx],
                           id="changes", max_instances=1, coalesce=True, misfire_grace_time=300)
-        scheduler.add_job(_in_thread, "interval", seconds=delivery.sweep_seconds, args=[surveys.sweep, runtime.ctx],
+        scheduler.add_job(_in_thread, "interval", seconds=delivery.sweep_seconds, args=[asking.sweep, runtime.ctx],
                           id="surveys", max_instances=1, coalesce=True, misfire_grace_time=300)
-        # Digest and report slots are rows (handlers/schedule.py): a sweep at start posts one missed while stopped.
+        # Digest and report slots are rows (handlers/reporting/schedule.py): a sweep at start posts one missed while stopped.
         scheduler.add_job(_in_thread, "interval", seconds=delivery.sweep_seconds, args=[digests.sweep, runtime.ctx],
                           id="digests", max_instances=1, coalesce=True, misfire_grace_time=300,
                           next_run_time=datetime.now(timezone.utc))
         scheduler.add_job(_in_thread, "interval", seconds=delivery.sweep_seconds, args=[reports.sweep, runtime.ctx],
                           id="reports", max_instances=1, coalesce=True, misfire_grace_time=300,
                           next_run_time=datetime.now(timezone.utc))
-        scheduler.add_job(_in_thread, "interval", hours=6, args=[surveys.purge, runtime.ctx], id="purge",
+        scheduler.add_job(_in_thread, "interval", hours=6, args=[asking.purge, runtime.ctx], id="purge",
                           max_instances=1, coalesce=True, next_run_time=datetime.now(timezone.utc))
         scheduler.add_job(_in_thread, "interval", minutes=1, args=[outages.burn_sweep, runtime.ctx], id="burn",
                           max_instances=1, coalesce=True, misfire_grace_time=300)
-        # Delivered messages and delivery keys past app.yaml's retention (handlers/retention.py).
+        # Delivered messages and delivery keys past app.yaml's retention (handlers/core/retention.py).
         scheduler.add_job(_in_thread, "interval", hours=6, args=[prune, runtime.ctx], id="prune",
                           max_instances=1, coalesce=True, next_run_time=datetime.now(timezone.utc))
         scheduler.start()

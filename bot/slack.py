@@ -24,8 +24,8 @@ from slack_sdk.webhook.async_client import AsyncWebhookClient
 from bot import render
 from bot.outbox import Delivered, DeliveryError, Outgoing
 from bot.runtime import Runtime, answered_privately
-from handlers.changes import announced_change
-from handlers.core import Reply
+from handlers.changes.messages import announced_change
+from handlers.core.context import Reply
 
 if TYPE_CHECKING:
     from slack_bolt.app.async_app import AsyncApp

@@ -17,9 +17,9 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import secrets
-import dataclasses
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import lru_cache
@@ -33,10 +33,13 @@ from sqlalchemy.orm import Session
 
 from bot.api import plain
 from bot.api_clients import Clients
-from handlers import breaches, change_calendar, sla, status
-from handlers.changes import window_text
-from handlers.clocks import OPEN_STATES
-from handlers.core import Context
+from handlers.changes import calendar
+from handlers.changes.record import window_text
+from handlers.core.context import Context
+from handlers.services import status
+from handlers.sla import attainment as sla
+from handlers.sla import breaches
+from handlers.sla.clocks import OPEN_STATES
 from storage.models import SlaClock, Ticket
 
 if TYPE_CHECKING:
@@ -166,7 +169,7 @@ def upcoming_changes(ctx: Context, s: Session, now: datetime) -> list[UpcomingCh
     zone = ctx.config.bot.timezone
     return [UpcomingChange(f"CHG-{c.id}", c.title, c.state, c.planned_start, c.planned_end, window_text(c, zone),
                            [ctx.config.service_names([x]) for x in services])
-            for c, services in change_calendar.holding_rows(s, now, now + timedelta(days=CHANGE_DAYS))]
+            for c, services in calendar.holding_rows(s, now, now + timedelta(days=CHANGE_DAYS))]
 
 
 def attainment_line(ctx: Context, row) -> AttainmentLine:

@@ -18,8 +18,8 @@ from aiohttp import web
 from aiohttp.web_exceptions import HTTPException
 from botbuilder.core import ActivityHandler, BotAdapter, CardFactory, MessageFactory, TurnContext
 from botbuilder.integration.aiohttp import CloudAdapter, ConfigurationBotFrameworkAuthentication
-from botbuilder.schema import (Activity, ActivityTypes, ChannelAccount, ConversationParameters,
-                               ConversationReference, InvokeResponse)
+from botbuilder.schema import (Activity, ActivityTypes, ChannelAccount, ConversationParameters, ConversationReference,
+                               InvokeResponse)
 from msrest.exceptions import ClientRequestError, HttpOperationError
 from sqlalchemy import select
 
@@ -28,8 +28,8 @@ from bot.outbox import Delivered, DeliveryError, Outgoing
 from bot.runtime import Runtime, answered_privately
 from bot.teams_graph import Graph, GraphUnavailable, mark_card, messages_path, personal_chat_id
 from bot.teams_trust import service_url_refusal, teams_mode, vouched_service_url
-from handlers import surveys
-from handlers.core import Reply
+from handlers.core.context import Reply
+from handlers.surveys import record
 from storage.models import ConversationRef, Identity
 
 log = logging.getLogger("svcbot.teams")
@@ -140,7 +140,7 @@ class SvcTeamsBot(ActivityHandler):
             "" if form else TurnContext.remove_recipient_mention(activity) or activity.text or "")
         # A conversation reference names the sender; a survey answer (maybe anonymous) must not be stored
         # with it. The conversation is known already: the survey was posted there.
-        if not surveys.is_answer(text, form):
+        if not record.is_answer(text, form):
             await asyncio.to_thread(save_reference, self.runtime, activity, True, token_vouches(turn_context))
         if form:  # Action.Submit of a form card: the inputs' values arrive beside the form's name
             result = await self._submit(activity, value)

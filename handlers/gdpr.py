@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from sqlalchemy import func, or_, select, update
 
-from handlers import surveys
-from handlers.core import Actor, Command, Context, UserError
+from handlers.core.context import Actor, Command, Context, UserError
+from handlers.surveys import asking
 from storage.models import AuditRecord, Change, ChangeVote, CsiItem, Identity, Person, Subscription, Ticket
 
 CLI = Actor(person_id="cli", name="command line", platform="cli")
@@ -51,7 +51,7 @@ def export(ctx: Context, user: str) -> dict:
                        "timezone": row.timezone if row else None},
             "accounts": [{"platform": p, "id": i} for p, i in identities],
             "subscriptions": list(subscriptions),
-            "survey_answers": surveys.named_answers(s, person_id),
+            "survey_answers": asking.named_answers(s, person_id),
             "change_votes": [{"change": f"CHG-{c}", "decision": d, "comment": m, "at": a.isoformat()}
                              for c, d, m, a in votes],
             "changes_requested_or_implemented": [f"CHG-{c}" for c in changes],
@@ -64,7 +64,7 @@ def export(ctx: Context, user: str) -> dict:
 def erase(ctx: Context, user: str) -> dict:
     person_id = person_of(ctx, user)
     with ctx.change(Command(CLI, f"gdpr erase {person_id}")) as work:
-        answers = surveys.erase_named_answers(work, person_id)
+        answers = asking.erase_named_answers(work, person_id)
         subscriptions = work.session.execute(Subscription.__table__.delete()
                                              .where(Subscription.person_id == person_id)).rowcount
         # The audit keeps that a survey was answered, no longer by whom.

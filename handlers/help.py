@@ -1,7 +1,7 @@
 """help [topic]: what the bot can do, with examples."""
 from __future__ import annotations
 
-from handlers.core import Command, Context, Reply, Section, UserError
+from handlers.core.context import Command, Context, Reply, Section, UserError
 
 TOPICS = {
     "status": ("Service status", [

@@ -5,9 +5,17 @@ import logging
 import re
 import uuid
 
-from handlers import changes, csi, digests, help, reports, sla, status, surveys, tickets
-from handlers.core import (AlreadyHandled, Command, Context, FormInvalid, Refused, Reply, UserError, error_reply,
-                           unknown_word)
+from handlers import help
+from handlers.changes import approvals
+from handlers.changes import commands as changes
+from handlers.core.context import (AlreadyHandled, Command, Context, FormInvalid, Refused, Reply, UserError,
+                                   error_reply, unknown_word)
+from handlers.reporting import digests, reports
+from handlers.services import csi, status
+from handlers.sla import attainment, tickets
+from handlers.surveys import asking
+from handlers.surveys import commands as surveys
+from handlers.surveys import record as survey_record
 
 log = logging.getLogger("svcbot")
 
@@ -18,7 +26,7 @@ ROUTES = {
     "subscribe": status.subscribe,
     "unsubscribe": status.unsubscribe,
     "incident": tickets.incident_cmd,
-    "sla": sla.sla_cmd,
+    "sla": attainment.sla_cmd,
     "change": changes.change_cmd,
     "survey": surveys.survey_cmd,
     "csi": csi.csi_cmd,
@@ -29,9 +37,9 @@ ROUTES = {
 # Forms (a Slack modal, an Adaptive Card with inputs) and the handlers of their answers.
 FORMS = {
     "change_new": changes.submit_new,
-    "change_reject": changes.submit_reject,
+    "change_reject": approvals.submit_reject,
     "survey_new": surveys.submit_new,
-    surveys.ANSWER_FORM: surveys.submit_answer,
+    survey_record.ANSWER_FORM: asking.submit_answer,
     "csi_add": csi.submit_add,
 }
 

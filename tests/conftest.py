@@ -59,14 +59,14 @@ def _demo_config_text() -> str:
 
 @functools.cache
 def _parsed_config(text: str):
-    from handlers.config import parse_config
+    from handlers.core.config_loading import parse_config
     return parse_config(text)
 
 
 def config_from(path: Path):
     """load_config, parsed once per distinct text: the models are frozen, so tests can share one. A
     configuration naming its own templates is loaded as usual (they are found beside the file)."""
-    from handlers.config import load_config
+    from handlers.core.config_loading import load_config
     cfg = _parsed_config(path.read_text())
     return load_config(path) if cfg.bot.templates else cfg
 

@@ -27,14 +27,15 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def _preload() -> None:
     # What a server imports at start and on its first requests (Slack, Teams, charts, the feed).
-    import bot.cli  # noqa: F401
-    import bot.server  # noqa: F401
-    import bot.teams  # noqa: F401
-    import handlers.report_charts  # noqa: F401
     import icalendar  # noqa: F401
     import jinja2  # noqa: F401
     import slack_bolt.adapter.aiohttp  # noqa: F401
     import slack_bolt.app.async_app  # noqa: F401
+
+    import bot.cli  # noqa: F401
+    import bot.server  # noqa: F401
+    import bot.teams  # noqa: F401
+    import handlers.reporting.charts  # noqa: F401
 
 
 def _serve(env: dict, cwd: str, log: str, argv: list[str], stdin: str | None = None,

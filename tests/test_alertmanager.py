@@ -11,7 +11,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from handlers.alertmanager import AlertEvent, PayloadError, parse_webhook
+from handlers.sla.alertmanager import AlertEvent, PayloadError, parse_webhook
 
 UTC = timezone.utc
 

@@ -13,7 +13,7 @@ import yaml
 from icalendar import Calendar
 
 from bot import api as api_module
-from handlers.core import Actor, Command
+from handlers.core.context import Actor, Command
 from handlers.router import dispatch
 from storage.models import AuditRecord, Change
 from tests.conftest import db_count, db_rows, demo_config

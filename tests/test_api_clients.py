@@ -13,7 +13,7 @@ from sqlalchemy import select
 from bot import api as api_module
 from bot.api_clients import hash_token
 from bot.server import build_app
-from handlers.config import StatusPagePolicy
+from handlers.core.config import StatusPagePolicy
 from storage.models import AuditRecord, CsiItem, Outage, Ticket
 from tests.conftest import demo_config
 from tests.test_alertmanager import FIRING
@@ -212,7 +212,7 @@ async def test_a_private_page_wants_a_feed_key_or_a_read_token(runtime, ctx, mon
 def test_api_client_new_prints_a_fresh_token_once_and_the_entry_with_its_hash(config_file, capsys):
     from bot.api_clients import Clients
     from bot.cli import main
-    from handlers.config import parse_config
+    from handlers.core.config_loading import parse_config
     args = ["--config", str(config_file), "api-client", "new", "servicenow", "--scopes", "changes,read",
             "--on-behalf-of", "priya,meera"]
     assert main(args) == 0

@@ -10,9 +10,12 @@ import pytest
 from openapi_spec_validator import validate
 
 from bot.api import common, spec
-from handlers import changes, surveys, tickets
-from handlers.clocks import OPEN_STATES
-from handlers.config import API_SCOPES, RISKS, SCALES, SERVICE_STATES
+from handlers.changes import record as change_record
+from handlers.core.config import API_SCOPES, RISKS
+from handlers.core.config_catalogue import SCALES, SERVICE_STATES
+from handlers.sla import tickets
+from handlers.sla.clocks import OPEN_STATES
+from handlers.surveys import record as survey_record
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -41,13 +44,13 @@ def test_the_lists_and_defaults_in_the_document_are_the_code_s():
     assert schema("TicketCreate")["properties"]["state"]["enum"] == list(OPEN_STATES)
     assert schema("TicketEventCreate")["properties"]["kind"]["enum"] == list(tickets.EVENT_KINDS)
     assert schema("Ticket")["properties"]["state"]["enum"] == list(tickets.STATES)
-    assert schema("Change")["properties"]["state"]["enum"] == list(changes.STATES)
-    assert schema("ChangeCreate")["properties"]["type"]["enum"] == list(changes.KINDS)
-    assert schema("Change")["properties"]["outcome"]["enum"] == [*changes.OUTCOMES, None]
+    assert schema("Change")["properties"]["state"]["enum"] == list(change_record.STATES)
+    assert schema("ChangeCreate")["properties"]["type"]["enum"] == list(change_record.KINDS)
+    assert schema("Change")["properties"]["outcome"]["enum"] == [*change_record.OUTCOMES, None]
     assert schema("ChangeCreate")["properties"]["risk"]["enum"] == list(RISKS)
     assert schema("SurveyCreate")["properties"]["scale"]["enum"] == list(SCALES)
     assert schema("ServiceStatus")["properties"]["state"]["enum"] == list(SERVICE_STATES)
-    assert str(surveys.SHOWN_COMMENTS) in schema("SurveyResults")["properties"]["comments"]["description"]
+    assert str(survey_record.SHOWN_COMMENTS) in schema("SurveyResults")["properties"]["comments"]["description"]
     from bot.api.alertmanager import FINGERPRINT_MAX
     from bot.api.sla import AT_RISK_PAGE
     assert schema("AlertmanagerAlert")["properties"]["fingerprint"]["maxLength"] == FINGERPRINT_MAX

@@ -13,8 +13,9 @@ import requests
 import yaml
 
 from bot import api as api_module
-from handlers import surveys
-from handlers.core import Actor, Command
+from handlers.core.context import Actor, Command
+from handlers.surveys import asking
+from handlers.surveys import commands as surveys
 from storage.models import AuditRecord, CsiItem, OutboxMessage, Survey
 from tests.conftest import db_count, db_rows, demo_config
 from tests.test_api_e2e import TOKEN, Client, fits
@@ -58,7 +59,7 @@ def answer(ctx, clock):
         clock.to(at or datetime.now(UTC))
         actor = Actor(person_id=pid, name=p.name, platform="slack", roles=ctx.roles_of(pid), timezone=p.timezone)
         cmd = Command(actor, f"survey answer {survey['id']} {value}")
-        return surveys.answer(ctx, cmd, survey["number"], str(value), comment)
+        return asking.answer(ctx, cmd, survey["number"], str(value), comment)
     return run
 
 

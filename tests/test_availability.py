@@ -7,8 +7,8 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from handlers.availability import (BURN_RULES, Availability, BurnAlert, availability, burn_alerts, burn_rate,
-                                   error_budget_seconds, merge)
+from handlers.sla.availability import (BURN_RULES, Availability, BurnAlert, availability, burn_alerts, burn_rate,
+                                       error_budget_seconds, merge)
 
 UTC = timezone.utc
 APRIL_1 = datetime(2025, 4, 1, tzinfo=UTC)

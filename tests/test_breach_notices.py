@@ -1,6 +1,6 @@
-"""Warning and breach notices (handlers/breaches.py) through the real store (SQLite, or PostgreSQL when
+"""Warning and breach notices (handlers/sla/breaches.py) through the real store (SQLite, or PostgreSQL when
 SVCBOT_TEST_DATABASE_URL is set), the demo configuration and a controllable clock; tickets come in by chat
-(`incident new` through the router) or through handlers.tickets.open_ticket, as the API and imports do.
+(`incident new` through the router) or through handlers.sla.tickets.open_ticket, as the API and imports do.
 
 The demo's agreements used below (app.yaml):
 - SLA-SHOP (webshop, 24x7 calendar "always", no quiet hours): P1 resolution within 2 hours.
@@ -22,12 +22,13 @@ import yaml
 from sqlalchemy import func, select
 
 from bot.runtime import Runtime
-from handlers import breaches, digests, sla
-from handlers.core import Command, Reply, Work
-from handlers.people import resolve_actor
+from handlers.core.context import Command, Reply, Work
+from handlers.core.people import resolve_actor
+from handlers.reporting import digests
 from handlers.router import dispatch
-from handlers.tickets import open_ticket
-from storage.models import (AuditRecord, ClockNotice, Identity, OutboxMessage, SlaClock, Ticket, TicketEvent)
+from handlers.sla import attainment, breaches
+from handlers.sla.tickets import open_ticket
+from storage.models import AuditRecord, ClockNotice, Identity, OutboxMessage, SlaClock, Ticket, TicketEvent
 from tests.conftest import T0, demo_config
 from tests.test_change_calendar import selects
 
@@ -640,7 +641,7 @@ def test_sla_breaches_of_a_ticket_still_open_says_how_late_it_is_now(ctx, clock,
 def test_listing_breaches_takes_the_same_statements_however_many_there_are(ctx, clock):
     def listed() -> tuple[int, int]:
         with selects(ctx.sessions.kw["bind"]) as seen:
-            found = sla.breaches_data(ctx, sla.parse_period(None, ctx.now(), "UTC"), limit=None)
+            found = attainment.breaches_data(ctx, attainment.parse_period(None, ctx.now(), "UTC"), limit=None)
         return len(found), len(seen)
 
     # Payments P1s, assigned to platform-ops: each breach has an OLA under it to measure as well.
@@ -678,7 +679,7 @@ def test_sla_at_risk_lists_running_clocks_past_their_first_warning(ctx, clock, m
         f"INC-{c} P1 webshop · SLA SLA-SHOP resolution: 150 % used, late since 2026-03-02 12:00",
         f"INC-{a} P2 payments · SLA SLA-PAY resolution: 50 % used, due 2026-03-02 17:00 UTC"]
     # Running clocks are read and measured a few at a time: with room for one a read, nothing is lost.
-    monkeypatch.setattr(sla, "AT_RISK_SCAN", 1)
+    monkeypatch.setattr(attainment, "AT_RISK_SCAN", 1)
     assert ok(ctx, "priya", "sla at-risk").text == reply.text
 
 
@@ -693,8 +694,8 @@ def test_sla_at_risk_pages_and_says_how_many_more(ctx, clock, monkeypatch):
     clock.to(at(2, 10))
     open_by_api(ctx, "webshop", "P1")
     clock.to(at(2, 10, 30))
-    monkeypatch.setattr(sla, "AT_RISK_SCAN", 2)
-    monkeypatch.setattr(sla, "AT_RISK_SHOWN", 3)
+    monkeypatch.setattr(attainment, "AT_RISK_SCAN", 2)
+    monkeypatch.setattr(attainment, "AT_RISK_SHOWN", 3)
     first = ok(ctx, "priya", "sla at-risk")
     assert first.title == "7 clocks at risk" and first.footer.endswith("; 1–3 shown")
     assert [line.split(" ")[0] for line in first.text.splitlines()] == [
@@ -706,7 +707,7 @@ def test_sla_at_risk_pages_and_says_how_many_more(ctx, clock, monkeypatch):
     # The API's pages: each says whether more follow and where to go on from; together they are every one.
     pages, after = [], None
     while True:
-        page = sla.at_risk_page(ctx, after=after, limit=3)
+        page = attainment.at_risk_page(ctx, after=after, limit=3)
         pages.append([r.ticket_id for r in page.rows])
         if not page.more:
             break

@@ -1,4 +1,4 @@
-"""Business-calendar arithmetic (handlers/business_time.py): the calendar cases of /work/shared/SLA-CASES.md,
+"""Business-calendar arithmetic (handlers/core/business_time.py): the calendar cases of /work/shared/SLA-CASES.md,
 the building blocks the pause and priority cases need, DST changes, holidays, closures, quiet hours and
 property checks. Every expected value is worked out by hand in the comment beside it (or taken from
 SLA-CASES.md); none is computed by the code under test.
@@ -16,9 +16,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from handlers.business_time import BusinessCalendar
-from handlers.config import Calendar
-from handlers.exports import day_first_time
+from handlers.core.business_time import BusinessCalendar
+from handlers.core.config_catalogue import Calendar
+from handlers.imports.csv_files import day_first_time
 from tests.when import today
 
 NINE_TO_FIVE = {day: ["09:00-17:00"] for day in ("mon", "tue", "wed", "thu", "fri")}

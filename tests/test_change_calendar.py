@@ -11,9 +11,11 @@ import pytest
 from icalendar import Calendar
 from sqlalchemy import event as sa_event
 
-from handlers import change_calendar, changes
-from handlers.core import Actor, Command, UserError
+from handlers.changes import calendar
+from handlers.changes import commands as changes
+from handlers.core.context import Actor, Command, UserError
 from handlers.router import dispatch
+from storage.models import Change
 
 UTC = timezone.utc
 
@@ -45,7 +47,7 @@ def new(ctx, services: str, start: datetime, end: datetime, title: str = "", ris
 
 def state(ctx, change_id: int) -> str:
     with ctx.sessions() as s:
-        return s.get(changes.Change, change_id).state
+        return s.get(Change, change_id).state
 
 
 def implement(ctx, clock, service: str, outcome: str, ended: datetime) -> int:
@@ -148,7 +150,7 @@ def test_a_bad_number_of_days_says_what_is_allowed_with_an_example(ctx, words):
     assert outcome == "user_error"
     assert "from 1 to 90" in reply.text and reply.footer == "Try: change calendar 14"
     with pytest.raises(UserError):
-        change_calendar.calendar_reply(ctx, Command(actor(ctx, "tom"), ""), words.split())
+        calendar.calendar_reply(ctx, Command(actor(ctx, "tom"), ""), words.split())
 
 
 def test_the_calendar_footer_is_the_success_rate_of_the_last_90_days(ctx, clock):
@@ -185,12 +187,12 @@ def test_success_rate_counts_outcomes_by_when_the_work_ended_and_by_service(ctx,
 
     start, end = at("2026-03-01 00:00"), at("2026-04-01 00:00")
     with ctx.sessions() as s:
-        everything = change_calendar.success_rate(s, start, end)
-        email = change_calendar.success_rate(s, start, end, "email")
-        vpn = change_calendar.success_rate(s, start, end, "vpn")
-        wms = change_calendar.success_rate(s, start, end, "wms")
-        from_the_4th = change_calendar.success_rate(s, at("2026-03-04 12:00"), end)  # the start is included
-        april = change_calendar.success_rate(s, end, end + timedelta(days=30))
+        everything = calendar.success_rate(s, start, end)
+        email = calendar.success_rate(s, start, end, "email")
+        vpn = calendar.success_rate(s, start, end, "vpn")
+        wms = calendar.success_rate(s, start, end, "wms")
+        from_the_4th = calendar.success_rate(s, at("2026-03-04 12:00"), end)  # the start is included
+        april = calendar.success_rate(s, end, end + timedelta(days=30))
     # 6 implemented: 4 successful, 1 with issues (not a success), 1 failed.
     assert (everything.successful, everything.implemented, everything.ratio) == (4, 6, 4 / 6)
     assert (email.successful, email.implemented) == (3, 4)  # the change on both services counts for each
@@ -202,7 +204,7 @@ def test_success_rate_counts_outcomes_by_when_the_work_ended_and_by_service(ctx,
 
 def test_success_rate_with_nothing_implemented_is_none_not_zero(ctx):
     with ctx.sessions() as s:
-        rate = change_calendar.success_rate(s, at("2026-01-01 00:00"), at("2027-01-01 00:00"))
+        rate = calendar.success_rate(s, at("2026-01-01 00:00"), at("2027-01-01 00:00"))
     assert (rate.successful, rate.implemented, rate.ratio) == (0, 0, None)
 
 
@@ -210,7 +212,7 @@ def test_success_rate_is_one_aggregate_query(ctx, clock, runtime):
     for day in range(3, 8):
         implement(ctx, clock, "email", "successful", at(f"2026-03-0{day} 12:00"))
     with selects(runtime.engine) as seen, ctx.sessions() as s:
-        rate = change_calendar.success_rate(s, at("2026-03-01 00:00"), at("2026-04-01 00:00"), "email")
+        rate = calendar.success_rate(s, at("2026-03-01 00:00"), at("2026-04-01 00:00"), "email")
     assert rate.implemented == 5
     assert len(seen) == 1 and "count(" in seen[0].lower() and "sum(" in seen[0].lower()
 
@@ -219,7 +221,7 @@ def test_success_rate_is_one_aggregate_query(ctx, clock, runtime):
 
 def feed(ctx, start: datetime, end: datetime) -> Calendar:
     with ctx.sessions() as s:
-        document = change_calendar.ics(s, ctx.config, start, end)
+        document = calendar.ics(s, ctx.config, start, end)
     assert document.startswith(b"BEGIN:VCALENDAR\r\n") and document.endswith(b"END:VCALENDAR\r\n")
     return Calendar.from_ical(document)
 
@@ -277,7 +279,7 @@ def test_the_feed_has_one_event_per_change_with_its_state_as_status(ctx, clock):
     assert "Planned: 2026-03-02 20:00 – 2026-03-02 22:00 UTC" in str(warehouse["DESCRIPTION"])
     # Times are written in UTC, as UTC ("Z") values.
     with ctx.sessions() as s:
-        raw = change_calendar.ics(s, ctx.config, at("2026-03-01 00:00"), at("2026-04-01 00:00")).decode()
+        raw = calendar.ics(s, ctx.config, at("2026-03-01 00:00"), at("2026-04-01 00:00")).decode()
     assert "DTSTART:20260305T200000Z" in raw and "TZID" not in raw
 
 
@@ -306,11 +308,11 @@ def test_a_change_without_a_known_actual_window_keeps_its_planned_one(ctx, clock
     clock.to(at("2026-03-02 09:00"))
     cid = new(ctx, "email", at("2026-03-02 20:00"), at("2026-03-02 21:00"))
     with ctx.sessions.begin() as s:  # as an import might leave it: closed, with no actual times
-        s.get(changes.Change, cid).state = "closed"
+        s.get(Change, cid).state = "closed"
     e = events(feed(ctx, at("2026-03-01 00:00"), at("2026-04-01 00:00")))[f"chg-{cid}@svcbot"]
     assert (e.decoded("DTSTART"), e.decoded("DTEND")) == (at("2026-03-02 20:00"), at("2026-03-02 21:00"))
     with ctx.sessions.begin() as s:  # started and ended in the same minute: an instant, no DTEND
-        c = s.get(changes.Change, cid)
+        c = s.get(Change, cid)
         c.actual_start = c.actual_end = at("2026-03-02 20:30")
     e = events(feed(ctx, at("2026-03-01 00:00"), at("2026-04-01 00:00")))[f"chg-{cid}@svcbot"]
     assert e.decoded("DTSTART") == at("2026-03-02 20:30") and "DTEND" not in e
@@ -322,7 +324,7 @@ def test_the_feed_takes_two_queries_however_many_changes(ctx, clock, runtime):
     for n in (3, 12):
         while True:
             with ctx.sessions() as s:
-                have = s.query(changes.Change).count()
+                have = s.query(Change).count()
             if have >= n:
                 break
             day = at("2026-03-03 20:00") + timedelta(days=have)

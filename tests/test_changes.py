@@ -17,10 +17,11 @@ import yaml
 from sqlalchemy import select
 
 from bot.outbox import Delivered, Deliverer, DeliveryError, Outgoing
-from handlers import changes
-from handlers.config import parse_config
-from handlers.core import Command, FormInvalid, UserError
-from handlers.people import console_actor, resolve_actor
+from handlers.changes import approvals, messages, plan
+from handlers.changes import commands as changes
+from handlers.core.config_loading import parse_config
+from handlers.core.context import Command, FormInvalid, UserError
+from handlers.core.people import console_actor, resolve_actor
 from handlers.router import dispatch
 from storage.models import (AuditRecord, Change, ChangeService, ChangeVote, OutboxMessage, ProcessedDelivery,
                             Subscription)
@@ -296,7 +297,7 @@ def test_every_invalid_field_is_named_at_once_and_nothing_is_written(ctx, databa
                      "end: 'soon' is not a date and time like YYYY-MM-DD HH:MM or tomorrow 20:00",
                      "implementer: no person 'bob' in app.yaml"):
         assert fragment in reply.text, (fragment, reply.text)
-    assert reply.footer == f"Try: /svc {changes.NEW_EXAMPLE}"  # a working example, with the slash command
+    assert reply.footer == f"Try: /svc {plan.NEW_EXAMPLE}"  # a working example, with the slash command
     assert state_of(database_url) == before
     assert db_count(database_url, Change) == 0 and db_count(database_url, OutboxMessage) == 0
     assert db_count(database_url, AuditRecord) == 0
@@ -360,7 +361,7 @@ def test_a_standard_change_may_not_override_what_its_model_says(ctx, database_ur
     reply, outcome = run(ctx, "meera", f'change new model=restart-wms-workers start="2026-03-07 02:00" {field}={value}')
     assert outcome == "user_error"
     assert f"{field}: comes from the standard model 'restart-wms-workers'; leave it out" in reply.text
-    assert reply.footer == f"Try: /svc {changes.STANDARD_EXAMPLE}"
+    assert reply.footer == f"Try: /svc {plan.STANDARD_EXAMPLE}"
     assert db_count(database_url, Change) == 0
 
 
@@ -396,8 +397,8 @@ def test_curly_quotes_from_a_phone_keyboard_group_words_in_new(ctx, database_url
 def test_change_new_without_fields_on_the_console_explains_the_one_line_form(ctx, database_url):
     reply, outcome = run(ctx, console_actor(ctx, "tom"), "change new")
     assert outcome == "user_error" and reply.form is None
-    assert "key=value pairs" in reply.text and changes.STANDARD_EXAMPLE in reply.text
-    assert reply.footer == f"Try: {changes.NEW_EXAMPLE}"  # no slash command on the console
+    assert "key=value pairs" in reply.text and plan.STANDARD_EXAMPLE in reply.text
+    assert reply.footer == f"Try: {plan.NEW_EXAMPLE}"  # no slash command on the console
     assert db_count(database_url, Change) == 0 and db_count(database_url, AuditRecord) == 0
 
 
@@ -418,7 +419,7 @@ def test_change_new_without_fields_in_chat_opens_the_form(ctx, database_url, pla
     assert by_id["implementer"].value == who
     assert zone in by_id["start"].hint
     assert all(not i.error for i in form.inputs)
-    assert form.example == changes.NEW_EXAMPLE
+    assert form.example == plan.NEW_EXAMPLE
     assert db_count(database_url, Change) == 0 and db_count(database_url, OutboxMessage) == 0
 
 
@@ -656,7 +657,7 @@ def test_a_rejection_without_a_reason_is_an_error_on_the_console(ctx, database_u
     assert reply.form is None
     assert state_of(database_url) == before
     with pytest.raises(UserError):
-        changes.decide(ctx, Command(console_actor(ctx, "priya"), f"change reject CHG-{cid}"), cid, "reject", "  ")
+        approvals.decide(ctx, Command(console_actor(ctx, "priya"), f"change reject CHG-{cid}"), cid, "reject", "  ")
 
 
 @pytest.mark.parametrize("platform", BOTH)
@@ -672,13 +673,13 @@ def test_a_rejection_without_a_reason_in_chat_asks_for_it_on_a_form(ctx, databas
 
     cmd = Command(person(ctx, "priya", platform), "form change_reject", via="form")
     with pytest.raises(FormInvalid) as caught:
-        changes.submit_reject(ctx, cmd, {"reason": "   "}, form.context)
+        approvals.submit_reject(ctx, cmd, {"reason": "   "}, form.context)
     assert caught.value.errors == {"reason": "required"}
     assert state_of(database_url) == before
     with pytest.raises(UserError):
-        changes.submit_reject(ctx, cmd, {"reason": "No"}, {})
+        approvals.submit_reject(ctx, cmd, {"reason": "No"}, {})
 
-    reply = changes.submit_reject(ctx, cmd, {"reason": "The back-out plan is not tested"}, form.context)
+    reply = approvals.submit_reject(ctx, cmd, {"reason": "The back-out plan is not tested"}, form.context)
     assert reply.title == f"Rejected CHG-{cid}"
     (vote,) = live_votes(database_url, cid)
     assert (vote.person_id, vote.decision, vote.comment, vote.via, vote.platform) == \
@@ -774,11 +775,11 @@ def test_a_delivered_announcement_leads_back_to_its_change(ctx, database_url):
     cid = mail(ctx, "tom", risk="medium")
     posted = deliver_announcements(ctx, cid)
     slack_key, teams_key = the_change(database_url, cid).announcements
-    assert changes.announced_change(ctx, "slack", ANNOUNCE_SLACK, posted[slack_key]) == cid
-    assert changes.announced_change(ctx, "teams", ANNOUNCE_TEAMS, posted[teams_key]) == cid
-    assert changes.announced_change(ctx, "teams", ANNOUNCE_SLACK, posted[slack_key]) is None
-    assert changes.announced_change(ctx, "slack", PAYMENTS_SLACK, posted[slack_key]) is None
-    assert changes.announced_change(ctx, "slack", ANNOUNCE_SLACK, None) is None
+    assert messages.announced_change(ctx, "slack", ANNOUNCE_SLACK, posted[slack_key]) == cid
+    assert messages.announced_change(ctx, "teams", ANNOUNCE_TEAMS, posted[teams_key]) == cid
+    assert messages.announced_change(ctx, "teams", ANNOUNCE_SLACK, posted[slack_key]) is None
+    assert messages.announced_change(ctx, "slack", PAYMENTS_SLACK, posted[slack_key]) is None
+    assert messages.announced_change(ctx, "slack", ANNOUNCE_SLACK, None) is None
 
 
 def test_an_unknown_change_or_none_named(ctx):
@@ -1591,14 +1592,14 @@ def test_start_reminder_start_prompt_and_end_prompt_each_once(ctx, database_url,
     start, end = utc(2026, 3, 3, 20, 0), utc(2026, 3, 3, 21, 0)
     row = the_change(database_url, cid)
     assert row.due_at == start - timedelta(minutes=ctx.config.changes.reminder_minutes)
-    assert changes.sweep(ctx) == 0
+    assert messages.sweep(ctx) == 0
     clock.to(start - timedelta(minutes=61))
-    assert changes.sweep(ctx) == 0
+    assert messages.sweep(ctx) == 0
     before = tally(database_url)
 
     clock.to(start - timedelta(minutes=60))
-    assert changes.sweep(ctx) == 1
-    assert changes.sweep(ctx) == 0  # twice in a row
+    assert messages.sweep(ctx) == 1
+    assert messages.sweep(ctx) == 0  # twice in a row
     reminder = f"start-reminder:{start.isoformat()}"
     for key in row.announcements:
         (post,) = keyed(database_url, f"{key}:{reminder}")
@@ -1610,10 +1611,10 @@ def test_start_reminder_start_prompt_and_end_prompt_each_once(ctx, database_url,
     assert ("change.reminded", "svcbot", "system", {"what": "start-reminder"}) in audits(database_url, f"CHG-{cid}")
 
     clock.to(start - timedelta(seconds=1))
-    assert changes.sweep(ctx) == 0
+    assert messages.sweep(ctx) == 0
     clock.to(start)
-    assert changes.sweep(ctx) == 1
-    assert changes.sweep(ctx) == 0
+    assert messages.sweep(ctx) == 1
+    assert messages.sweep(ctx) == 0
     prompt = keyed(database_url, f"change:{cid}:start-prompt:{start.isoformat()}")
     assert [p.target for p in prompt] == ["U0GRACE07"]  # grace is on both platforms: Slack only
     assert prompt[0].message["title"] == "▶️ Your change is due to start"
@@ -1621,21 +1622,21 @@ def test_start_reminder_start_prompt_and_end_prompt_each_once(ctx, database_url,
 
     # a while later it is still scheduled: no prompt again
     clock.advance(hours=1)
-    assert changes.sweep(ctx) == 0
+    assert messages.sweep(ctx) == 0
     assert the_change(database_url, cid).due_at is None
 
     # the prompt's button starts it
     ok(ctx, "grace", prompt[0].message["buttons"][0]["run"], via="button")
     assert the_change(database_url, cid).due_at == end
     clock.to(end + timedelta(hours=1))  # it is running late: the end prompt is due since the planned end
-    assert changes.sweep(ctx) == 1
-    assert changes.sweep(ctx) == 0
+    assert messages.sweep(ctx) == 1
+    assert messages.sweep(ctx) == 0
     (end_prompt,) = keyed(database_url, f"change:{cid}:end-prompt:{end.isoformat()}")
     assert end_prompt.message["title"] == "⏱️ Your change's window has ended: how did it go?"
     assert [b["run"] for b in end_prompt.message["buttons"]] == [
         f"change complete CHG-{cid}", f"change complete CHG-{cid} with-issues", f"change fail CHG-{cid} Rolled back"]
     clock.advance(days=3)
-    assert changes.sweep(ctx) == 0
+    assert messages.sweep(ctx) == 0
     row = the_change(database_url, cid)
     assert row.prompts_sent == [reminder, f"start-prompt:{start.isoformat()}", f"end-prompt:{end.isoformat()}"]
     assert row.due_at is None
@@ -1647,16 +1648,16 @@ def test_no_end_prompt_for_a_change_finished_early_or_never_started(ctx, databas
     early = mail(ctx, "tom", risk="low", start="2026-03-03 20:00", end="2026-03-03 21:00")
     idle = mail(ctx, "tom", risk="low", services="vpn", start="2026-03-03 20:00", end="2026-03-03 21:00")
     clock.to(utc(2026, 3, 3, 19, 0))
-    assert changes.sweep(ctx) == 2  # both start reminders
+    assert messages.sweep(ctx) == 2  # both start reminders
     clock.to(utc(2026, 3, 3, 20, 0))
-    assert changes.sweep(ctx) == 2  # both start prompts
+    assert messages.sweep(ctx) == 2  # both start prompts
     ok(ctx, "tom", f"change start CHG-{early}")
     clock.to(utc(2026, 3, 3, 20, 40))
     ok(ctx, "tom", f"change complete CHG-{early}")
     clock.to(utc(2026, 3, 3, 21, 0))
-    assert changes.sweep(ctx) == 0
+    assert messages.sweep(ctx) == 0
     clock.advance(days=1)
-    assert changes.sweep(ctx) == 0
+    assert messages.sweep(ctx) == 0
     assert keyed(database_url, f"change:{early}:end-prompt:") == []
     assert keyed(database_url, f"change:{idle}:end-prompt:") == []
     assert (the_change(database_url, early).due_at, the_change(database_url, idle).due_at) == (None, None)
@@ -1665,36 +1666,36 @@ def test_no_end_prompt_for_a_change_finished_early_or_never_started(ctx, databas
 def test_a_sweep_that_comes_late_sends_the_prompt_but_not_the_stale_reminder(ctx, database_url, clock):
     cid = mail(ctx, "tom", risk="low", start="2026-03-03 20:00", end="2026-03-03 21:00")
     clock.to(utc(2026, 3, 3, 20, 10))
-    changes.sweep(ctx)
+    messages.sweep(ctx)
     assert keyed(database_url, f"change:{cid}:announce:slack:C0ANNOUNCE:start-reminder:") == []
     assert reminder_keys(database_url, cid, "start-reminder") == []
     assert len(reminder_keys(database_url, cid, "start-prompt")) == 1
-    assert changes.sweep(ctx) == 0
+    assert messages.sweep(ctx) == 0
 
 
 def test_a_skipped_stale_reminder_is_not_recorded_as_sent(ctx, database_url, clock):
     cid = mail(ctx, "tom", risk="low", start="2026-03-03 20:00", end="2026-03-03 21:00")
     clock.to(utc(2026, 3, 3, 20, 10))
-    assert changes.sweep(ctx) == 1
+    assert messages.sweep(ctx) == 1
     assert [a[3]["what"] for a in audits(database_url, f"CHG-{cid}") if a[0] == "change.reminded"] == ["start-prompt"]
 
 
 def test_moving_the_dates_re_arms_the_reminders(ctx, database_url, clock):
     cid = mail(ctx, "tom", risk="low", implementer="grace", start="2026-03-03 20:00", end="2026-03-03 21:00")
     clock.to(utc(2026, 3, 3, 19, 0))
-    assert changes.sweep(ctx) == 1
+    assert messages.sweep(ctx) == 1
     ok(ctx, "grace", f'change edit CHG-{cid} start="2026-03-04 20:00" end="2026-03-04 21:00"')
     assert the_change(database_url, cid).state == "scheduled"
     assert the_change(database_url, cid).due_at == utc(2026, 3, 4, 19, 0)
     clock.to(utc(2026, 3, 3, 20, 0))  # the old start: nothing
-    assert changes.sweep(ctx) == 0
+    assert messages.sweep(ctx) == 0
     assert reminder_keys(database_url, cid, "start-prompt") == []
     clock.to(utc(2026, 3, 4, 19, 0))
-    assert changes.sweep(ctx) == 1
+    assert messages.sweep(ctx) == 1
     assert {k.split(":")[2] + ":" + k.split(":", 3)[3][:19] for k in reminder_keys(database_url, cid, "start-reminder")} \
         == {"start-reminder:2026-03-03T20:00:00", "start-reminder:2026-03-04T20:00:00"}
     clock.to(utc(2026, 3, 4, 20, 0))
-    assert changes.sweep(ctx) == 1
+    assert messages.sweep(ctx) == 1
     assert len(reminder_keys(database_url, cid, "start-prompt")) == 1
 
 
@@ -1705,23 +1706,23 @@ def test_approval_reminders_go_to_approvers_who_have_not_voted_until_the_start(c
     ok(ctx, "sanne", f"change approve CHG-{cid}")
     assert the_change(database_url, cid).due_at == T0 + every
     clock.to(T0 + every - timedelta(seconds=1))
-    assert changes.sweep(ctx) == 0
+    assert messages.sweep(ctx) == 0
     clock.to(T0 + every)
-    assert changes.sweep(ctx) == 1
-    assert changes.sweep(ctx) == 0
+    assert messages.sweep(ctx) == 1
+    assert messages.sweep(ctx) == 0
     first = f"change:{cid}:approval:{T0.isoformat()}:1:"
     assert dm_people(ctx, database_url, first) == {"priya": DM, "arjun": DM}
     assert keyed(database_url, first)[0].message["title"] == \
         f"Reminder: Your approval is needed: CHG-{cid} · {MAIL['title']}"
     clock.to(T0 + 2 * every)
-    assert changes.sweep(ctx) == 1
-    assert changes.sweep(ctx) == 0
+    assert messages.sweep(ctx) == 1
+    assert messages.sweep(ctx) == 0
     assert dm_people(ctx, database_url, f"change:{cid}:approval:{T0.isoformat()}:2:") == \
         {"priya": DM, "arjun": DM}
     # the third would fall after the planned start: none
     for hours in (12, 13, 24, 72):
         clock.to(T0 + timedelta(hours=hours))
-        assert changes.sweep(ctx) == 0
+        assert messages.sweep(ctx) == 0
     assert len(keyed(database_url, f"change:{cid}:approval:")) == 4
     assert the_change(database_url, cid).due_at is None
 
@@ -1742,7 +1743,7 @@ def test_approval_reminders_in_quiet_hours_wait_for_the_morning_as_one(ctx, data
         ok(ctx, "sanne", f"change approve CHG-{change_id}")
     for hours in range(4, 21):
         clock.to(T0 + timedelta(hours=hours))
-        changes.sweep(ctx)
+        messages.sweep(ctx)
     base = f"change:{cid}:approval:{T0.isoformat()}:"
     morning = T0 + timedelta(hours=22)  # Tue 07:00
     night = {n: [(r.status, r.next_attempt_at) for r in keyed(database_url, f"{base}{n}:priya:")] for n in (3, 4, 5)}
@@ -1759,7 +1760,7 @@ def test_once_approved_no_approval_reminders(ctx, database_url, clock):
     clock.advance(hours=3)
     ok(ctx, "arjun", f"change approve CHG-{cid}")
     clock.advance(hours=6)
-    changes.sweep(ctx)
+    messages.sweep(ctx)
     assert keyed(database_url, f"change:{cid}:approval:") == []
 
 
@@ -1769,7 +1770,7 @@ def test_no_approval_reminders_for_a_change_that_needs_no_approval(ctx, database
     row = the_change(database_url, cid)
     assert (row.state, row.approvals_needed) == ("awaiting-approval", 0)  # blocked: outside the window
     clock.advance(hours=5)
-    changes.sweep(ctx)
+    messages.sweep(ctx)
     assert keyed(database_url, f"change:{cid}:approval:") == []
 
 

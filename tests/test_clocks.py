@@ -1,4 +1,4 @@
-"""SLA, OLA and UC clocks (handlers/clocks.py) measured on timelines replayed from events; no database.
+"""SLA, OLA and UC clocks (handlers/sla/clocks.py) measured on timelines replayed from events; no database.
 
 Every case of /work/shared/SLA-CASES.md (rows 1–11) runs through ``measure`` with the calendar it names,
 built as a real app.yaml would build it (``parse_config`` + ``specs_for``). Every expected instant is worked
@@ -15,8 +15,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import yaml
 
-from handlers.clocks import ClockSpec, Event, Measure, measure, replay, specs_for
-from handlers.config import AppConfig, parse_config
+from handlers.core.config import AppConfig
+from handlers.core.config_loading import parse_config
+from handlers.sla.clocks import ClockSpec, Event, Measure, measure, replay, specs_for
 
 HOUR = 3600
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri")

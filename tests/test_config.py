@@ -9,9 +9,10 @@ import holidays
 import pytest
 import yaml
 
-from handlers.config import AppConfig, ConfigError, Duration, load_config, parse_config
+from handlers.core.config import AppConfig
+from handlers.core.config_catalogue import Duration
+from handlers.core.config_loading import ConfigError, load_config, parse_config
 from tests.conftest import ROOT, demo_config
-
 
 # ---------------------------------------------------------------------------------------------- helpers
 

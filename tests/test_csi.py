@@ -1,4 +1,4 @@
-"""The continual service improvement register (handlers/csi.py) at the handler level: csi add, csi list and
+"""The continual service improvement register (handlers/services/csi.py) at the handler level: csi add, csi list and
 csi done typed (or submitted as forms) by the people of the demo app.yaml, on the real store with the test
 clock. priya is the service manager; the others own services but have no role here. Time starts at T0,
 Monday 2 March 2026 09:00 UTC."""
@@ -11,13 +11,12 @@ from datetime import date, datetime, timedelta, timezone
 import pytest
 from sqlalchemy import func, select
 
-from handlers import surveys
-from handlers.core import Command
-from handlers.people import console_actor, resolve_actor
+from handlers.core.context import Command
+from handlers.core.people import console_actor, resolve_actor
 from handlers.router import dispatch
+from handlers.surveys import asking
 from storage.models import AuditRecord, Base, CsiItem, OutboxMessage, Survey
 from tests.conftest import T0
-
 
 # --- helpers --------------------------------------------------------------------------------------------
 
@@ -238,7 +237,7 @@ def test_the_raise_a_csi_item_button_of_a_low_after_ticket_score_fills_in_the_fo
     tid = payments_ticket(ctx)
     ok(ctx, "tom", f"incident resolve INC-{tid}")
     clock.advance(hours=2)
-    surveys.sweep(ctx)
+    asking.sweep(ctx)
     with ctx.sessions() as s:
         sid = s.scalar(select(Survey.id).where(Survey.ticket_id == tid))
     ok(ctx, "sanne", f"survey answer SRV-{sid} 1")

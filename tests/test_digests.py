@@ -1,4 +1,4 @@
-"""Scheduled digests at the handler level (handlers/digests.py) on the real store with the test clock: the
+"""Scheduled digests at the handler level (handlers/reporting/digests.py) on the real store with the test clock: the
 slots of a cron in a time zone, posted once across restarts and concurrent sweeps, late ones marked,
 older ones skipped; what each section says; `digest preview` and `digest send`; deployment templates."""
 from __future__ import annotations
@@ -13,9 +13,10 @@ import yaml
 from sqlalchemy import select
 
 from bot import render
-from handlers import digests
-from handlers.config import ConfigError, cron_trigger, load_config, parse_config
-from handlers.core import Reply
+from handlers.core.config import cron_trigger
+from handlers.core.config_loading import ConfigError, load_config, parse_config
+from handlers.core.context import Reply
+from handlers.reporting import digests
 from storage.models import AuditRecord, OutboxMessage, ScheduledRun
 from tests.conftest import demo_config
 from tests.test_surveys import all_text, ok, refused, run, utc

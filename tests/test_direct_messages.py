@@ -8,9 +8,9 @@ import pytest
 import yaml
 
 from bot.runtime import connected_platforms
-from handlers.config import ConfigError, load_config
-from handlers.core import Reply, Work
-from handlers.people import resolve_actor
+from handlers.core.config_loading import ConfigError, load_config
+from handlers.core.context import Reply, Work
+from handlers.core.people import resolve_actor
 from tests.conftest import demo_config
 
 GRACE_TEAMS = "7d1c2f4e-5a55-4c0b-9d2a-0c9e1b7a0007"

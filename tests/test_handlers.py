@@ -9,8 +9,8 @@ import pytest
 from sqlalchemy import func, select
 
 from handlers import help
-from handlers.core import Actor, Command, Work
-from handlers.people import console_actor, resolve_actor
+from handlers.core.context import Actor, Command, Work
+from handlers.core.people import console_actor, resolve_actor
 from handlers.router import dispatch
 from storage.models import (AuditRecord, Identity, OutboxMessage, Person, ProcessedDelivery, ServiceStatus,
                             StatusChange, Subscription)
@@ -515,7 +515,7 @@ def test_a_number_beyond_any_row_is_refused_like_any_unknown_one(ctx, text, says
 
 
 def test_an_unknown_state_lists_the_states(ctx):
-    from handlers.config import SERVICE_STATES
+    from handlers.core.config_catalogue import SERVICE_STATES
     reply, outcome = run(ctx, person(ctx, "tom"), "service set payments purple")
     assert outcome == "user_error"
     assert "purple" in reply.text and all(s in reply.text for s in SERVICE_STATES)

@@ -1,4 +1,4 @@
-"""The Rabobank change import (handlers/change_import.py).
+"""The Rabobank change import (handlers/imports/rabobank.py).
 
 Most tests import a few hand-written rows in the real layout of ``Detail Change.csv`` (``;``-separated, CRLF,
 Latin-1, times ``d-m-yyyy H:MM``), each row a variation on the file's first one, C00000003. One imports the
@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, func, select
 
-from handlers.change_import import import_rabobank_changes
-from handlers.core import UserError
+from handlers.core.context import UserError
+from handlers.imports.rabobank import import_rabobank_changes
 from storage.models import AuditRecord, Base, Change, ChangeService
 from tests.conftest import ROOT, SHARED, run_cli
 

@@ -25,8 +25,8 @@ import pytest
 import yaml
 from sqlalchemy import create_engine, func, select, text, update
 
-from handlers.core import Command, UserError
-from handlers.imports import import_servicenow
+from handlers.core.context import Command, UserError
+from handlers.imports.servicenow import import_servicenow
 from storage.models import AuditRecord, Base, ClockNotice, OutboxMessage, SlaClock, Ticket, TicketEvent
 from tests.conftest import ROOT, SHARED, demo_config, run_cli
 
@@ -203,7 +203,7 @@ def count(ctx, model) -> int:
 
 
 def run(ctx, text_: str):
-    from handlers.people import console_actor
+    from handlers.core.people import console_actor
     from handlers.router import dispatch
     return dispatch(ctx, Command(actor=console_actor(ctx, "priya"), text=text_))
 
@@ -474,7 +474,7 @@ def test_every_imported_incident_is_measured_in_attainment(desk):
 
 
 def test_history_is_not_news(desk):
-    from handlers import breaches
+    from handlers.sla import breaches
     import_servicenow(desk.ctx, DATA, SERVICE, limit=LIMIT)
     assert count(desk.ctx, OutboxMessage) == 0
     assert count(desk.ctx, ClockNotice) == 0
@@ -487,7 +487,7 @@ def test_history_is_not_news(desk):
 
 def test_an_export_that_ends_while_incidents_are_open_announces_nothing(desk, tmp_path):
     """Incidents cut while still open get running clocks, long past due; none of it is announced."""
-    from handlers import breaches
+    from handlers.sla import breaches
     # An export from before they were resolved: no Resolved or Closed rows, no resolved_at or closed_at yet.
     rows = [{**r, "resolved_at": "?", "closed_at": "?"} for r in rows_of("INC0000104", "INC0000715")
             if r["incident_state"] not in DONE_STATES]
@@ -540,7 +540,7 @@ def test_rows_from_elsewhere_in_the_file(desk, tmp_path):
     assert stops == {"response": utc(2016, 5, 9, 17, 45), "resolution": utc(2016, 5, 9, 17, 45)}
     # The export's own time stays visible: in chat (incident show) and in the API's ticket.
     from bot.api import ticket_view
-    from handlers.tickets import ticket_reply
+    from handlers.sla.tickets import ticket_reply
     with desk.ctx.sessions() as s:
         stored = s.get(Ticket, t.id)
         view, reply = ticket_view(desk.ctx, s, stored), ticket_reply(desk.ctx, s, stored)
@@ -596,7 +596,7 @@ def test_an_incident_closed_straight_from_new_counts_as_answered(desk, tmp_path)
 def test_a_late_stamped_older_row_is_not_a_reopen():
     """A row back in an open state after a resolution is a reopen when reopen_count rises or it is a later
     modification; a lower sys_mod_count with the same reopen_count is an older copy of the record."""
-    from handlers.imports import Row, history
+    from handlers.imports.servicenow import Row, history
     opened = utc(2016, 2, 29, 12, 0)
 
     def row(minutes: int, mod: int, state: str, reopens: int = 0) -> Row:

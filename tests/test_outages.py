@@ -5,10 +5,10 @@ from datetime import timedelta
 
 from sqlalchemy import select
 
-from handlers import outages
-from handlers.core import Command
-from handlers.people import console_actor
+from handlers.core.context import Command
+from handlers.core.people import console_actor
 from handlers.router import dispatch
+from handlers.sla import outages
 from storage.models import Outage, OutboxMessage
 
 

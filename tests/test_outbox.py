@@ -14,15 +14,12 @@ from sqlalchemy import event, select
 from bot import outbox
 from bot.outbox import Delivered, Deliverer, DeliveryError, Outgoing
 from bot.slack import SlackSender, web_client
-from handlers.core import Command, Context, Reply, Work
-from handlers.people import resolve_actor
+from handlers.core.context import Command, Context, Reply, Work
+from handlers.core.people import resolve_actor
 from handlers.router import dispatch
 from storage.db import make_engine, session_factory, utcnow
 from storage.models import OutboxMessage
 from tests.conftest import T0
-
-
-
 
 
 class SenderBug(Exception):

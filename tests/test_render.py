@@ -7,8 +7,8 @@ import pytest
 from sqlalchemy import select
 
 from bot import render
-from handlers.core import Button, Command, Field, Reply, Section, error_reply
-from handlers.people import console_actor
+from handlers.core.context import Button, Command, Field, Reply, Section, error_reply
+from handlers.core.people import console_actor
 from handlers.router import dispatch
 from storage.models import OutboxMessage
 

@@ -1,4 +1,4 @@
-"""The monthly service report (handlers/reports.py, report_charts.py, bot/report_export.py, `svcbot report`).
+"""The monthly service report (handlers/reporting/reports.py, charts.py, bot/report_export.py, `svcbot report`).
 
 One month, October 2026, is seeded through the real commands of the demo app.yaml — tickets, outages,
 changes, survey answers, improvement items and commentary, each at its own moment on the test clock, so
@@ -50,8 +50,9 @@ import pytest
 from sqlalchemy import func, select
 
 from bot import cli, report_export
-from handlers import report_charts, reports, surveys
-from handlers.change_calendar import success_rate
+from handlers.changes.calendar import success_rate
+from handlers.reporting import charts, report_figures, report_model, reports
+from handlers.surveys import asking
 from storage.models import AuditRecord, OutboxMessage, ReportComment, Survey
 from tests.test_surveys import all_text, ok, run
 
@@ -163,7 +164,7 @@ def seed_month(ctx, clock) -> None:
         clock.to(when)
         if text.startswith("answer "):  # the after-ticket survey opens two hours after the resolution
             _, ticket, value = text.split()
-            surveys.sweep(ctx)
+            asking.sweep(ctx)
             with ctx.sessions() as s:
                 survey_id = s.scalar(select(Survey.id).where(Survey.ticket_id == int(ticket.split("-")[1])))
             text = f"survey answer SRV-{survey_id} {value}"
@@ -185,7 +186,7 @@ def targets_of(report) -> list[tuple]:
 
 
 def test_the_payments_report_matches_the_hand_computation(october):
-    r = reports.report_data(october, "payments", "2026-10")
+    r = report_figures.report_data(october, "payments", "2026-10")
     assert (r.scope, r.scope_name, r.month, r.month_name, r.complete) == (
         "payments", "Payments Gateway", "2026-10", "October 2026", True)
     assert (r.start, r.end) == (at(9, 30, 23), at(11, 1, 0))  # 00:00 BST and 00:00 GMT
@@ -310,7 +311,7 @@ def test_the_payments_report_matches_the_hand_computation(october):
 
 
 def test_the_report_of_all_services_adds_them_up(october):
-    r = reports.report_data(october, None, "2026-10")
+    r = report_figures.report_data(october, None, "2026-10")
     assert (r.scope, r.scope_key, r.scope_name) == (None, "all", "All services")
     # Payments' ten rows, then the web shop: INC-6 resolved in 1 h of 2 h → 1 of 1; no outage → 100 %.
     rows = targets_of(r)
@@ -356,16 +357,16 @@ def test_the_report_of_all_services_adds_them_up(october):
 
 def test_a_month_still_running_is_reported_so_far(october, clock):
     clock.to(at(10, 14, 13))  # in the middle of INC-5, before its clocks are decided
-    r = reports.report_data(october, "payments", "this-month")
+    r = report_figures.report_data(october, "payments", "this-month")
     assert (r.month, r.complete) == ("2026-10", False)
-    assert reports.title_of(r) == "Service report: Payments Gateway, October 2026 (so far)"
+    assert report_model.title_of(r) == "Service report: Payments Gateway, October 2026 (so far)"
     # The availability so far: agreed time Sep 30 23:00 → Oct 14 13:00 = 13 d 14 h = 1 173 600 s.
     assert (r.availability[0].agreed_seconds, r.availability[0].downtime_seconds) == (1_173_600, 3600)
 
 
 def test_to_dict_is_plain_data(october):
     import json
-    data = reports.report_data(october, "payments", "2026-10").to_dict()
+    data = report_figures.report_data(october, "payments", "2026-10").to_dict()
     assert json.loads(json.dumps(data)) == data
     assert data["scope_key"] == "payments" and data["start"] == "2026-09-30T23:00:00+00:00"
     assert data["targets"][0]["ok"] is True and data["attainment_trend"][-1]["clocks_share"] == pytest.approx(500 / 9)
@@ -382,15 +383,15 @@ def test_to_dict_is_plain_data(october):
     ([float(v) for v in range(1, 12)], 6.0, 10.0),  # ⌈9.9⌉ = 10th
 ])
 def test_median_and_p90_by_nearest_rank_on_small_samples(values, median, p90):
-    from handlers.spread import spread
+    from handlers.reporting.spread import spread
     got = spread(values)
     assert (got.mean, got.median, got.p90) == (sum(values) / len(values), median, p90)
 
 
 def test_nothing_resolved_has_no_spread():
-    from handlers.spread import Spread, spread
+    from handlers.reporting.spread import Spread, spread
     assert spread([]) == Spread(None, None, None)
-    assert reports.clock_ttr(reports.PriorityTickets("P1", 3, 0, None, None)) == "—"
+    assert report_model.clock_ttr(report_model.PriorityTickets("P1", 3, 0, None, None)) == "—"
 
 
 def test_report_in_chat_shows_last_month_privately_with_a_post_button_for_those_who_may(october):
@@ -525,7 +526,7 @@ def test_a_repeated_post_delivery_is_done_once(ctx):
 
 def test_queue_report_works_inside_a_transaction_the_caller_holds(october):
     """What the scheduler does on the first of the month: one transaction, its own key."""
-    from handlers.core import Actor, Work
+    from handlers.core.context import Actor, Work
     system = Actor(person_id="svcbot", name="svcbot", platform="system")
     with october.sessions.begin() as session:
         report, platforms = reports.queue_report(Work(october, session, system), "webshop", "2026-10", "shop",
@@ -544,12 +545,12 @@ def test_the_newest_comment_is_the_one_shown(october, clock):
     reply = ok(october, "tom", 'report comment payments 2026-10 Both P1 breaches waited on <b>CardLink</b>; '
                                'CSI-4 follows up')
     assert reply.footer == "It replaces the one shown before."
-    shown = reports.report_data(october, "payments", "2026-10").commentary
+    shown = report_figures.report_data(october, "payments", "2026-10").commentary
     assert (shown.text, shown.person_id, shown.person, shown.at) == (
         "Both P1 breaches waited on <b>CardLink</b>; CSI-4 follows up", "tom", "Tom Hughes", at(11, 24, 9, 5))
-    assert reports.report_data(october, None, "2026-10").commentary is None  # "all" is its own report
+    assert report_figures.report_data(october, None, "2026-10").commentary is None  # "all" is its own report
     ok(october, "priya", "report comment all 2026-10 A hard month for payments")
-    assert reports.report_data(october, None, "2026-10").commentary.text == "A hard month for payments"
+    assert report_figures.report_data(october, None, "2026-10").commentary.text == "A hard month for payments"
     assert [(who, action, subject) for who, action, subject, _ in report_audits(october)] == [
         ("priya", "report.comment", "report:payments:2026-10"), ("tom", "report.comment", "report:payments:2026-10"),
         ("priya", "report.comment", "report:all:2026-10")]
@@ -578,8 +579,8 @@ def png_size(data: bytes) -> tuple[int, int]:
 
 
 def test_the_three_charts_are_small_pngs_whose_alt_text_states_the_numbers(october):
-    report = reports.report_data(october, "payments", "2026-10")
-    images = report_charts.charts(report)
+    report = report_figures.report_data(october, "payments", "2026-10")
+    images = charts.charts(report)
     assert [i.name for i in images] == [
         "attainment-payments-2026-10.png", "breaches-payments-2026-10.png", "satisfaction-payments-2026-10.png"]
     for image in images:
@@ -594,12 +595,12 @@ def test_the_three_charts_are_small_pngs_whose_alt_text_states_the_numbers(octob
     assert "Sep 2026: 75.0 % (3 of 4 satisfied); Oct 2026: 50.0 % (2 of 4 satisfied). Goal 80 %." in csat
     assert "May 2026: no answers" in csat
     # the same report draws the same bytes
-    assert [i.png for i in report_charts.charts(report)] == [i.png for i in images]
+    assert [i.png for i in charts.charts(report)] == [i.png for i in images]
 
 
 def test_a_chart_with_nothing_to_show_says_so(ctx, clock):
     clock.to(at(11, 24, 9))
-    images = report_charts.charts(reports.report_data(ctx, "hr-portal", "2026-10"))
+    images = charts.charts(report_figures.report_data(ctx, "hr-portal", "2026-10"))
     assert [png_size(base64.b64decode(i.png)) for i in images] == [(800, 400)] * 3
     assert images[1].alt == "No SLA breaches for HR Self-Service Portal in October 2026."
     assert "Oct 2026: nothing measured" in images[0].alt and "Oct 2026: no answers" in images[2].alt
@@ -608,8 +609,8 @@ def test_a_chart_with_nothing_to_show_says_so(ctx, clock):
 @pytest.fixture
 def commented(october, clock):
     ok(october, "tom", "report comment payments 2026-10 Both P1 breaches waited on <b>CardLink</b> & co")
-    report = reports.report_data(october, "payments", "2026-10")
-    return report, report_charts.charts(report)
+    report = report_figures.report_data(october, "payments", "2026-10")
+    return report, charts.charts(report)
 
 
 NUMBERS = ["99.865 %", "66.7 %", "33.3 %", "1 d 3 h 42 min", "9 h 24 min", "5 h 15 min", "2 h 30 min",

@@ -1,12 +1,12 @@
-"""Pruning delivered outbox rows and delivery keys after app.yaml's retention (handlers/retention.py)."""
+"""Pruning delivered outbox rows and delivery keys after app.yaml's retention (handlers/core/retention.py)."""
 from __future__ import annotations
 
 from datetime import timedelta
 
 from sqlalchemy import select, update
 
-from handlers.core import Reply, Work
-from handlers.retention import prune
+from handlers.core.context import Reply, Work
+from handlers.core.retention import prune
 from storage.models import Change, OutboxMessage, ProcessedDelivery
 from tests.test_changes import mail
 

@@ -1,4 +1,4 @@
-"""CSAT, NPS and yes/no arithmetic (handlers/satisfaction.py): plain functions, checked against sums
+"""CSAT, NPS and yes/no arithmetic (handlers/surveys/satisfaction.py): plain functions, checked against sums
 worked by hand in each test."""
 from __future__ import annotations
 
@@ -6,9 +6,8 @@ import json
 
 import pytest
 
-from handlers import satisfaction
-from handlers.satisfaction import Results, bar, parse_value, summarise, tally, trend, value_label
-
+from handlers.surveys import satisfaction
+from handlers.surveys.satisfaction import Results, bar, parse_value, summarise, tally, trend, value_label
 
 # ---------------------------------------------------------------------------------------------- CSAT
 

@@ -11,8 +11,7 @@ from sqlalchemy import select
 from bot import render
 from bot.outbox import Deliverer
 from bot.slack import SlackSender, web_client
-from handlers.changes import SYSTEM
-from handlers.core import Image, Reply, Work
+from handlers.core.context import SYSTEM, Image, Reply, Work
 from storage.models import OutboxMessage
 
 PNG = base64.b64encode(b"\x89PNG\r\n\x1a\n" + b"\0" * 64).decode()

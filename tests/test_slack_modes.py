@@ -13,7 +13,7 @@ from aiohttp import WSMsgType, web
 
 from bot import slack as slack_front
 from bot.runtime import Outcome
-from handlers.core import Reply
+from handlers.core.context import Reply
 from tests.conftest import free_port
 
 

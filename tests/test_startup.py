@@ -5,7 +5,7 @@ import pytest
 from sqlalchemy import func, select
 
 from bot.runtime import Runtime
-from handlers.config import load_config
+from handlers.core.config_loading import load_config
 from storage.models import Identity, Person, Setting
 
 REPLICAS = 4

@@ -15,8 +15,8 @@ from aiohttp.test_utils import TestClient, TestServer
 from bot import status_page
 from bot.api import plain
 from bot.server import build_app
-from handlers import breaches, sla, tickets
-from handlers.core import Command
+from handlers.core.context import Command
+from handlers.sla import attainment, breaches, tickets
 from tests.test_change_calendar import actor, run
 from tests.test_handlers import overview as status_lines
 
@@ -194,7 +194,7 @@ async def test_attainment_of_this_month_says_met_or_missed_in_words(client, seed
     page = Page(await (await client.get("/")).text())
     assert ("h2", "Attainment, March 2026") in [(f"h{level}", text) for level, text in page.headings]
     rows = page.rows("attainment-table")
-    expected = sla.attainment_data(ctx, None, sla.parse_period("this-month", ctx.now(), "Europe/London"))
+    expected = attainment.attainment_data(ctx, None, attainment.parse_period("this-month", ctx.now(), "Europe/London"))
     assert len(rows) == len(expected) and expected
     assert [r.cells for r in rows[:3]] == [  # in `sla`'s order: agreement, metric, priority
         ["SLA-PAY resolution P2 SLA · Retail Operations", "100.0 % met (1 of 1)", "90 %", "met"],

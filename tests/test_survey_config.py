@@ -1,11 +1,13 @@
-"""app.yaml's survey keys (handlers/config.py): services[].ticket_survey and surveys.*; defaults, and every
+"""app.yaml's survey keys (handlers/core/config.py): services[].ticket_survey and surveys.*; defaults, and every
 bad value refused with its path in the file."""
 from __future__ import annotations
 
 import pytest
 import yaml
 
-from handlers.config import ConfigError, SurveyPolicy, TicketSurvey, parse_config
+from handlers.core.config import SurveyPolicy
+from handlers.core.config_catalogue import TicketSurvey
+from handlers.core.config_loading import ConfigError, parse_config
 from tests.conftest import demo_config
 
 

@@ -25,7 +25,7 @@ from sqlalchemy.engine import make_url
 from bot.runtime import Runtime
 from bot.slack import SlackFront
 from bot.teams import SvcTeamsBot
-from handlers import surveys
+from handlers.surveys import record
 from storage.models import OutboxMessage, ProcessedDelivery, Setting, SurveyAnswer
 from tests.conftest import T0, Clock, config_from
 from tests.test_surveys import answers, new_survey, ok
@@ -122,7 +122,7 @@ def test_nothing_in_the_store_links_a_closed_anonymous_surveys_answers_to_anyone
     at(21, 45)
     teams_card(rt, "7d1c2f4e-5a55-4c0b-9d2a-0c9e1b7a0003", "29:sanne", f"survey answer SRV-{sid} 2", "f:1772443305")
     at(33, 8)
-    out = asyncio.run(rt.submit("slack", "U0MEERA05", surveys.ANSWER_FORM,
+    out = asyncio.run(rt.submit("slack", "U0MEERA05", record.ANSWER_FORM,
                                 {"value": "5", "comment": "Fast from the office"}, {"survey": sid},
                                 key="slack:view:V0MEERA77:1772444000.hash"))
     assert out.outcome == "ok"

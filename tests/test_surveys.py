@@ -1,4 +1,4 @@
-"""Pulse and after-ticket surveys at the handler level (handlers/surveys.py): commands typed by the people of
+"""Pulse and after-ticket surveys at the handler level (handlers/surveys/commands.py): commands typed by the people of
 the demo app.yaml through the one router (or the runtime, as the front ends call it), on the real store with
 the test clock. Every test checks what was stored — surveys, answers, audit records, outbox rows.
 
@@ -17,12 +17,14 @@ import pytest
 import yaml
 from sqlalchemy import func, select
 
-from handlers import survey_privacy, surveys
-from handlers.config import parse_config
-from handlers.core import Command, Work
-from handlers.people import console_actor, resolve_actor, sync_people
+from handlers.core.config_loading import parse_config
+from handlers.core.context import Command, Work
+from handlers.core.people import console_actor, resolve_actor, sync_people
 from handlers.router import dispatch
-from handlers.tickets import open_ticket
+from handlers.sla.tickets import open_ticket
+from handlers.surveys import asking, privacy
+from handlers.surveys import commands as surveys
+from handlers.surveys import record as survey_record
 from storage.models import AuditRecord, Base, Identity, OutboxMessage, Person, Survey, SurveyAnswer, Ticket
 from tests.conftest import T0, demo_config
 
@@ -105,7 +107,7 @@ def answer(ctx, who, sid: int, value, comment: str = "", platform: str = "slack"
 
 def respondent_key(ctx, sid: int, pid: str) -> str:
     with ctx.sessions() as s:
-        return survey_privacy.respondent_key(ctx, s, s.get(Survey, sid), pid)
+        return privacy.respondent_key(ctx, s, s.get(Survey, sid), pid)
 
 
 def the_survey(ctx, sid: int) -> Survey:
@@ -572,7 +574,7 @@ def test_survey_comment_sets_the_comment_of_ones_answer(ctx, clock):
 def test_survey_comment_without_text_opens_the_answer_form_in_chat(ctx):
     sid = new_survey(ctx)
     reply = ok(ctx, "tom", f"survey comment SRV-{sid}")
-    assert reply.form.name == surveys.ANSWER_FORM and reply.form.context == {"survey": sid}
+    assert reply.form.name == survey_record.ANSWER_FORM and reply.form.context == {"survey": sid}
     assert {i.id: i.value for i in reply.form.inputs} == {"value": "", "comment": ""}
     assert [c.value for c in reply.form.inputs[0].choices] == ["1", "2", "3", "4", "5"]
     answer(ctx, "tom", sid, 3, "So-so")
@@ -599,15 +601,15 @@ def test_a_survey_without_a_comment_box_keeps_no_comment_given_with_the_answer(c
 
 def test_the_answer_form_records_value_and_comment(runtime, ctx):
     sid = new_survey(ctx)
-    out = submit(runtime, "slack", "U0TOM0002", surveys.ANSWER_FORM, {"value": "5", "comment": "  Great  "},
+    out = submit(runtime, "slack", "U0TOM0002", survey_record.ANSWER_FORM, {"value": "5", "comment": "  Great  "},
                  {"survey": sid})
     assert out.outcome == "ok" and out.reply.anonymous
     (row,) = answers(ctx, sid)
     assert (row.value, row.comment, row.person_id) == (5, "Great", None)
-    out = submit(runtime, "slack", "U0TOM0002", surveys.ANSWER_FORM, {"value": "", "comment": "x"}, {"survey": sid})
+    out = submit(runtime, "slack", "U0TOM0002", survey_record.ANSWER_FORM, {"value": "", "comment": "x"}, {"survey": sid})
     assert out.outcome == "user_error" and out.invalid.errors == {"value": "choose an answer"}
-    assert out.reply.form.name == surveys.ANSWER_FORM
-    out = submit(runtime, "slack", "U0TOM0002", surveys.ANSWER_FORM, {"value": "4"}, {"survey": "SRV-1"})
+    assert out.reply.form.name == survey_record.ANSWER_FORM
+    out = submit(runtime, "slack", "U0TOM0002", survey_record.ANSWER_FORM, {"value": "4"}, {"survey": "SRV-1"})
     assert out.outcome == "user_error" and "does not say which survey" in all_text(out.reply)
     assert [(a.value, a.comment) for a in answers(ctx, sid)] == [(5, "Great")]
 
@@ -635,7 +637,7 @@ def test_someone_svcbot_never_saw_answers_an_anonymous_channel_survey_without_a_
     assert [a.value for a in answers(ctx, sid)] == [2]
     assert rows_mentioning(ctx, "UNKNOWN123") == []
     # the answer form too
-    out = submit(runtime, platform, user_id, surveys.ANSWER_FORM, {"value": "5", "comment": "Via the form"},
+    out = submit(runtime, platform, user_id, survey_record.ANSWER_FORM, {"value": "5", "comment": "Via the form"},
                  {"survey": sid})
     assert out.outcome == "ok", all_text(out.reply)
     assert [(a.value, a.comment) for a in answers(ctx, sid)] == [(5, "Via the form")]
@@ -914,7 +916,7 @@ def test_closing_keeps_the_results_forgets_who_answered_and_tells_everyone_once(
     rows = keys(ctx)
     assert f"SRV-{sid} is closed already." in refused(ctx, "priya", f"survey close SRV-{sid}")
     clock.advance(days=6)
-    assert surveys.sweep(ctx) == 0
+    assert asking.sweep(ctx) == 0
     assert keys(ctx) == rows
 
 
@@ -968,10 +970,10 @@ def test_the_sweep_closes_a_survey_when_it_is_due_once(ctx, clock):
     assert the_survey(ctx, sid).due_at == T0 + timedelta(hours=12)
     answer_all(ctx, sid, {"tom": 4, "sanne": 5})
     clock.to(T0 + timedelta(hours=12) - timedelta(seconds=1))
-    assert surveys.sweep(ctx) == 0
+    assert asking.sweep(ctx) == 0
     assert the_survey(ctx, sid).state == "open"
     clock.advance(seconds=1)
-    assert surveys.sweep(ctx) == 1
+    assert asking.sweep(ctx) == 1
     s = the_survey(ctx, sid)
     assert (s.state, s.closed_at, s.results["answers"]) == ("closed", T0 + timedelta(hours=12), 2)
     assert [a.respondent_key for a in answers(ctx, sid)] == [None, None]
@@ -982,14 +984,14 @@ def test_the_sweep_closes_a_survey_when_it_is_due_once(ctx, clock):
     assert not [k for k in rows if "remind" in k]
     for _ in range(3):
         clock.advance(hours=1)
-        assert surveys.sweep(ctx) == 0
+        assert asking.sweep(ctx) == 0
     assert keys(ctx) == rows
 
 
 def test_a_late_sweep_closes_without_reminding(ctx, clock):
     sid = new_survey(ctx, people="tom,sanne", closes="in 3 days")
     clock.advance(days=4)
-    assert surveys.sweep(ctx) == 1
+    assert asking.sweep(ctx) == 1
     assert the_survey(ctx, sid).state == "closed"
     assert not [k for k in keys(ctx) if "remind" in k]
 
@@ -1001,10 +1003,10 @@ def test_those_who_have_not_answered_are_reminded_once_a_day_before_closing(ctx,
     assert the_survey(ctx, sid).due_at == T0 + timedelta(days=2)
     answer(ctx, "tom", sid, 4)
     clock.to(T0 + timedelta(days=2) - timedelta(minutes=1))
-    assert surveys.sweep(ctx) == 0
+    assert asking.sweep(ctx) == 0
     assert not keys(ctx, f"survey:{sid}:remind")
     clock.advance(minutes=1)
-    assert surveys.sweep(ctx) == 1
+    assert asking.sweep(ctx) == 1
     reminders = outbox(ctx, f"survey:{sid}:remind")
     assert [r.dedupe_key for r in reminders] == \
         dm_keys(ctx, f"survey:{sid}:remind:sanne", "sanne") + dm_keys(ctx, f"survey:{sid}:remind:grace", "grace")
@@ -1017,13 +1019,13 @@ def test_those_who_have_not_answered_are_reminded_once_a_day_before_closing(ctx,
     # once only
     rows = keys(ctx)
     clock.advance(hours=12)
-    assert surveys.sweep(ctx) == 0
+    assert asking.sweep(ctx) == 0
     answer(ctx, "sanne", sid, 5)
     clock.advance(hours=11)
-    assert surveys.sweep(ctx) == 0
+    assert asking.sweep(ctx) == 0
     assert keys(ctx) == rows
     clock.advance(hours=1)
-    assert surveys.sweep(ctx) == 1
+    assert asking.sweep(ctx) == 1
     assert the_survey(ctx, sid).state == "closed"
     assert len(keys(ctx, f"survey:{sid}:remind")) == 2
 
@@ -1037,7 +1039,7 @@ def test_a_reminder_waits_for_the_end_of_each_person_s_quiet_hours_and_goes_once
     clock.to(T0 + timedelta(hours=13, minutes=30))  # Mon 22:30 UTC
     sid = new_survey(ctx, people="sanne,grace,arjun", closes="in 2 days")
     clock.advance(days=1)  # the reminder, Tue 22:30 UTC: 23:30 for Sanne, 22:30 for Grace, 04:00 for Arjun
-    assert surveys.sweep(ctx) == 1
+    assert asking.sweep(ctx) == 1
     release = {r.dedupe_key.split(":")[3]: r.next_attempt_at for r in outbox(ctx, f"survey:{sid}:remind")}
     wednesday = T0 + timedelta(days=2)
     assert release == {"sanne": wednesday.replace(hour=5, minute=30),  # 06:30 CET
@@ -1046,7 +1048,7 @@ def test_a_reminder_waits_for_the_end_of_each_person_s_quiet_hours_and_goes_once
     rows = keys(ctx)
     for hour in (1, 6, 8):  # the night passes: nothing is written again, nothing dropped
         clock.to(wednesday.replace(hour=hour))
-        surveys.sweep(ctx)
+        asking.sweep(ctx)
     assert keys(ctx) == rows and len(keys(ctx, f"survey:{sid}:remind")) == 3  # one platform each
     assert {r.status for r in outbox(ctx, f"survey:{sid}:remind")} == {"pending"}
 
@@ -1055,7 +1057,7 @@ def test_a_named_survey_reminds_the_same_way(ctx, clock):
     sid = new_survey(ctx, people="sanne,tom", anonymous="no", closes="in 2 days")
     answer(ctx, "sanne", sid, 4)
     clock.advance(days=1)
-    surveys.sweep(ctx)
+    asking.sweep(ctx)
     assert keys(ctx, f"survey:{sid}:remind") == dm_keys(ctx, f"survey:{sid}:remind:tom", "tom")
 
 
@@ -1063,7 +1065,7 @@ def test_nobody_is_reminded_when_everyone_answered(ctx, clock):
     sid = new_survey(ctx, people="sanne,tom", closes="in 2 days")
     answer_all(ctx, sid, {"sanne": 4, "tom": 2})
     clock.advance(days=1)
-    assert surveys.sweep(ctx) == 1
+    assert asking.sweep(ctx) == 1
     assert the_survey(ctx, sid).reminded and not keys(ctx, f"survey:{sid}:remind")
 
 
@@ -1072,7 +1074,7 @@ def test_a_channel_gets_one_line_in_the_thread(ctx, clock):
     posts = the_survey(ctx, sid).announcements
     answer_all(ctx, sid, {"tom": 4, "sanne": 5})
     clock.advance(days=2)
-    assert surveys.sweep(ctx) == 1
+    assert asking.sweep(ctx) == 1
     lines = [r for r in outbox(ctx) if r.dedupe_key.endswith(":reminder")]
     assert [(r.dedupe_key, r.anchor_key, r.target_kind) for r in lines] == \
         [(f"{k}:reminder", k, "channel") for k in posts]
@@ -1081,7 +1083,7 @@ def test_a_channel_gets_one_line_in_the_thread(ctx, clock):
     assert lines[0].message["private"] is False
     assert not [k for k in keys(ctx) if ":remind:" in k]  # nobody by name
     clock.advance(hours=1)
-    assert surveys.sweep(ctx) == 0
+    assert asking.sweep(ctx) == 0
     assert len([k for k in keys(ctx) if k.endswith(":reminder")]) == 2
 
 
@@ -1090,7 +1092,7 @@ def test_the_reminder_time_follows_the_configuration(ctx, clock):
     sid = new_survey(ctx, people="tom", closes="in 12 hours")
     assert the_survey(ctx, sid).due_at == T0 + timedelta(hours=10)
     clock.advance(hours=10)
-    surveys.sweep(ctx)
+    asking.sweep(ctx)
     assert keys(ctx, f"survey:{sid}:remind") == dm_keys(ctx, f"survey:{sid}:remind:tom", "tom")
 
 
@@ -1134,7 +1136,7 @@ def surveyed(ctx, clock, requester: str = "sanne", title: str = "Card payments f
     tid = open_incident(ctx, requester, title=title)
     ok(ctx, "tom", f"incident resolve INC-{tid}")
     clock.advance(hours=2)
-    surveys.sweep(ctx)
+    asking.sweep(ctx)
     survey = ticket_survey_of(ctx, tid)
     assert survey.state == "open"
     return tid, survey.id
@@ -1160,10 +1162,10 @@ def test_resolving_a_ticket_schedules_its_requesters_survey_after_the_delay(ctx,
     assert f"SRV-{s.id} is not open for answers." in refused(ctx, "sanne", f"survey answer SRV-{s.id} 5")
 
     clock.advance(hours=2, seconds=-1)
-    assert surveys.sweep(ctx) == 0
+    assert asking.sweep(ctx) == 0
     assert not keys(ctx, "survey:")
     clock.advance(seconds=1)
-    assert surveys.sweep(ctx) == 1
+    assert asking.sweep(ctx) == 1
     s = ticket_survey_of(ctx, tid)
     assert (s.state, s.due_at) == ("open", s.closes_at)  # no reminder for a ticket survey
     sent = outbox(ctx, f"survey:{s.id}:ask")
@@ -1178,7 +1180,7 @@ def test_resolving_a_ticket_schedules_its_requesters_survey_after_the_delay(ctx,
     rows = keys(ctx)
     for _ in range(3):
         clock.advance(hours=6)
-        assert surveys.sweep(ctx) == 0
+        assert asking.sweep(ctx) == 0
     assert keys(ctx) == rows
 
 
@@ -1196,9 +1198,9 @@ def test_a_ticket_survey_closes_after_seven_days_without_a_reminder_or_results_d
     deliver(ctx, the_survey(ctx, sid).announcements)
     answer(ctx, "sanne", sid, 5)
     clock.advance(days=7, seconds=-1)
-    assert surveys.sweep(ctx) == 0
+    assert asking.sweep(ctx) == 0
     clock.advance(seconds=1)
-    assert surveys.sweep(ctx) == 1
+    assert asking.sweep(ctx) == 1
     s = the_survey(ctx, sid)
     assert s.state == "closed" and s.results["answers"] == 1 and s.results["invited"] == 1
     assert [k for k in keys(ctx) if ":remind" in k or ":results" in k] == []
@@ -1213,7 +1215,7 @@ def test_each_ticket_is_surveyed_once(ctx, clock):
     clock.advance(hours=1)
     ok(ctx, "tom", f"incident resolve INC-{tid}")
     clock.advance(hours=3)
-    surveys.sweep(ctx)
+    asking.sweep(ctx)
     with ctx.sessions() as s:
         assert s.scalar(select(func.count()).select_from(Survey)) == 1
     assert len(keys(ctx, f"survey:{sid}:ask")) == 1
@@ -1229,12 +1231,12 @@ def test_a_ticket_reopened_before_its_survey_went_out_is_asked_after_the_next_re
     clock.advance(hours=1)
     ok(ctx, "tom", f"incident reopen INC-{tid}")
     clock.advance(hours=1)
-    assert surveys.sweep(ctx) == 1
+    assert asking.sweep(ctx) == 1
     s = ticket_survey_of(ctx, tid)
     assert (s.state, s.due_at) == ("cancelled", None)
     assert not keys(ctx, "survey:")
     clock.advance(hours=5)
-    assert surveys.sweep(ctx) == 0
+    assert asking.sweep(ctx) == 0
     # resolved again: the survey is armed again from this resolution
     resolved = clock()
     ok(ctx, "tom", f"incident resolve INC-{tid}")
@@ -1242,7 +1244,7 @@ def test_a_ticket_reopened_before_its_survey_went_out_is_asked_after_the_next_re
     assert (s.state, s.opens_at, s.due_at, s.closes_at) == \
         ("scheduled", resolved + timedelta(hours=2), resolved + timedelta(hours=2), resolved + timedelta(hours=2, days=7))
     clock.advance(hours=2)
-    assert surveys.sweep(ctx) == 1
+    assert asking.sweep(ctx) == 1
     assert ticket_survey_of(ctx, tid).state == "open"
     assert keys(ctx, f"survey:{s.id}:ask") == dm_keys(ctx, f"survey:{s.id}:ask:sanne", "sanne")
     assert count(ctx, Survey) == 1
@@ -1256,7 +1258,7 @@ def test_a_ticket_reopened_and_resolved_again_before_the_delay_waits_the_delay_a
     clock.advance(minutes=30)
     ok(ctx, "tom", f"incident resolve INC-{tid}")          # 10:30: the survey is due at 12:30
     clock.advance(minutes=30)                               # 11:00: the first resolution's time is up
-    surveys.sweep(ctx)
+    asking.sweep(ctx)
     assert not keys(ctx, "survey:"), "asked 30 minutes after the resolution, not 2 hours"
     assert ticket_survey_of(ctx, tid).opens_at == T0 + timedelta(hours=3, minutes=30)
 
@@ -1266,7 +1268,7 @@ def test_a_ticket_closed_before_its_survey_went_out_still_gets_it(ctx, clock):
     ok(ctx, "tom", f"incident resolve INC-{tid}")
     ok(ctx, "tom", f"incident close INC-{tid}")
     clock.advance(hours=2)
-    assert surveys.sweep(ctx) == 1
+    assert asking.sweep(ctx) == 1
     assert ticket_survey_of(ctx, tid).state == "open"
 
 
@@ -1311,7 +1313,7 @@ def test_a_service_without_ticket_survey_asks_nothing(ctx, clock):
     tid = open_incident(ctx, "tom", "webshop", "Checkout slow")
     ok(ctx, "grace", f"incident resolve INC-{tid}")
     clock.advance(days=1)
-    surveys.sweep(ctx)
+    asking.sweep(ctx)
     assert count(ctx, Survey) == 0 and not keys(ctx, "survey:") and not audits(ctx, "survey.scheduled")
 
 
@@ -1474,7 +1476,7 @@ def test_satisfaction_about_several_services_or_it_as_a_whole_adds_their_answers
         answer(ctx, "tom", new_survey(ctx, service=service, anonymous="no"), value)
     with ctx.sessions() as s:
         def csat(about):
-            results = surveys.service_satisfaction(ctx, s, about, None, None)
+            results = asking.service_satisfaction(ctx, s, about, None, None)
             return results.answers, results.csat
         assert csat("payments") == (1, 100.0)
         assert csat(["payments", "vpn"]) == (2, 50.0)
@@ -1512,7 +1514,7 @@ def test_sla_shows_no_satisfaction_for_an_agreement_without_a_target(ctx, clock)
         tid = open_incident(ctx, "meera", "email", f"Mailbox full {i}")
         ok(ctx, "lucas", f"incident resolve INC-{tid}")
     clock.advance(hours=1)
-    surveys.sweep(ctx)
+    asking.sweep(ctx)
     with ctx.sessions() as s:
         sent = s.scalars(select(Survey.id).where(Survey.state == "open")).all()
     assert sent
@@ -1541,10 +1543,10 @@ def test_comments_go_after_comment_retention_days_and_answers_after_retention_da
     answer(ctx, "tom", kept, 4, "Still open")
 
     clock.to(closed + timedelta(days=180))
-    assert surveys.purge(ctx) == (0, 0)
+    assert asking.purge(ctx) == (0, 0)
     assert section(ok(ctx, "tom", f"survey results SRV-{sid}"), "Comments") is not None
     clock.advance(seconds=1)
-    assert surveys.purge(ctx) == (0, 2)
+    assert asking.purge(ctx) == (0, 2)
     assert [a.comment for a in answers(ctx, sid)] == [None] * 5
     s = the_survey(ctx, sid)
     assert (s.comments_purged, s.answers_purged) == (True, False)
@@ -1553,14 +1555,14 @@ def test_comments_go_after_comment_retention_days_and_answers_after_retention_da
     assert fields(reply) == {"Answers": "5 answers of 7 asked (71 %)", "CSAT": "60 %"}
     (record,) = audits(ctx, "survey.purge")
     assert (record.subject, record.person_id, record.detail) == ("surveys", "svcbot", {"answers": 0, "comments": 2})
-    assert surveys.purge(ctx) == (0, 0)
+    assert asking.purge(ctx) == (0, 0)
     assert len(audits(ctx, "survey.purge")) == 1
 
     clock.to(closed + timedelta(days=365))
-    assert surveys.purge(ctx) == (0, 0)
+    assert asking.purge(ctx) == (0, 0)
     assert len(answers(ctx, sid)) == 5
     clock.advance(seconds=1)
-    assert surveys.purge(ctx) == (5, 0)
+    assert asking.purge(ctx) == (5, 0)
     assert answers(ctx, sid) == []
     s = the_survey(ctx, sid)
     assert (s.comments_purged, s.answers_purged, s.state) == (True, True, "closed")
@@ -1572,29 +1574,29 @@ def test_comments_go_after_comment_retention_days_and_answers_after_retention_da
     assert audits(ctx, "survey.purge")[-1].detail == {"answers": 5, "comments": 0}
     # the open survey kept everything
     assert [(a.value, a.comment) for a in answers(ctx, kept)] == [(4, "Still open")]
-    assert surveys.purge(ctx) == (0, 0)
+    assert asking.purge(ctx) == (0, 0)
 
 
 def test_without_comment_retention_comments_live_as_long_as_answers(ctx, clock):
     reconfigure(ctx, lambda c: c["surveys"].pop("comment_retention_days"))
     sid, closed = closed_with_comments(ctx, clock)
     clock.to(closed + timedelta(days=300))
-    assert surveys.purge(ctx) == (0, 0)
+    assert asking.purge(ctx) == (0, 0)
     assert sorted(filter(None, (a.comment for a in answers(ctx, sid)))) == ["Drops on the train", "Slow in Pune"]
     clock.to(closed + timedelta(days=365, seconds=1))
-    assert surveys.purge(ctx) == (5, 0)
+    assert asking.purge(ctx) == (5, 0)
 
 
 def test_answers_of_ticket_surveys_are_purged_too(ctx, clock):
     tid, sid = surveyed(ctx, clock)
     answer(ctx, "sanne", sid, 4, "Quick")
     clock.advance(days=7)
-    surveys.sweep(ctx)
+    asking.sweep(ctx)
     closed = the_survey(ctx, sid).closed_at
     clock.to(closed + timedelta(days=366))
-    assert surveys.purge(ctx) == (1, 0)
+    assert asking.purge(ctx) == (1, 0)
     with ctx.sessions() as s:
-        assert surveys.named_answers(s, "sanne") == []
+        assert asking.named_answers(s, "sanne") == []
 
 
 # === personal data ===========================================================================================
@@ -1610,7 +1612,7 @@ def test_named_answers_lists_what_a_person_said_by_name_only(ctx, clock):
     answer(ctx, "sanne", anonymous, 1, "Not for anyone to trace")
     answer(ctx, "tom", pulse, "yes")
     with ctx.sessions() as s:
-        listed = surveys.named_answers(s, "sanne")
+        listed = asking.named_answers(s, "sanne")
     assert listed == [
         {"survey": f"SRV-{ticket_sid}", "question": f"How satisfied are you with how INC-{tid} was handled?",
          "scale": "csat", "answer": "4 (satisfied)", "comment": "Quick fix", "answered_at": at.isoformat(),
@@ -1620,7 +1622,7 @@ def test_named_answers_lists_what_a_person_said_by_name_only(ctx, clock):
     ]
     assert "Not for anyone to trace" not in repr(listed)
     with ctx.sessions() as s:
-        assert surveys.named_answers(s, "nobody") == []
+        assert asking.named_answers(s, "nobody") == []
 
 
 def test_erasing_a_persons_named_answers_leaves_others_and_the_anonymous_ones(ctx, clock):
@@ -1643,10 +1645,10 @@ def test_erasing_a_persons_named_answers_leaves_others_and_the_anonymous_ones(ct
     assert the_survey(ctx, late_sid).state == "scheduled"
 
     with ctx.sessions.begin() as s:
-        erased = surveys.erase_named_answers(Work(ctx, s, console_actor(ctx, "priya")), "sanne")
+        erased = asking.erase_named_answers(Work(ctx, s, console_actor(ctx, "priya")), "sanne")
     assert erased == 2
     with ctx.sessions() as s:
-        assert surveys.named_answers(s, "sanne") == []
+        assert asking.named_answers(s, "sanne") == []
     assert answers(ctx, ticket_sid) == []
     assert [(a.person_id, a.value) for a in answers(ctx, pulse)] == [("tom", 5)]
     assert [(a.person_id, a.value) for a in answers(ctx, anonymous)] == [(None, 1)]
@@ -1658,7 +1660,7 @@ def test_erasing_a_persons_named_answers_leaves_others_and_the_anonymous_ones(ct
     assert the_survey(ctx, pulse).state == "open"  # a pulse survey asks others too
     assert "not open for answers" in refused(ctx, "sanne", f"survey answer SRV-{sent_sid} 5")
     clock.advance(hours=3)
-    surveys.sweep(ctx)
+    asking.sweep(ctx)
     assert not keys(ctx, f"survey:{late_sid}:ask")
 
 

@@ -13,8 +13,7 @@ import pytest
 import requests
 import yaml
 
-from storage.models import (AuditRecord, ConversationRef, OutboxMessage, ServiceStatus, StatusChange,
-                            Subscription)
+from storage.models import AuditRecord, ConversationRef, OutboxMessage, ServiceStatus, StatusChange, Subscription
 from tests.conftest import db_count, db_rows, demo_config, load_payload, wait_until
 
 pytestmark = pytest.mark.e2e

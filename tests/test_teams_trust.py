@@ -15,7 +15,8 @@ from bot.outbox import Deliverer
 from bot.server import LazyTeams
 from bot.teams import TeamsSender, save_reference, token_vouches
 from bot.teams_trust import is_loopback, service_url_refusal, teams_mode, vouched_service_url
-from handlers.config import TEAMS_SERVICE_HOSTS, ConfigError, load_config
+from handlers.core.config import TEAMS_SERVICE_HOSTS
+from handlers.core.config_loading import ConfigError, load_config
 from storage.models import ConversationRef
 from tests.conftest import demo_config
 from tests.test_outbox import queue, row_by_key

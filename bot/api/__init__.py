@@ -9,7 +9,7 @@ status page is (``status_page`` in app.yaml), ``GET /changes.ics``: the forward 
   without the scope 403.
 - Every write runs as the client (platform ``api``, person ``api``, the client's name in the audit) inside
   ``ctx.change(...)``, so the audit and outbox rows commit with the change or not at all. The Alertmanager
-  webhook writes through ``handlers.outages.apply_alerts``, which keeps its own transaction with the same
+  webhook writes through ``handlers.sla.outages.apply_alerts``, which keeps its own transaction with the same
   actor. Changes, surveys and CSI items are the exception: they are requested, started, run, closed … by
   people, so those calls name the person (``requester``, ``by``, ``owner``, ``person``) and run as them
   (platform ``api``), through the same handlers and rights as chat, if the client may act on their behalf

@@ -9,8 +9,8 @@ from aiohttp import web
 
 from bot.api.common import ApiError, Routes, read_query
 from bot.api.spec import show
-from handlers import outages
-from handlers.alertmanager import PayloadError, parse_webhook
+from handlers.sla import outages
+from handlers.sla.alertmanager import PayloadError, parse_webhook
 
 SERVICE_LABEL = "service"  # the Alertmanager label that names the service
 FINGERPRINT_MAX = 128 - 33  # outages.fingerprint holds "<alert fingerprint>:<startsAt isoformat>"

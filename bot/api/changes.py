@@ -13,10 +13,11 @@ from sqlalchemy import select
 
 from bot.api.common import CHANGES_SHOWN, PREFIX, ApiError, Routes, iso, read_body, read_query
 from bot.api.spec import show
-from handlers import change_calendar, changes
-from handlers.alertmanager import parse_rfc3339
-from handlers.core import Actor, Command, FormInvalid, UserError
+from handlers.changes import approvals, calendar, plan, record
+from handlers.changes import commands as changes
+from handlers.core.context import Actor, Command, FormInvalid, UserError
 from handlers.router import guarded
+from handlers.sla.alertmanager import parse_rfc3339
 from storage.models import Change, ChangeService, ChangeVote
 
 ICS_PATH = "/changes.ics"  # public, like a status page: the forward schedule of change for calendar clients
@@ -26,7 +27,7 @@ ICS_PAST, ICS_PAST_MAX = 30, 365  # back
 
 def change_view(change: Change, services: list[str], approvals: list[str]) -> dict:
     return {
-        "id": changes.number(change), "number": change.id, "source": change.source, "title": change.title,
+        "id": record.number(change), "number": change.id, "source": change.source, "title": change.title,
         "type": change.kind, "model": change.model, "risk": change.risk, "impact": change.impact,
         "state": change.state, "outcome": change.outcome, "services": services,
         "planned_start": iso(change.planned_start), "planned_end": iso(change.planned_end),
@@ -104,7 +105,7 @@ class ChangeRoutes(Routes):
         return web.json_response(view, status=201, headers={"Location": f"{PREFIX}/changes/{view['id']}"})
 
     def _create_change(self, actor: Actor, body: dict) -> dict:
-        values = {k: v for k, v in body.items() if k in changes.FIELDS}
+        values = {k: v for k, v in body.items() if k in plan.FIELDS}
         cmd = Command(actor, f"api: change new for {actor.person_id}", via="api")
         try:
             change_id, _ = changes.create(self.ctx, cmd, values, source="api")
@@ -148,14 +149,14 @@ class ChangeRoutes(Routes):
         query = read_query(request, "changes_success_rate", self.ctx)
         now = self.ctx.now()
         end = parse_rfc3339(query["to"]) if "to" in query else now
-        start = parse_rfc3339(query["from"]) if "from" in query else end - timedelta(days=change_calendar.RATE_DAYS)
+        start = parse_rfc3339(query["from"]) if "from" in query else end - timedelta(days=calendar.RATE_DAYS)
         if end <= start:
             raise ApiError(400, "Bad query parameters", [f"to: {iso(end)} is not after from {iso(start)}"])
         service = query.get("service")
 
         def read():
             with self.ctx.sessions() as s:
-                return change_calendar.success_rate(s, start, end, service.id if service else None)
+                return calendar.success_rate(s, start, end, service.id if service else None)
         rate = await asyncio.to_thread(read)
         return web.json_response({"from": iso(start), "to": iso(end), "service": service.id if service else None,
                                   "successful": rate.successful, "implemented": rate.implemented,
@@ -187,7 +188,7 @@ class ChangeRoutes(Routes):
             with self.ctx.sessions() as s:
                 change_id = _find_change(s, key).id
             cmd = Command(actor, f"change {verb} CHG-{change_id}", via="api")
-            reply, outcome, _ = guarded(self.ctx, cmd, lambda: changes.move(
+            reply, outcome, _ = guarded(self.ctx, cmd, lambda: approvals.move(
                 self.ctx, cmd, change_id, verb, note, body.get("outcome") == "with-issues"))
             return outcome, self._change(change_id) if outcome == "ok" else reply
         outcome, answer = await asyncio.to_thread(run)
@@ -215,7 +216,7 @@ class ChangeRoutes(Routes):
 
         def read():
             with self.ctx.sessions() as s:
-                return change_calendar.ics_rows(s, now - timedelta(days=past), now + timedelta(days=days))
+                return calendar.ics_rows(s, now - timedelta(days=past), now + timedelta(days=days))
         rows = await asyncio.to_thread(read)
         # Calendar clients poll: when no event changed, say so instead of writing every event again.
         digest = hashlib.sha256(repr([(c.id, c.revision, c.updated_at, c.state, tuple(sv)) for c, sv in rows])
@@ -228,7 +229,7 @@ class ChangeRoutes(Routes):
         response.content_type = "text/calendar"
         response.charset = "utf-8"
         await response.prepare(request)
-        pieces = change_calendar.ics_chunks(cfg, rows)
+        pieces = calendar.ics_chunks(cfg, rows)
         while (piece := await asyncio.to_thread(next, pieces, None)) is not None:
             await response.write(piece)
         await response.write_eof()

@@ -17,9 +17,9 @@ from aiohttp import web
 from bot import api_clients
 from bot.api.spec import check, document_json, operations, query_parameters, show
 from bot.api_clients import ApiError
-from handlers import sla
-from handlers.alertmanager import parse_rfc3339
-from handlers.core import Actor, Context, UserError
+from handlers.core.context import Actor, Context, UserError
+from handlers.sla import attainment
+from handlers.sla.alertmanager import parse_rfc3339
 
 log = logging.getLogger("svcbot.api")
 
@@ -67,7 +67,7 @@ async def read_body(request: web.Request, schema: str, *, optional: bool = False
 
 def read_query(request: web.Request, op_id: str, ctx: Context | None = None) -> dict[str, Any]:
     """The query parameters an operation documents, checked against their schemas; 400 for anything else.
-    A period comes back as an sla.Period (this month when not given), a service as its app.yaml entry."""
+    A period comes back as an attainment.Period (this month when not given), a service as its app.yaml entry."""
     documented = query_parameters(op_id)
     problems: list[str] = []
     values: dict[str, str] = {}
@@ -96,7 +96,7 @@ def read_query(request: web.Request, op_id: str, ctx: Context | None = None) -> 
             values[name] = value
     if "period" in documented:
         try:
-            values["period"] = sla.parse_period(values.get("period"), ctx.now(), ctx.config.bot.timezone)
+            values["period"] = attainment.parse_period(values.get("period"), ctx.now(), ctx.config.bot.timezone)
         except UserError as exc:
             problems.append(f"period: {exc.message}")
     if "service" in values:
@@ -115,7 +115,7 @@ def not_future(field: str, moment: datetime, now: datetime) -> list[str]:
     return [f"{field}: {iso(moment)} is in the future (it is {iso(now)} here)"] if moment > now else []
 
 
-def period_view(period: sla.Period) -> dict:
+def period_view(period: attainment.Period) -> dict:
     return {"name": period.name, "start": iso(period.start), "end": iso(period.end)}
 
 

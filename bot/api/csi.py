@@ -9,8 +9,9 @@ from aiohttp import web
 from sqlalchemy import select
 
 from bot.api.common import CHANGES_SHOWN, PREFIX, ApiError, Routes, iso, read_body, read_query
-from handlers import csi, surveys
-from handlers.core import Actor, Command, Context, FormInvalid, Refused, UserError
+from handlers.core.context import Actor, Command, Context, FormInvalid, Refused, UserError
+from handlers.services import csi
+from handlers.surveys import record
 from storage.models import CsiItem
 
 
@@ -28,7 +29,7 @@ def csi_view(ctx: Context, item: CsiItem) -> dict:
     return {"id": csi.number(item), "number": item.id, "title": item.title, "owner": item.owner,
             "due": item.due.isoformat() if item.due else None,
             "overdue": item.state == "open" and item.due is not None and item.due < today,
-            "service": item.service_id, "survey": surveys.number(item.survey_id) if item.survey_id else None,
+            "service": item.service_id, "survey": record.number(item.survey_id) if item.survey_id else None,
             "ticket": f"INC-{item.ticket_id}" if item.ticket_id else None, "state": item.state,
             "created_by": item.created_by, "created_at": iso(item.created_at), "done_at": iso(item.done_at),
             "done_by": item.done_by, "note": item.note or ""}

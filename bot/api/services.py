@@ -10,12 +10,12 @@ from aiohttp import web
 from sqlalchemy import or_, select
 from sqlalchemy.exc import IntegrityError
 
-from bot.api.common import (ID_MAX, ApiError, Routes, find_service, iso, not_future, period_view, read_body,
-                            read_query, service_problems, time_of)
-from handlers import availability as availability_math
-from handlers import outages, sla
-from handlers.alertmanager import parse_rfc3339
-from handlers.core import Actor, Command
+from bot.api.common import (ID_MAX, ApiError, Routes, find_service, iso, not_future, period_view, read_body, read_query,
+                            service_problems, time_of)
+from handlers.core.context import Actor, Command
+from handlers.sla import attainment, outages
+from handlers.sla import availability as availability_math
+from handlers.sla.alertmanager import parse_rfc3339
 from storage.models import Outage, ServiceStatus
 
 OUTAGE_NUMBER = re.compile(r"^OUT-?(\d+)$", re.IGNORECASE)
@@ -76,7 +76,7 @@ class ServiceRoutes(Routes):
         period = read_query(request, "services_availability", self.ctx)["period"]
         return web.json_response(await asyncio.to_thread(self._availability, service.id, period))
 
-    def _availability(self, service_id: str, period: sla.Period) -> dict:
+    def _availability(self, service_id: str, period: attainment.Period) -> dict:
         ctx, now = self.ctx, self.ctx.now()
         with ctx.sessions() as s:
             start = period.start or s.scalar(select(Outage.started_at).where(Outage.service_id == service_id)

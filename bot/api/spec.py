@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-from handlers.alertmanager import parse_rfc3339
+from handlers.sla.alertmanager import parse_rfc3339
 
 DOCUMENT_URI = "urn:svcbot:openapi"  # the document's name in the registry; its $refs are "#/components/…"
 ROOT = "(body)"  # how a problem names the whole body

@@ -9,9 +9,11 @@ from aiohttp import web
 from sqlalchemy import func, select
 
 from bot.api.common import CHANGES_SHOWN, PREFIX, ApiError, Routes, iso, read_body, read_query
-from handlers import satisfaction, surveys
-from handlers.alertmanager import parse_rfc3339
-from handlers.core import Actor, Command, Context, FormInvalid, Refused, UserError
+from handlers.core.context import Actor, Command, Context, FormInvalid, Refused, UserError
+from handlers.sla.alertmanager import parse_rfc3339
+from handlers.surveys import commands as surveys
+from handlers.surveys import record, satisfaction
+from handlers.surveys import results as survey_results
 from storage.models import Survey, SurveyAnswer
 
 
@@ -30,7 +32,7 @@ def _find_survey(session, key: str) -> Survey:
 
 
 def _survey_head(survey: Survey) -> dict:
-    return {"id": surveys.number(survey), "number": survey.id, "kind": survey.kind, "question": survey.question,
+    return {"id": record.number(survey), "number": survey.id, "kind": survey.kind, "question": survey.question,
             "scale": survey.scale, "anonymous": survey.anonymous, "owner": survey.owner, "service": survey.service_id,
             "ticket": f"INC-{survey.ticket_id}" if survey.ticket_id else None, "state": survey.state,
             "created_at": iso(survey.created_at), "opens_at": iso(survey.opens_at),
@@ -41,8 +43,8 @@ def survey_view(ctx: Context, session, survey: Survey) -> dict:
     """A survey and its results. Nothing in it tells who answered an anonymous survey: its results and
     comments stay hidden below surveys.min_respondents, its comments carry no names and come in an order
     that says nothing (alphabetical), and who was asked is only counted."""
-    results = surveys.results_of(session, survey)
-    hide = surveys.hidden(ctx, survey, results)
+    results = survey_results.results_of(session, survey)
+    hide = survey_results.hidden(ctx, survey, results)
     if survey.audience_kind == "channel":
         audience, asked = list(survey.audience), None
     else:
@@ -58,17 +60,17 @@ def survey_view(ctx: Context, session, survey: Survey) -> dict:
 
 def _results_view(ctx: Context, session, survey: Survey, results: satisfaction.Results) -> dict:
     trend = None
-    previous = surveys.previous_survey(session, survey)
+    previous = survey_results.previous_survey(session, survey)
     if previous is not None:
-        before = surveys.results_of(session, previous)
-        change = None if surveys.hidden(ctx, previous, before) else satisfaction.trend(results, before)
+        before = survey_results.results_of(session, previous)
+        change = None if survey_results.hidden(ctx, previous, before) else satisfaction.trend(results, before)
         if change is not None:
-            trend = {"previous": surveys.number(previous), "change": change}
+            trend = {"previous": record.number(previous), "change": change}
     comments: list = []
     if not survey.comments_purged:
         newest = (select(SurveyAnswer.comment, SurveyAnswer.person_id)
                   .where(SurveyAnswer.survey_id == survey.id, SurveyAnswer.comment.is_not(None))
-                  .order_by(SurveyAnswer.answered_at.desc(), SurveyAnswer.id.desc()).limit(surveys.SHOWN_COMMENTS))
+                  .order_by(SurveyAnswer.answered_at.desc(), SurveyAnswer.id.desc()).limit(record.SHOWN_COMMENTS))
         rows = session.execute(newest).all()
         if survey.anonymous:
             comments = sorted(text for text, _ in rows)
@@ -97,7 +99,7 @@ def survey_summaries(ctx: Context, session, rows: list[Survey]) -> list[dict]:
         else:
             invited = len(survey.audience) if survey.audience_kind == "people" else None
             results = satisfaction.tally(survey.scale, counts.get(survey.id, {}), invited)
-        hide = surveys.hidden(ctx, survey, results)
+        hide = survey_results.hidden(ctx, survey, results)
         out.append({**_survey_head(survey), "answers": results.answers, "hidden": hide,
                     "score_name": results.score_name, "score": None if hide else results.score})
     return out
@@ -175,7 +177,7 @@ class SurveyRoutes(Routes):
         def run() -> dict:
             with self.ctx.sessions() as s:
                 survey_id = _find_survey(s, key).id
-            cmd = Command(actor, f"survey close {surveys.number(survey_id)}", via="api")
+            cmd = Command(actor, f"survey close {record.number(survey_id)}", via="api")
             try:
                 surveys.close_cmd(self.ctx, cmd, survey_id)
             except Refused as exc:

@@ -12,9 +12,10 @@ from sqlalchemy.exc import IntegrityError
 from bot import api_clients
 from bot.api.common import (ACTOR, ID_MAX, PREFIX, ApiError, Routes, group_problems, iso, not_future, read_body,
                             service_problems, time_of)
-from handlers import breaches, surveys, tickets
-from handlers.clocks import DONE_STATES, OPEN_STATES, replay
-from handlers.core import Actor, AlreadyHandled, Command, Context, UserError
+from handlers.core.context import Actor, AlreadyHandled, Command, Context, UserError
+from handlers.sla import breaches, tickets
+from handlers.sla.clocks import DONE_STATES, OPEN_STATES, replay
+from handlers.surveys import asking
 from storage.models import ClockNotice, SlaClock, Ticket, TicketEvent
 
 log = logging.getLogger("svcbot.api")
@@ -132,7 +133,7 @@ class TicketRoutes(Routes):
                            priority=ticket.priority, external_id=external_id, opened_at=iso(opened_at),
                            **({"requester": body["requester"]} if "requester" in body else {}))
                 breaches.sync_clocks(work, ticket)
-                surveys.after_ticket(work, ticket)
+                asking.after_ticket(work, ticket)
                 view = {**ticket_view(ctx, work.session, ticket), "duplicate": False}
         except IntegrityError:
             existing = self._existing_ticket(external_id)  # the same external_id, posted twice at once
@@ -195,7 +196,7 @@ class TicketRoutes(Routes):
                 work.audit(f"{ticket.kind}.{kind}", tickets.number(ticket), value=value, at=iso(at),
                            event_id=event_id)
                 breaches.sync_clocks(work, ticket)
-                surveys.after_ticket(work, ticket)  # resolved: its requester's survey, if its service has one
+                asking.after_ticket(work, ticket)  # resolved: its requester's survey, if its service has one
                 return {**ticket_view(ctx, work.session, ticket), "duplicate": False}
         except AlreadyHandled:
             log.info("API event %s repeated; nothing changed", event_id)

@@ -1,0 +1,1 @@
+"""Importing other tools' history: ServiceNow incident logs and Rabobank's ITIL changes, and the CSV pieces they share."""

@@ -1,0 +1,50 @@
+"""Reading other tools' CSV exports: the pieces every importer shares.
+
+An export arrives as a CSV file or a .zip holding one; its times are day-first local wall times without
+a zone. Rows that cannot be used raise ``Skip`` with the reason the import counts.
+"""
+from __future__ import annotations
+
+import re
+import zipfile
+from datetime import datetime, timezone
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from handlers.core.context import UserError
+
+
+class Skip(Exception):
+    """This row cannot be used; the message is the reason counted in the result."""
+
+
+def csv_member(archive: zipfile.ZipFile, path: Path) -> str:
+    """The one .csv member of a .zip export."""
+    members = [m for m in archive.namelist() if m.lower().endswith(".csv") and not m.endswith("/")]
+    if len(members) != 1:
+        raise UserError(f"{path} holds {len(members)} .csv files; it should hold exactly one.")
+    return members[0]
+
+
+def day_first_time(text: str, pattern: re.Pattern, missing, zone: ZoneInfo, cache: dict,
+                   column: str) -> datetime | None:
+    """A day-first local wall time (groups: day, month, year, hour, minute, optional second) in UTC; None
+    when missing. A time repeated or skipped at a clock change is read with fold=0, as zoneinfo does."""
+    try:
+        return cache[text]
+    except KeyError:
+        pass
+    if text.strip() in missing:
+        return None
+    m = pattern.match(text)
+    if not m:
+        raise Skip(f"unreadable {column}")
+    day, month, year, hour, minute, second = (int(g or 0) for g in m.groups())
+    try:
+        local = datetime(year, month, day, hour, minute, second, tzinfo=zone)
+    except ValueError:
+        raise Skip(f"unreadable {column}") from None
+    value = cache[text] = local.astimezone(timezone.utc)
+    return value
+
+

@@ -1,0 +1,3 @@
+"""Service levels: tickets and their clocks, warnings and breaches, availability and outages
+(with Alertmanager's webhook), and the ``sla`` command's attainment.
+"""
