@@ -28,11 +28,11 @@ from sqlalchemy import delete, event, select, update
 from sqlalchemy.orm import Session
 
 from handlers.core.context import Context, Reply, Work
+from handlers.surveys.record import NUMBER
 from storage.db import empty_write_ahead_log
 from storage.models import AuditRecord, OutboxMessage, ProcessedDelivery, Setting, Survey, SurveyAnswer
 
 log = logging.getLogger("svcbot")
-SURVEY_WORD = re.compile(r"^SRV-?(\d+)$", re.IGNORECASE)
 BOLD = re.compile(r"\*[^*]+\*")
 
 
@@ -100,7 +100,7 @@ def delivery_key(ctx: Context, key: str | None, text: str, form: tuple | None = 
         survey_id = context.get("survey") if isinstance(context.get("survey"), int) else None
     else:
         words = text.split()
-        m = SURVEY_WORD.match(words[2]) if len(words) > 2 else None
+        m = NUMBER.match(words[2]) if len(words) > 2 else None
         survey_id = int(m[1]) if m else None
     return answer_prefix(survey_id) + ctx.pseudonym("delivery", survey_id, key)[:32]
 
