@@ -99,7 +99,7 @@ def _services_by_change(session: Session, where) -> dict[int, list[str]]:
     query = (select(ChangeService.change_id, ChangeService.service_id)
              .join(Change, Change.id == ChangeService.change_id).where(*where)
              .order_by(ChangeService.change_id, ChangeService.service_id))
-    for change_id, service_id in session.execute(query):
+    for change_id, service_id in session.connection().execute(query):  # Core: no ORM loading for plain rows
         out.setdefault(change_id, []).append(service_id)
     return out
 

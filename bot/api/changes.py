@@ -247,7 +247,7 @@ class ChangeRoutes(Routes):
             while (piece := await asyncio.to_thread(next, pieces, None)) is not None:
                 await response.write(piece)
         finally:
-            await asyncio.to_thread(pieces.close)  # its session, also when the client went away
+            await asyncio.to_thread(pieces.close)  # no page more is read, also when the client went away
         await response.write_eof()
         return response
 
