@@ -4,6 +4,8 @@ behind aiohttp's test server, on a configuration with three clients beside SVCBO
 from __future__ import annotations
 
 import re
+from datetime import timedelta
+from email.utils import format_datetime, parsedate_to_datetime
 
 import pytest
 import yaml
@@ -203,6 +205,47 @@ async def test_a_private_page_wants_a_feed_key_or_a_read_token(runtime, ctx, mon
         assert links == [f"status.json?key={FEED}", f"changes.ics?key={FEED}"]  # the key opens them too
         assert opened.headers["Referrer-Policy"] == "no-referrer"
         assert (await http.get("/changes.ics", params={"key": FEED, "days": "7"})).status == 200
+    finally:
+        await http.close()
+
+
+async def test_a_calendar_client_polling_a_private_feed_is_told_when_nothing_changed(runtime, ctx, clock,
+                                                                                      monkeypatch):
+    from tests.test_change_calendar import new, run
+    now = clock()
+    cid = new(ctx, "email", now + timedelta(days=1), now + timedelta(days=1, hours=1))
+    http = await _client(runtime, monkeypatch, mode="private")
+    key = {"key": FEED}
+    try:
+        first = await http.get("/changes.ics", params=key)
+        assert first.status == 200 and f"chg-{cid}@svcbot" in await first.text()
+        etag, modified = first.headers["ETag"], first.headers["Last-Modified"]
+        assert parsedate_to_datetime(modified) == now.replace(microsecond=0)
+        assert (await http.get("/changes.ics", headers={"If-None-Match": etag})).status == 401  # the key first
+        for asked in ({"If-None-Match": etag}, {"If-None-Match": f"W/{etag}"}, {"If-None-Match": f'"other", {etag}'},
+                      {"If-None-Match": "*"}, {"If-Modified-Since": modified}):
+            unchanged = await http.get("/changes.ics", params=key, headers=asked)
+            assert unchanged.status == 304 and await unchanged.read() == b"", asked
+            assert (unchanged.headers["ETag"], unchanged.headers["Last-Modified"]) == (etag, modified), asked
+            assert unchanged.headers["Cache-Control"] == "no-cache"
+        earlier = format_datetime(now - timedelta(seconds=1), usegmt=True)
+        for asked in ({"If-None-Match": '"other"'}, {"If-None-Match": '"other"', "If-Modified-Since": modified},
+                      {"If-Modified-Since": earlier}):
+            assert (await http.get("/changes.ics", params=key, headers=asked)).status == 200, asked
+        ahead = await http.get("/changes.ics", params={**key, "days": "7"}, headers={"If-None-Match": etag})
+        assert ahead.status == 200 and ahead.headers["ETag"] != etag  # another window, another feed
+
+        # Changed within the same second: a new ETag, and a Last-Modified a second later, so that
+        # If-Modified-Since tells them apart too (sent once that second is not in the future).
+        run(ctx, "priya", f"change cancel CHG-{cid}")
+        moved = await http.get("/changes.ics", params=key, headers={"If-Modified-Since": modified})
+        assert moved.status == 200 and moved.headers["ETag"] != etag and "Last-Modified" not in moved.headers
+        assert "STATUS:CANCELLED" in await moved.text()
+        clock.advance(seconds=2)
+        again = await http.get("/changes.ics", params=key, headers={"If-None-Match": moved.headers["ETag"]})
+        later = parsedate_to_datetime(again.headers["Last-Modified"])
+        assert again.status == 304 and later == now.replace(microsecond=0) + timedelta(seconds=1)
+        assert (await http.get("/changes.ics", params=key, headers={"If-Modified-Since": modified})).status == 200
     finally:
         await http.close()
 

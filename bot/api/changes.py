@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import re
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
+from email.utils import format_datetime
 from typing import Any
 
 from aiohttp import web
@@ -23,6 +23,7 @@ from storage.models import Change, ChangeService, ChangeVote
 ICS_PATH = "/changes.ics"  # public, like a status page: the forward schedule of change for calendar clients
 ICS_DAYS, ICS_DAYS_MAX = 180, 730  # ahead
 ICS_PAST, ICS_PAST_MAX = 30, 365  # back
+ICS_WINDOWS_KEPT = 64  # windows whose Last-Modified is remembered
 
 
 def change_view(change: Change, services: list[str], approvals: list[str]) -> dict:
@@ -68,6 +69,14 @@ def _find_change(session, key: str) -> Change:
     return change
 
 
+def _not_modified(request: web.Request, etag: str, since: datetime) -> bool:
+    """Whether the client's copy is the feed as it is (RFC 9110 13.2.2): If-None-Match decides when given,
+    compared weakly; else If-Modified-Since."""
+    if request.if_none_match is not None:
+        return any(tag.value in (etag, "*") for tag in request.if_none_match)
+    return request.if_modified_since is not None and since <= request.if_modified_since
+
+
 def _ics_window(request: web.Request) -> tuple[int, int]:
     """?days= (ahead) and ?past= (back) of /changes.ics, whole days within their limits; 400 otherwise."""
     limits = {"days": (ICS_DAYS, ICS_DAYS_MAX), "past": (ICS_PAST, ICS_PAST_MAX)}
@@ -93,6 +102,10 @@ def _ics_window(request: web.Request) -> tuple[int, int]:
 class ChangeRoutes(Routes):
     """The operations tagged ``changes`` in openapi.yaml, each the method of its operationId, and the
     calendar feed ``GET /changes.ics`` beside the API."""
+
+    def __init__(self, runtime):
+        super().__init__(runtime)
+        self._ics_seen: dict[str, tuple[str, datetime]] = {}  # window → (ETag, since when)
 
     def _change(self, change_id: int) -> dict:
         with self.ctx.sessions() as s:
@@ -203,8 +216,9 @@ class ChangeRoutes(Routes):
                                   "reference": ref}, status=500)
 
     async def changes_ics(self, request: web.Request) -> web.StreamResponse:
-        """GET /changes.ics: streamed; the store is read (two queries) before the first byte is sent. Public
-        unless status_page makes the calendar private."""
+        """GET /changes.ics: streamed as the store is read. Public unless status_page makes the calendar
+        private. Calendar clients poll: one aggregate query answers an unchanged feed with 304, by its ETag
+        or its Last-Modified."""
         refusal = self.clients.feed_refusal(request, self.ctx.config.status_page.calendar_private)
         if refusal is not None:
             return refusal.response()
@@ -213,24 +227,43 @@ class ChangeRoutes(Routes):
         except ApiError as exc:
             return exc.response()
         now, cfg = self.ctx.now(), self.ctx.config
+        start, end, window = now - timedelta(days=past), now + timedelta(days=days), f"days={days}&past={past}"
 
-        def read():
+        def version():
             with self.ctx.sessions() as s:
-                return calendar.ics_rows(s, now - timedelta(days=past), now + timedelta(days=days))
-        rows = await asyncio.to_thread(read)
-        # Calendar clients poll: when no event changed, say so instead of writing every event again.
-        digest = hashlib.sha256(repr([(c.id, c.revision, c.updated_at, c.state, tuple(sv)) for c, sv in rows])
-                                .encode()).hexdigest()[:32]
-        etag = f'"{digest}"'
-        if etag in request.headers.get("If-None-Match", ""):
-            return web.Response(status=304, headers={"ETag": etag})
-        response = web.StreamResponse(headers={"Content-Disposition": 'inline; filename="changes.ics"',
-                                               "Cache-Control": "no-cache", "ETag": etag})
+                return calendar.ics_etag(s, cfg, start, end, window)
+        etag = await asyncio.to_thread(version)  # read before the events: never newer than what follows
+        since = self._ics_since(window, etag, now)
+        headers = {"Cache-Control": "no-cache", "ETag": f'"{etag}"'}
+        if since <= now:  # never later than the response itself (RFC 9110 8.8.2.1)
+            headers["Last-Modified"] = format_datetime(since, usegmt=True)
+        if _not_modified(request, etag, since):
+            return web.Response(status=304, headers=headers)
+        response = web.StreamResponse(headers={"Content-Disposition": 'inline; filename="changes.ics"', **headers})
         response.content_type = "text/calendar"
         response.charset = "utf-8"
         await response.prepare(request)
-        pieces = calendar.ics_chunks(cfg, rows)
-        while (piece := await asyncio.to_thread(next, pieces, None)) is not None:
-            await response.write(piece)
+        pieces = calendar.ics_stream(self.ctx.sessions, cfg, start, end)
+        try:
+            while (piece := await asyncio.to_thread(next, pieces, None)) is not None:
+                await response.write(piece)
+        finally:
+            await asyncio.to_thread(pieces.close)  # no page more is read, also when the client went away
         await response.write_eof()
         return response
+
+    def _ics_since(self, window: str, etag: str, now: datetime) -> datetime:
+        """The Last-Modified of the feed of this window: when this process first served it as it is now, in
+        whole seconds, each version a later second than the one before it so that If-Modified-Since tells
+        them apart. Unknown after a restart: from then on, which costs each client one full answer."""
+        seen = self._ics_seen
+        known = seen.pop(window, None)
+        if known is None or known[0] != etag:
+            since = now.astimezone(timezone.utc).replace(microsecond=0)
+            if known is not None and since <= known[1]:
+                since = known[1] + timedelta(seconds=1)
+            known = (etag, since)
+        seen[window] = known  # the most recently asked last
+        while len(seen) > ICS_WINDOWS_KEPT:
+            del seen[next(iter(seen))]
+        return known[1]
