@@ -59,7 +59,10 @@ class SlackHome:
         app.shortcut(NEW_CHANGE_SHORTCUT)(self.on_new_change)
 
     async def _actor(self, user: dict | str, register: bool = True):
-        uid, name = (user, "") if isinstance(user, str) else (user["id"], user.get("username") or user.get("name") or "")
+        if isinstance(user, str):
+            uid, name = user, ""
+        else:
+            uid, name = user["id"], user.get("username") or user.get("name") or ""
         return await asyncio.to_thread(resolve_actor, self.ctx, "slack", uid, name, register=register)
 
     async def on_home_opened(self, body, event):

@@ -186,7 +186,8 @@ def test_a_change_from_a_message_goes_through_the_same_checks_and_keeps_its_link
         change = s.scalars(select(Change)).one()
         thread = s.scalars(select(OutboxMessage).where(OutboxMessage.dedupe_key.startswith("from-message:"))).one()
     assert change.permalink == LINK and change.requester == "lucas"
-    assert thread.thread_id == "1700000000.000100" and f"CHG-{change.id} requested from this message" in thread.message["title"]
+    assert thread.thread_id == "1700000000.000100"
+    assert f"CHG-{change.id} requested from this message" in thread.message["title"]
 
 
 def test_references_are_summarised_once_per_thread_where_the_channel_asks_for_it(ctx):

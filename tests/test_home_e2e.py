@@ -14,7 +14,8 @@ import yaml
 from storage.models import AuditRecord, Change, ChangeVote, Ticket
 from tests.conftest import db_rows, demo_config, load_payload, slack_headers, wait_until
 from tests.test_changes_slack_e2e import interact, slash, submit
-from tests.test_teams_e2e import PAYMENTS_CONV, SANNE as TEAMS_SANNE, new_id, posted, sample, sends
+from tests.test_teams_e2e import ADAPTIVE, PAYMENTS_CONV, execute_invoke, new_id, posted, sample, sends
+from tests.test_teams_e2e import SANNE as TEAMS_SANNE
 from tests.when import at, next_weekday
 
 pytestmark = pytest.mark.e2e
@@ -120,11 +121,10 @@ def test_a_teams_message_made_a_change_with_the_message_action(start_server, fak
     invoke["conversation"] = {"isGroup": True, "conversationType": "channel", "id": PAYMENTS_CONV,
                               "tenantId": invoke["channelData"]["tenant"]["id"]}
     link = f"https://teams.microsoft.com/l/message/{PAYMENTS_CONV}/{root}"
+    message = {"id": root, "linkToMessage": link, "messageType": "message",
+               "body": {"contentType": "html", "content": "<p>VPN certificates expire Friday</p><p>renew them</p>"}}
     invoke["value"] = {"commandId": "changeFromMessage", "commandContext": "message", "requestId": "r1",
-                       "context": {"theme": "default"},
-                       "messagePayload": {"id": root, "linkToMessage": link, "messageType": "message",
-                                          "body": {"contentType": "html",
-                                                   "content": "<p>VPN certificates expire Friday</p><p>renew them</p>"}}}
+                       "context": {"theme": "default"}, "messagePayload": message}
     answer = posted(server, invoke).json()
     card = answer["task"]["value"]["card"]["content"]
     title = next(e for e in card["body"] if e.get("id") == "title")
@@ -145,3 +145,10 @@ def test_a_teams_message_made_a_change_with_the_message_action(start_server, fak
     wait_until(lambda: [c for c in sends(fake_teams, PAYMENTS_CONV) if c.params["_reply_to"] == root],
                "the change announced in the message's thread")
     assert not sends(fake_teams, "19:elsewhere")  # where it is announced comes from the invoke, not the card
+
+    # Her home in the personal chat: its Refresh button (an Action.Execute "home") answers with the card
+    # itself, which Teams puts in place of the one pressed.
+    refreshed = posted(server, execute_invoke(fake_teams, TEAMS_SANNE, {"run": "home"})).json()
+    assert refreshed["type"] == ADAPTIVE
+    text = json.dumps(refreshed["value"], ensure_ascii=False)
+    assert "Home · Sanne de Vries" in text and "CHG-1" in text and '"run": "home"' in text
