@@ -248,7 +248,8 @@ class SlackSender:
     async def send(self, item: Outgoing) -> Delivered:
         reply = Reply.from_dict(item.message)
         if item.target_kind == "response_url":
-            return await self._respond(item.target, {**_response(reply), "replace_original": False})
+            # A reply made to stand in place of the message (home's Refresh) replaces the one pressed.
+            return await self._respond(item.target, {**_response(reply), "replace_original": reply.in_place})
         if item.target_kind == "files":
             return await self._upload(item, reply)
         if item.target_kind == "home":  # a person's App Home tab; publishing it again replaces it

@@ -136,6 +136,9 @@ def test_a_press_on_the_home_publishes_it_again_with_the_answer_on_top(ctx):
     published.after_action(ctx, sanne, "slack", "U0SANNE03", reply, "home:press")
     [row] = _homes(ctx)
     assert row.message["sections"][0]["text"].startswith(f"✅ *Approved CHG-{change}*")
+    refreshed, _ = run(ctx, "sanne", "home")  # its Refresh: the home alone, nothing on top
+    published.after_action(ctx, sanne, "slack", "U0SANNE03", refreshed, "home:refresh")
+    assert _homes(ctx)[-1].message["sections"] == refreshed.to_dict()["sections"]
 
 
 def _homes(ctx):

@@ -49,8 +49,9 @@ def opened(ctx: Context, actor: Actor, platform: str, external_id: str, key: str
 def after_action(ctx: Context, actor: Actor, platform: str, external_id: str, answer: Reply, key: str) -> None:
     """A button on the home was pressed: publish the home again with the answer on top of it."""
     reply = home_reply(ctx, actor)
-    line = f"{ICON.get(answer.tone, '')} *{answer.title}*" + (f" — {answer.text}" if answer.text else "")
-    reply.sections.insert(0, Section(text=line.strip()))
+    if not answer.in_place:  # the home's own Refresh has nothing to say on top of it
+        line = f"{ICON.get(answer.tone, '')} *{answer.title}*" + (f" — {answer.text}" if answer.text else "")
+        reply.sections.insert(0, Section(text=line.strip()))
     with ctx.sessions.begin() as s:
         row = s.get(HomeView, (platform, external_id))
         if row is None:  # pressed on a home published before home_views was kept: remember them now

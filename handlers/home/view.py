@@ -19,7 +19,7 @@ from handlers.sla import attainment
 from handlers.sla.breaches import BREACH
 from handlers.sla.clocks import OPEN_STATES
 from handlers.surveys import privacy
-from storage.models import Change, ClockNotice, CsiItem, SlaClock, Subscription, Survey, SurveyAnswer, Ticket
+from storage.models import Change, ChangeVote, ClockNotice, CsiItem, SlaClock, Subscription, Survey, SurveyAnswer, Ticket
 
 SHOWN = 8  # lines per part; the rest is counted and the command that lists them all is named
 
@@ -68,11 +68,11 @@ def _changes(ctx: Context, s: Session, me: str, zone: str) -> list[Section]:
     holding = s.scalars(select(Change).where(Change.state.in_(rules.HOLDING + ("review",)))
                         .order_by(Change.planned_start, Change.id)).all()
     out = []
-    waiting = []
-    for c in holding:
-        if c.state == "awaiting-approval" and me in eligible_approvers(ctx, c) \
-                and not any(v.person_id == me for v in votes(s, c)):
-            waiting.append(c)
+    asked = [c for c in holding if c.state == "awaiting-approval" and me in eligible_approvers(ctx, c)]
+    voted = set(s.scalars(select(ChangeVote.change_id).where(ChangeVote.change_id.in_([c.id for c in asked]),
+                                                             ChangeVote.person_id == me,
+                                                             ChangeVote.withdrawn_at.is_(None)))) if asked else set()
+    waiting = [c for c in asked if c.id not in voted]
     for c in waiting[:SHOWN]:
         out.append(Section(title="Waiting for your vote" if c is waiting[0] else "",
                            text=f"*{number(c)}* {c.title} — {c.kind}, {c.risk} risk, {window_text(c, zone)}",
