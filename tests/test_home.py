@@ -158,6 +158,8 @@ def submit(ctx, who: str, form: str, values: dict, context: dict):
 def test_an_incident_from_a_message_keeps_its_link_and_is_announced_in_the_thread(ctx):
     form = shortcuts.incident_form(ctx, actor(ctx, "tom"), where())
     assert {i.id: i.value for i in form.inputs}["title"] == "Card payments fail for Amex"
+    long = shortcuts.change_form(ctx, actor(ctx, "tom"), where("Long\n" + "x" * 5000))
+    assert len(render.slack_modal(long)["private_metadata"]) < 3000  # Slack's limit; the text is not carried
     reply, outcome, invalid = submit(ctx, "tom", form.name, {"priority": "P2", "title": "Amex fails"}, form.context)
     assert outcome == "user_error" and set(invalid.errors) == {"service"}
     assert reply.form.name == shortcuts.INCIDENT_FORM and reply.form.context["permalink"] == LINK

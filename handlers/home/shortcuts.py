@@ -42,14 +42,20 @@ def incident_form(ctx: Context, actor: Actor, where: dict, values: dict | None =
               Input("title", "Title", required=True)]
     for i in inputs:
         i.value, i.error = values.get(i.id) or i.value, errors.get(i.id, "")
-    return Form(name=INCIDENT_FORM, title="Open an incident", inputs=inputs, submit="Open", context=where,
+    return Form(name=INCIDENT_FORM, title="Open an incident", inputs=inputs, submit="Open", context=_carried(where),
                 example=NEW_EXAMPLE)
 
 
 def change_form(ctx: Context, actor: Actor, where: dict, values: dict | None = None,
                 errors: dict | None = None) -> Form:
     values = values or {"title": title_from(where.get("text", "")), "description": where.get("text", "")}
-    return replace(changes.new_form(ctx, actor, values, errors), name=CHANGE_FORM, context=where)
+    return replace(changes.new_form(ctx, actor, values, errors), name=CHANGE_FORM, context=_carried(where))
+
+
+def _carried(where: dict) -> dict:
+    """What the form carries back: where the message is, not its text (a Slack modal's private metadata
+    holds at most 3,000 characters)."""
+    return {k: v for k, v in where.items() if k != "text"}
 
 
 def submit_incident(ctx: Context, cmd: Command, values: dict, context: dict) -> Reply:
