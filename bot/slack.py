@@ -185,7 +185,8 @@ class SlackFront:
                                   thread=event.get("thread_ts") or event["ts"])
 
     async def on_message(self, body, event):
-        # Only direct messages to the bot are commands; edits, joins and bot posts are not.
+        # Only direct messages to the bot are commands; edits, joins and bot posts are not. Channel
+        # messages are only looked at for references to summarise (bot/slack_home.py).
         if event.get("subtype") or event.get("bot_id"):
             return
         if event.get("channel_type") in ("channel", "group"):
