@@ -106,6 +106,15 @@ def test_a_change_approved_from_the_slack_home_and_a_message_made_an_incident(st
     assert link in json.dumps(thread[0].params["blocks"])
     assert [a.person_id for a in db_rows(database_url, AuditRecord, AuditRecord.action == "incident.new")] == ["tom"]
 
+    # The global shortcut "New change" opens the ordinary new-change form.
+    shortcut = load_payload("slack", "bolt_python", "shortcut_global.json")
+    shortcut.update(callback_id="svc_new_change", trigger_id=f"{time.time_ns()}.trigger",
+                    user={"id": SANNE, "username": "sanne", "team_id": "T0NORTH"})
+    assert interact(server, shortcut).status_code == 200
+    opened = fake_slack.wait_for("views.open", count=2)[1].params["view"]
+    opened = json.loads(opened) if isinstance(opened, str) else opened
+    assert json.loads(opened["private_metadata"])["form"] == "change_new"
+
 
 @pytest.fixture
 def teams_env(server_env):
