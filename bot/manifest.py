@@ -18,7 +18,28 @@ BOT_SCOPES = ["commands", "chat:write", "chat:write.public", "im:write", "im:his
               "groups:history", "app_mentions:read", "reactions:read"]
 # Teams: read channel and chat messages where the app is installed (resource-specific consent).
 GRAPH_RSC_PERMISSIONS = ["ChannelMessage.Read.Group", "ChatMessage.Read.Chat"]
-BOT_EVENTS = ["app_mention", "message.im", "reaction_added", "reaction_removed"]
+# app_home_opened: the Home tab is published when opened; message.channels and message.groups: INC-N, CHG-N
+# and SRV-N written in a channel with `unfurl: true` are summarised (other channels' messages are ignored).
+BOT_EVENTS = ["app_mention", "message.im", "reaction_added", "reaction_removed", "app_home_opened",
+              "message.channels", "message.groups"]
+# Shortcuts on a message and in the shortcuts menu (callback ids as bot/slack_home.py listens for them).
+SHORTCUTS = [
+    {"name": "Open an incident from this", "type": "message", "callback_id": "svc_incident_from_message",
+     "description": "An incident prefilled from this message, its link kept"},
+    {"name": "Request a change from this", "type": "message", "callback_id": "svc_change_from_message",
+     "description": "A request for change prefilled from this message, its link kept"},
+    {"name": "New change", "type": "global", "callback_id": "svc_new_change",
+     "description": "Request a change"},
+]
+# Teams: the same two as message actions of the app's messaging extension (bot/teams_actions.py).
+MESSAGE_ACTIONS = [
+    {"id": "incidentFromMessage", "type": "action", "title": "Open an incident from this",
+     "description": "An incident prefilled from this message, its link kept", "context": ["message"],
+     "fetchTask": True},
+    {"id": "changeFromMessage", "type": "action", "title": "Request a change from this",
+     "description": "A request for change prefilled from this message, its link kept", "context": ["message"],
+     "fetchTask": True},
+]
 
 
 def slack_manifest(config: AppConfig, base_url: str | None, socket_mode: bool) -> str:
@@ -38,7 +59,9 @@ def slack_manifest(config: AppConfig, base_url: str | None, socket_mode: bool) -
                                 "description": "IT service operations where your team talks",
                                 "background_color": "#1d3557"},
         "features": {"bot_user": {"display_name": config.bot.name, "always_online": True},
-                     "app_home": {"messages_tab_enabled": True, "messages_tab_read_only_enabled": False},
+                     "app_home": {"home_tab_enabled": True, "messages_tab_enabled": True,
+                                  "messages_tab_read_only_enabled": False},
+                     "shortcuts": SHORTCUTS,
                      "slash_commands": [command]},
         "oauth_config": {"scopes": {"bot": BOT_SCOPES}},
         "settings": {"event_subscriptions": events, "interactivity": interactivity,
@@ -67,11 +90,13 @@ def teams_package(config: AppConfig, app_id: str, host: str, path: str) -> None:
                   "supportsFiles": False,
                   "commandLists": [{"scopes": ["personal", "team", "groupChat"], "commands": [
                       {"title": "help", "description": "What the bot can do"},
+                      {"title": "home", "description": "Your services, votes, changes, incidents and surveys"},
                       {"title": "status", "description": "Every service at a glance, or one: status SERVICE"},
                       {"title": "subscribe", "description": "Follow a service: subscribe SERVICE"},
                       {"title": "change", "description": "Request, approve and follow changes: change new"},
                       {"title": "survey", "description": "Pulse surveys: survey new, survey results SRV-N"},
                       {"title": "csi", "description": "The improvement register: csi list, csi add"}]}]}],
+        "composeExtensions": [{"botId": app_id, "commands": MESSAGE_ACTIONS}],
         "permissions": ["identity", "messageTeamMembers"],
         "validDomains": [host],
         # Reading its own posts back through Microsoft Graph, where the app is installed, so that a post

@@ -124,6 +124,16 @@ def slack_message(reply: Reply) -> dict:
     return message
 
 
+def slack_home(reply: Reply) -> dict:
+    """The App Home tab's view for views.publish. Its buttons are told apart from a message's (svc_home:
+    instead of svc_run:): a press on the home has no message to answer in, so the home itself answers."""
+    blocks = slack_message(reply)["blocks"]
+    for block in blocks:
+        for element in block.get("elements", []) if block.get("type") == "actions" else []:
+            element["action_id"] = element["action_id"].replace("svc_run:", "svc_home:", 1)
+    return {"type": "home", "blocks": blocks[:100]}  # Slack's limit for a home view
+
+
 def slack_modal(form: Form) -> dict:
     """A modal view for views.open; its answers come back as a view_submission."""
     metadata = json.dumps({"form": form.name, "context": form.context})

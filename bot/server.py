@@ -18,6 +18,7 @@ from bot.runtime import Runtime
 from bot.teams_trust import EMULATOR_VARIABLE, is_loopback, peer_host, teams_mode
 from handlers.changes import messages
 from handlers.core.retention import prune
+from handlers.home import published as home
 from handlers.reporting import digests, reports
 from handlers.sla import breaches, outages
 from handlers.surveys import asking
@@ -93,6 +94,9 @@ def build_app(runtime: Runtime) -> web.Application:
                           max_instances=1, coalesce=True, next_run_time=datetime.now(timezone.utc))
         scheduler.add_job(_in_thread, "interval", minutes=1, args=[outages.burn_sweep, runtime.ctx], id="burn",
                           max_instances=1, coalesce=True, misfire_grace_time=300)
+        # Slack homes whose content changed are published again (handlers/home/published.py).
+        scheduler.add_job(_in_thread, "interval", seconds=home.SWEEP_SECONDS, args=[home.sweep, runtime.ctx],
+                          id="homes", max_instances=1, coalesce=True, misfire_grace_time=300)
         # Delivered messages and delivery keys past app.yaml's retention (handlers/core/retention.py).
         scheduler.add_job(_in_thread, "interval", hours=6, args=[prune, runtime.ctx], id="prune",
                           max_instances=1, coalesce=True, next_run_time=datetime.now(timezone.utc))

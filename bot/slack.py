@@ -24,6 +24,7 @@ from slack_sdk.webhook.async_client import AsyncWebhookClient
 from bot import render
 from bot.outbox import Delivered, DeliveryError, Outgoing
 from bot.runtime import Runtime, answered_privately
+from bot.slack_home import SlackHome
 from handlers.changes.messages import announced_change
 from handlers.core.context import Reply
 
@@ -57,6 +58,7 @@ class SlackFront:
         self.client = web_client(token, api_url)
         self.signing_secret = signing_secret
         self._app: AsyncApp | None = None
+        self.home = SlackHome(self)
 
     @property
     def app(self) -> AsyncApp:
@@ -74,6 +76,7 @@ class SlackFront:
             app.event("reaction_added")(self.on_reaction)
             app.event("reaction_removed")(self.on_reaction)
             app.view("svc_form")(self.on_form)
+            self.home.register(app)
             app.error(self.on_error)
             self._app = app
         return self._app
@@ -182,8 +185,14 @@ class SlackFront:
                                   thread=event.get("thread_ts") or event["ts"])
 
     async def on_message(self, body, event):
-        # Only direct messages to the bot are commands; edits, joins and bot posts are not.
-        if event.get("channel_type") != "im" or event.get("subtype") or event.get("bot_id"):
+        # Only direct messages to the bot are commands; edits, joins and bot posts are not. Channel
+        # messages are only looked at for references to summarise (bot/slack_home.py).
+        if event.get("subtype") or event.get("bot_id"):
+            return
+        if event.get("channel_type") in ("channel", "group"):
+            await self.home.on_channel_message(body, event)
+            return
+        if event.get("channel_type") != "im":
             return
         await self._event_command(body, event, event.get("text", ""), thread=event.get("thread_ts"))
 
@@ -226,6 +235,8 @@ class SlackSender:
             return ()
         if item.target_kind == "edit":
             return ("chat.update",)
+        if item.target_kind == "home":
+            return ("views.publish",)
         if item.target_kind == "files":
             sends = ("files.getUploadURLExternal", "files.completeUploadExternal")
             return sends + ("conversations.history",) if item.maybe_sent else sends
@@ -238,9 +249,13 @@ class SlackSender:
     async def send(self, item: Outgoing) -> Delivered:
         reply = Reply.from_dict(item.message)
         if item.target_kind == "response_url":
-            return await self._respond(item.target, {**_response(reply), "replace_original": False})
+            # A reply made to stand in place of the message (home's Refresh) replaces the one pressed.
+            return await self._respond(item.target, {**_response(reply), "replace_original": reply.in_place})
         if item.target_kind == "files":
             return await self._upload(item, reply)
+        if item.target_kind == "home":  # a person's App Home tab; publishing it again replaces it
+            response = await self._call(self.client.views_publish(user_id=item.target, view=render.slack_home(reply)))
+            return Delivered(item.target, (response.get("view") or {}).get("id", ""))
         payload = slack_payload(reply)
         if item.target_kind == "edit":
             response = await self._call(self.client.chat_update(
@@ -283,9 +298,9 @@ class SlackSender:
         raise DeliveryError(f"Slack refused the response: {response.status_code} {response.body}", permanent=True)
 
     async def find_sent(self, item: Outgoing) -> Delivered | None:
-        if item.target_kind in ("response_url", "edit"):
+        if item.target_kind in ("response_url", "edit", "home"):
             # Answers through a response URL leave nothing to look up (they are ephemeral); an edit
-            # made twice leaves the same message.
+            # or a home published twice leaves the same message.
             return None
         if item.target_kind == "files":
             return await self._find_files(item)

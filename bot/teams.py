@@ -23,7 +23,7 @@ from botbuilder.schema import (Activity, ActivityTypes, ChannelAccount, Conversa
 from msrest.exceptions import ClientRequestError, HttpOperationError
 from sqlalchemy import select
 
-from bot import render
+from bot import render, teams_actions
 from bot.outbox import Delivered, DeliveryError, Outgoing
 from bot.runtime import Runtime, answered_privately
 from bot.teams_graph import Graph, GraphUnavailable, mark_card, messages_path, personal_chat_id
@@ -116,6 +116,13 @@ class SvcTeamsBot(ActivityHandler):
             await turn_context.send_activity(Activity(type=ActivityTypes.invoke_response,
                                                       value=InvokeResponse(status=200)))
             return
+        if activity.type == ActivityTypes.invoke and activity.name in teams_actions.INVOKES:
+            # The new record is announced in this conversation's thread: the bot must be able to post there.
+            await asyncio.to_thread(save_reference, self.runtime, activity, True, token_vouches(turn_context))
+            _invoke_answer.set(await teams_actions.answer(self, activity, tenant_of(activity)))
+            await turn_context.send_activity(Activity(type=ActivityTypes.invoke_response,
+                                                      value=InvokeResponse(status=200)))
+            return
         await super().on_turn(turn_context)
 
     async def on_conversation_update_activity(self, turn_context: TurnContext):
@@ -167,7 +174,7 @@ class SvcTeamsBot(ActivityHandler):
             return {"statusCode": 400, "type": "application/vnd.microsoft.error",
                     "value": {"code": "BadRequest", "message": "This button carries no command."}}
         result = await self._execute(activity, data["run"], via="card")
-        if result.reply.form:
+        if result.reply.form or result.reply.in_place:  # a form, or a card that replaces this one (home)
             return _card_answer(result.reply)
         # A message answer is shown to the person who pressed the button only; the card stays as it was.
         return {"statusCode": 200, "type": "application/vnd.microsoft.activity.message",

@@ -4,6 +4,10 @@ from __future__ import annotations
 from handlers.core.context import Command, Context, Reply, Section, UserError
 
 TOPICS = {
+    "home": ("Your home", [
+        ("home", "your services, the changes waiting for your vote and your own, your team's incidents and "
+         "breach notices, surveys to answer, your CSI items; in Slack, also the bot's Home tab"),
+    ]),
     "status": ("Service status", [
         ("status", "every service at a glance"),
         ("status payments", "one service: status, owner, team, suppliers, recent status changes, next changes"),

@@ -10,6 +10,8 @@ from handlers.changes import approvals
 from handlers.changes import commands as changes
 from handlers.core.context import (AlreadyHandled, Command, Context, FormInvalid, Refused, Reply, UserError,
                                    error_reply, unknown_word)
+from handlers.home import shortcuts
+from handlers.home import view as home
 from handlers.reporting import digests, reports
 from handlers.services import csi, status
 from handlers.sla import attainment, tickets
@@ -32,6 +34,7 @@ ROUTES = {
     "csi": csi.csi_cmd,
     "digest": digests.digest_cmd,
     "report": reports.report_cmd,
+    "home": home.home_cmd,
 }
 
 # Forms (a Slack modal, an Adaptive Card with inputs) and the handlers of their answers.
@@ -41,6 +44,8 @@ FORMS = {
     "survey_new": surveys.submit_new,
     survey_record.ANSWER_FORM: asking.submit_answer,
     "csi_add": csi.submit_add,
+    shortcuts.INCIDENT_FORM: shortcuts.submit_incident,
+    shortcuts.CHANGE_FORM: shortcuts.submit_change,
 }
 
 

@@ -175,6 +175,8 @@ class Ticket(Base):
     # An import's own word on when it was resolved (ServiceNow's resolved_at), kept as told; the clocks follow
     # the history's resolve events, which may differ from it.
     source_resolved_at: Mapped[datetime | None]
+    # The chat message it was raised from (a Slack permalink, a Teams message link), shown on it.
+    permalink: Mapped[str | None] = mapped_column(String(1000))
 
 
 class TicketEvent(Base):
@@ -295,6 +297,8 @@ class Change(Base):
     updated_at: Mapped[datetime]
     state_since: Mapped[datetime | None]  # when it entered its state; approval reminders count from here
     closed_at: Mapped[datetime | None]
+    # The chat message it was raised from (a Slack permalink, a Teams message link), shown on it.
+    permalink: Mapped[str | None] = mapped_column(String(1000))
 
 
 class ChangeService(Base):
@@ -420,3 +424,16 @@ class ReportComment(Base):
     text: Mapped[str] = mapped_column(Text)
     person_id: Mapped[str] = mapped_column(String(64))
     at: Mapped[datetime]
+
+
+class HomeView(Base):
+    """Someone who opened svcbot's home (the Slack App Home tab): only they get it published, again when
+    what it shows changes (``digest``), and not more often than the debounce allows (``published_at``)."""
+
+    __tablename__ = "home_views"
+    platform: Mapped[str] = mapped_column(String(16), primary_key=True)
+    external_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    person_id: Mapped[str] = mapped_column(String(64), index=True)
+    opened_at: Mapped[datetime]
+    digest: Mapped[str | None] = mapped_column(String(64))  # a hash of the view last queued for publishing
+    published_at: Mapped[datetime | None]

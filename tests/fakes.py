@@ -214,8 +214,12 @@ class FakeSlack(LoopbackServer):
             message = self._store(method, {"channel": params.get("channel_id"), "text": params.get("initial_comment")})
             message["files"] = [{"id": f["id"], "title": f.get("title")} for f in files]
             return {"ok": True, "files": message["files"]}
-        if method == "views.open":
+        if method in ("views.open", "views.publish"):
             return {"ok": True, "view": {"id": f"V{next(self._ts):06d}"}}
+        if method == "chat.getPermalink":
+            ts = str(params.get("message_ts", "")).replace(".", "")
+            return {"ok": True, "channel": params.get("channel"),
+                    "permalink": f"https://northwind.slack.com/archives/{params.get('channel')}/p{ts}"}
         if method == "conversations.open":
             return {"ok": True, "channel": {"id": "D" + params.get("users", "")[1:]}}
         if method in ("conversations.history", "conversations.replies"):

@@ -1,6 +1,7 @@
 """``change …``: the command word, raising a change (typed or through the form), showing and listing changes."""
 from __future__ import annotations
 
+from typing import Callable
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
@@ -13,7 +14,7 @@ from handlers.changes.plan import FIELDS, NEW_EXAMPLE, STANDARD_EXAMPLE, plan_fr
 from handlers.changes.record import KINDS, MOVES, STATE_ICON, find, id_from, number, set_services, votes, window_text
 from handlers.core.config import RISKS
 from handlers.core.context import (Actor, Button, Choice, Command, Context, Field, Form, FormInvalid, Input, Reply,
-                                   Section, UserError, unknown_word)
+                                   Section, UserError, Work, unknown_word)
 from handlers.core.words import after_verb, pairs
 from storage.models import Change
 
@@ -108,8 +109,10 @@ def new_form(ctx: Context, actor: Actor, values: dict, errors: dict | None = Non
                 example=NEW_EXAMPLE)
 
 
-def create(ctx: Context, cmd: Command, values: dict, source: str) -> tuple[int, Reply]:
-    """Record and submit a request for change; returns its id and the answer for the requester."""
+def create(ctx: Context, cmd: Command, values: dict, source: str, permalink: str | None = None,
+           then: Callable[[Work, Change], None] | None = None) -> tuple[int, Reply]:
+    """Record and submit a request for change; returns its id and the answer for the requester.
+    ``permalink``: the chat message it was raised from; ``then`` runs in the same transaction, last."""
     now = ctx.now()
     plan = plan_from(ctx, cmd.actor, values, now)
     services = plan.pop("services")
@@ -117,7 +120,8 @@ def create(ctx: Context, cmd: Command, values: dict, source: str) -> tuple[int, 
         change = Change(source=source, state="new", requester=cmd.actor.person_id,
                         implementer=plan.pop("implementer", None) or cmd.actor.person_id,
                         created_at=work.now, updated_at=work.now, prompts_sent=[], announcements=[], revision=0,
-                        approvals_needed=ctx.config.changes.approvals_needed(plan["kind"], plan["risk"]), **plan)
+                        approvals_needed=ctx.config.changes.approvals_needed(plan["kind"], plan["risk"]),
+                        permalink=permalink, **plan)
         work.session.add(change)
         work.session.flush()
         set_services(work.session, change, services)
@@ -128,6 +132,8 @@ def create(ctx: Context, cmd: Command, values: dict, source: str) -> tuple[int, 
         ask_approvers(work, change)
         settle(work, change, f"🆕 {cmd.actor.name} submitted it")
         ask_override(work, change)
+        if then is not None:
+            then(work, change)
         reply = show_reply(ctx, work.session, change, cmd.actor)
         reply.title = f"{number(change)} submitted · {change.title}"
         reply.tone = "ok"

@@ -127,6 +127,8 @@ def announcement(ctx: Context, session: Session, change: Change, zone: str | Non
     if change.approvals_needed or approvals:
         who = ", ".join(ctx.config.person_name(v.person_id) for v in approvals)
         fields.append(Field("Approvals", f"{len(approvals)} of {change.approvals_needed}" + (f": {who}" if who else "")))
+    if change.permalink:
+        fields.append(Field("Raised from", change.permalink))
     sections = [Section(fields=fields)]
     if change.description:
         sections.insert(0, Section(text=change.description))

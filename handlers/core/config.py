@@ -185,6 +185,8 @@ class Delivery(Strict):
     sweep_seconds: Annotated[float, Field(gt=0)] = 2
     lease_seconds: Annotated[float, Field(gt=0)] = 30
     give_up_hours: Annotated[float, Field(gt=0)] = 24
+    # At most one publish of a person's Slack home per this many seconds, however much changes at once.
+    home_debounce_seconds: Annotated[float, Field(ge=0)] = 5
 
 
 # Where Teams' connector lives: the public cloud (smba.trafficmanager.net/<region>/), the Bot Framework's

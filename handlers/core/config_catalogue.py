@@ -125,6 +125,8 @@ class Roles(Strict):
 class ChannelTarget(Strict):
     slack: str | None = None
     teams: str | None = None
+    # INC-N, CHG-N and SRV-N written here are answered in the thread with a one-line summary.
+    unfurl: bool = False
 
 
 DURATION = re.compile(

@@ -164,6 +164,8 @@ class Reply:
     # gives a deployment's own templates the numbers behind the text.
     template: str | None = None
     data: dict[str, Any] = field(default_factory=dict)
+    # A button's answer that replaces the card the button was on (home's Refresh), where the platform can.
+    in_place: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

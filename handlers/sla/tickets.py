@@ -236,6 +236,8 @@ def ticket_reply(ctx: Context, session, ticket: Ticket) -> Reply:
               Field("Opened", f"{ticket.opened_at:%Y-%m-%d %H:%M} UTC")]
     if ticket.supplier:
         fields.append(Field("Waiting on", ticket.supplier))
+    if ticket.permalink:
+        fields.append(Field("Raised from", ticket.permalink))
     if ticket.resolved_at:
         fields.append(Field("Resolved", f"{ticket.resolved_at:%Y-%m-%d %H:%M} UTC"))
     if ticket.source_resolved_at and ticket.source_resolved_at != ticket.resolved_at:
