@@ -23,10 +23,11 @@ GRAPH_RSC_PERMISSIONS = ["ChannelMessage.Read.Group", "ChatMessage.Read.Chat"]
 BOT_EVENTS = ["app_mention", "message.im", "reaction_added", "reaction_removed", "app_home_opened",
               "message.channels", "message.groups"]
 # Shortcuts on a message and in the shortcuts menu (callback ids as bot/slack_home.py listens for them).
+# Slack's app settings take a shortcut name of at most 24 characters.
 SHORTCUTS = [
-    {"name": "Open an incident from this", "type": "message", "callback_id": "svc_incident_from_message",
+    {"name": "Open incident from this", "type": "message", "callback_id": "svc_incident_from_message",
      "description": "An incident prefilled from this message, its link kept"},
-    {"name": "Request a change from this", "type": "message", "callback_id": "svc_change_from_message",
+    {"name": "Request change from this", "type": "message", "callback_id": "svc_change_from_message",
      "description": "A request for change prefilled from this message, its link kept"},
     {"name": "New change", "type": "global", "callback_id": "svc_new_change",
      "description": "Request a change"},

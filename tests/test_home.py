@@ -220,6 +220,7 @@ def test_the_manifests_declare_the_home_tab_the_events_and_the_shortcuts(ctx, tm
     assert {"app_home_opened", "message.channels"} <= set(slack["settings"]["event_subscriptions"]["bot_events"])
     assert {(s["type"], s["callback_id"]) for s in slack["features"]["shortcuts"]} == {
         ("message", "svc_incident_from_message"), ("message", "svc_change_from_message"), ("global", "svc_new_change")}
+    assert all(len(s["name"]) <= 24 for s in slack["features"]["shortcuts"])
     import json
     import zipfile
     path = tmp_path / "teams.zip"
