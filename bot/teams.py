@@ -29,6 +29,8 @@ from bot.runtime import Runtime, answered_privately
 from bot.teams_graph import Graph, GraphUnavailable, mark_card, messages_path, personal_chat_id
 from bot.teams_trust import service_url_refusal, teams_mode, vouched_service_url
 from handlers.core.context import Reply
+from handlers.core.people import resolve_actor
+from handlers.home import references
 from handlers.surveys import record
 from storage.models import ConversationRef, Identity
 
@@ -60,6 +62,24 @@ def conversation_kind(activity: Activity) -> str:
     data = activity.channel_data or {}
     return activity.conversation.conversation_type or (
         "channel" if (data.get("channel") or data.get("team")) else "personal")
+
+
+def addressed_to_bot(activity: Activity) -> bool:
+    """Whether a message speaks to svcbot: in a personal chat always; in a channel or group chat only by an
+    @mention, since the resource-specific permissions deliver every other message there too."""
+    if conversation_kind(activity) == "personal":
+        return True
+    bot_id = activity.recipient.id if activity.recipient else None
+    # botbuilder keeps a mention entity's fields in additional_properties, as its own remove_mention_text reads them
+    return any(((m.additional_properties or {}).get("mentioned") or {}).get("id") == bot_id
+               for m in TurnContext.get_mentions(activity))
+
+
+def thread_of(activity: Activity) -> tuple[str, str]:
+    """A channel message's channel and the root of its thread ("19:…;messageid=ROOT" names both)."""
+    channel, _, rest = activity.conversation.id.partition(";")
+    root = rest.split("=", 1)[1] if rest.startswith("messageid=") else activity.id
+    return channel, root
 
 
 def tenant_of(activity: Activity) -> str | None:
@@ -143,6 +163,9 @@ class SvcTeamsBot(ActivityHandler):
         activity = turn_context.activity
         value = activity.value if isinstance(activity.value, dict) else {}
         form = value.get("form") if isinstance(value.get("form"), str) else None
+        if not form and "run" not in value and not addressed_to_bot(activity):
+            await self._overheard(activity)
+            return
         text = str(value["run"]) if "run" in value else (
             "" if form else TurnContext.remove_recipient_mention(activity) or activity.text or "")
         # A conversation reference names the sender; a survey answer (maybe anonymous) must not be stored
@@ -163,6 +186,18 @@ class SvcTeamsBot(ActivityHandler):
         else:
             await self.runtime.queue_reply("teams", "channel", activity.conversation.id, result.reply, key,
                                            thread_id=activity.id)
+
+    async def _overheard(self, activity: Activity):
+        """A message not addressed to svcbot: references in it are summarised where the channel asks for it
+        (``unfurl: true``); anything else is none of svcbot's business, and nothing is stored."""
+        channel, root = thread_of(activity)
+        text = activity.text or ""
+        if not references.wanted(self.runtime.ctx, "teams", channel, text):
+            return
+        user = activity.from_property
+        actor = await asyncio.to_thread(resolve_actor, self.runtime.ctx, "teams", user.aad_object_id or user.id,
+                                        user.name or "", register=False)
+        await asyncio.to_thread(references.summarise, self.runtime.ctx, actor, "teams", channel, root, text)
 
     async def _on_execute(self, turn_context: TurnContext) -> dict:
         activity = turn_context.activity

@@ -11,10 +11,11 @@ import pytest
 import requests
 import yaml
 
-from storage.models import AuditRecord, Change, ChangeVote, Ticket
+from storage.models import AuditRecord, Change, ChangeVote, OutboxMessage, Ticket
 from tests.conftest import db_rows, demo_config, load_payload, slack_headers, wait_until
 from tests.test_changes_slack_e2e import interact, slash, submit
-from tests.test_teams_e2e import ADAPTIVE, PAYMENTS_CONV, execute_invoke, new_id, posted, sample, sends
+from tests.test_teams_e2e import (ADAPTIVE, PAYMENTS_CONV, channel_mention, execute_invoke, new_id, posted, sample,
+                                  sends)
 from tests.test_teams_e2e import SANNE as TEAMS_SANNE
 from tests.when import at, next_weekday
 
@@ -121,8 +122,21 @@ def teams_env(server_env):
     return {**server_env, "SVCBOT_TEAMS_EMULATOR": "1"}
 
 
+def overheard(fake_teams, text: str, root: str | None = None) -> dict:
+    """A channel message that does not mention svcbot, which Teams delivers under the RSC permission."""
+    activity = channel_mention(fake_teams, TEAMS_SANNE, text)
+    activity["entities"] = [e for e in activity["entities"] if e.get("type") != "mention"]
+    activity["text"], activity["attachments"][0]["content"] = text, f"<p>{text}</p>"
+    if root:  # a reply in that thread
+        activity["id"], activity["conversation"]["id"] = new_id(), f"{PAYMENTS_CONV};messageid={root}"
+    return activity
+
+
 def test_a_teams_message_made_a_change_with_the_message_action(start_server, fake_teams, teams_env,
-                                                                database_url, config):
+                                                                database_url, config, config_file):
+    cfg = yaml.safe_load(config_file.read_text())
+    cfg["channels"]["payments"]["unfurl"] = True
+    config_file.write_text(yaml.safe_dump(cfg, sort_keys=False))
     server = start_server(**teams_env)
     invoke = sample("msteams_docs/invoke_composeExtension_fetchTask.json", fake_teams, sender=TEAMS_SANNE)
     invoke["id"] = f"f:{new_id()}"
@@ -161,3 +175,16 @@ def test_a_teams_message_made_a_change_with_the_message_action(start_server, fak
     assert refreshed["type"] == ADAPTIVE
     text = json.dumps(refreshed["value"], ensure_ascii=False)
     assert "Home · Sanne de Vries" in text and "CHG-1" in text and '"run": "home"' in text
+
+    # Talk in the channel that does not mention svcbot is not a command: no "I don't know", nothing queued.
+    queued = len(db_rows(database_url, OutboxMessage))
+    assert posted(server, overheard(fake_teams, "Morning all, coffee first")).status_code in (200, 201)
+    assert len(db_rows(database_url, OutboxMessage)) == queued
+    # With unfurl on, a reference in it is summarised in its thread, once however often it is named there.
+    first = overheard(fake_teams, "Is CHG-1 the one for Friday?")
+    posted(server, first)
+    summary = wait_until(lambda: [c for c in sends(fake_teams, PAYMENTS_CONV)
+                                  if c.params["_reply_to"] == first["id"] and "CHG-1" in json.dumps(c.params)],
+                         "CHG-1 summarised in the thread")
+    posted(server, overheard(fake_teams, "Yes, CHG-1", root=first["id"]))
+    assert len(db_rows(database_url, OutboxMessage)) == queued + 1 and len(summary) == 1
