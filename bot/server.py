@@ -19,6 +19,7 @@ from bot.runtime import Runtime
 from bot.teams_trust import EMULATOR_VARIABLE, is_loopback, peer_host, teams_mode
 from handlers import breaches, changes, digests, outages, reports, surveys
 from handlers.retention import prune
+from storage.db import read_only
 
 if TYPE_CHECKING:
     from bot.teams import TeamsFront, TeamsSender
@@ -189,7 +190,8 @@ async def _slack_off(request: web.Request) -> web.Response:
 
 
 def _database_answers(runtime: Runtime) -> None:
-    with runtime.engine.connect() as conn:
+    # A read: it need not wait for a writer (on SQLite, the write lock) to answer.
+    with read_only(runtime.engine).connect() as conn:
         conn.execute(text("SELECT 1"))
 
 

@@ -11,7 +11,7 @@ from handlers import outages, surveys
 from handlers.change_rules import HOLDING
 from handlers.changes import window_text
 from handlers.config import SERVICE_STATES, Service
-from handlers.core import Button, Command, Context, Field, Refused, Reply, Section, UserError, nearest, reading, retyped
+from handlers.core import Button, Command, Context, Field, Refused, Reply, Section, UserError, nearest, retyped
 from storage.models import Change, ChangeService, ServiceStatus, StatusChange, Subscription
 
 STATE_ICON = {
@@ -59,10 +59,14 @@ class Overview:
     tone: str
 
 
+# Every service's state as plain columns, read for every `status` asked: built once.
+CURRENT_STATES = select(ServiceStatus.service_id, ServiceStatus.state, ServiceStatus.message, ServiceStatus.since)
+
+
 def overview(ctx: Context, session: Session | None = None) -> Overview:
     """Every service at a glance, as plain data: what `status` answers, the status page and digests show."""
-    with reading(ctx, session) as s:
-        rows = {row.service_id: row for row in s.scalars(select(ServiceStatus))}
+    found = session.execute(CURRENT_STATES) if session is not None else ctx.read(CURRENT_STATES)
+    rows = {row.service_id: row for row in found}
     services = []
     for svc in sorted(ctx.config.services, key=lambda s: (s.tier, s.name)):
         row = rows.get(svc.id)
@@ -94,7 +98,7 @@ def show(ctx: Context, cmd: Command, args: list[str]) -> Reply:
 
 def _one(ctx: Context, cmd: Command, svc: Service) -> Reply:
     cfg = ctx.config
-    with ctx.sessions() as s:
+    with ctx.reader() as s:
         row = s.get(ServiceStatus, svc.id)
         history = s.scalars(select(StatusChange).where(StatusChange.service_id == svc.id)
                             .order_by(StatusChange.id.desc()).limit(5)).all()
