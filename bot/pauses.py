@@ -12,7 +12,6 @@ from collections.abc import Iterable
 from datetime import datetime, timezone
 
 from sqlalchemy import select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from storage.models import Setting
@@ -31,8 +30,12 @@ def _stamp(when: datetime) -> str:
 
 def pause(session: Session, platform: str, scope: str, until: datetime) -> None:
     """Hold back calls of ``scope`` until ``until``; a pause already longer stays as it is."""
-    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
-    stmt = dialect.insert(Setting).values(key=_key(platform, scope), value=_stamp(until))
+    # The dialect's insert, imported here: the PostgreSQL dialect is a large import a SQLite store never needs.
+    if session.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    stmt = insert(Setting).values(key=_key(platform, scope), value=_stamp(until))
     session.execute(stmt.on_conflict_do_update(
         index_elements=[Setting.key], set_={"value": stmt.excluded.value},
         where=Setting.__table__.c.value < stmt.excluded.value))

@@ -48,6 +48,7 @@ def use_templates(folder: str | None) -> None:
     global _override
     _override = Path(folder) if folder else None
     _env.cache_clear()
+    _rendered.cache_clear()
 
 
 @lru_cache(maxsize=2)
@@ -66,15 +67,48 @@ def _env(own: bool = True) -> Environment:
     return env
 
 
+class _SameReply:
+    """A reply compared by its repr, which spells out every field: replies that say the same render the
+    same. Only for replies of plain fields (no template data, no pictures), whose repr says it all."""
+
+    __slots__ = ("reply", "said")
+
+    def __init__(self, reply: Reply):
+        self.reply, self.said = reply, repr(reply)
+
+    def __hash__(self) -> int:
+        return hash(self.said)
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, _SameReply) and self.said == other.said
+
+
 def _render(platform: str, reply: Reply, suffix: str):
-    """The reply through its platform's template; a JSON template's output comes back parsed. A
-    deployment's template that fails (a variable it expects is missing, JSON it makes is broken) must
-    not lose the message: the built-in one is used."""
+    """The reply through its platform's template; a JSON template's output comes back parsed (a new
+    object each time: callers add to it). The same reply asked again (`status` while nothing changed)
+    is rendered once: rendering cost more than answering it."""
+    if reply.template or reply.data or reply.images:
+        out = _template_output(platform, reply, suffix)
+    else:
+        out = _rendered(platform, _SameReply(reply), suffix)
+    return json.loads(out) if suffix == "json" else out
+
+
+@lru_cache(maxsize=256)
+def _rendered(platform: str, same: _SameReply, suffix: str) -> str:
+    return _template_output(platform, same.reply, suffix)
+
+
+def _template_output(platform: str, reply: Reply, suffix: str) -> str:
+    """A deployment's template that fails (a variable it expects is missing, JSON it makes is broken)
+    must not lose the message: the built-in one is used."""
     name = f"{platform}/{reply.template or 'message'}.{suffix}.j2"
 
-    def through(env: Environment):
+    def through(env: Environment) -> str:
         out = env.get_template(name).render(reply=reply, data=reply.data)
-        return json.loads(out) if suffix == "json" else out
+        if suffix == "json":
+            json.loads(out)  # broken JSON is a failed template too
+        return out
     try:
         return through(_env())
     except Exception:

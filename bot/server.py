@@ -22,6 +22,7 @@ from handlers.home import published as home
 from handlers.reporting import digests, reports
 from handlers.sla import breaches, outages
 from handlers.surveys import asking
+from storage.db import read_only
 
 if TYPE_CHECKING:
     from bot.teams import TeamsFront, TeamsSender
@@ -195,7 +196,8 @@ async def _slack_off(request: web.Request) -> web.Response:
 
 
 def _database_answers(runtime: Runtime) -> None:
-    with runtime.engine.connect() as conn:
+    # A read: it need not wait for a writer (on SQLite, the write lock) to answer.
+    with read_only(runtime.engine).connect() as conn:
         conn.execute(text("SELECT 1"))
 
 

@@ -420,3 +420,36 @@ def test_queued_announcement_renders_from_the_outbox(runtime, ask):
         card = render.teams_card(reply)
         check_adaptive_card(card)
         assert {"run": "subscribe payments"} in [a["data"] for a in card_actions(card)]
+
+
+def test_a_reply_rendered_again_is_rendered_from_what_it_says_now():
+    """Rendering is kept by what a reply says: asked again, the same message, as a new object each time;
+    changed (even the same object), the new content."""
+    reply = rich_reply()
+    first = render.slack_message(reply)
+    first["blocks"].clear()  # what a caller does with its copy is its own business
+    again = render.slack_message(reply)
+    assert again == render.slack_message(rich_reply()) and again["blocks"]
+    reply.sections[0].fields[0].value = "🔴 *major-outage*"
+    reply.footer = "Changed after it was first rendered"
+    changed = render.slack_message(reply)
+    assert "major-outage" in json.dumps(changed, ensure_ascii=False)
+    assert changed["blocks"][-1]["elements"][0]["text"] == "Changed after it was first rendered"
+    assert render.teams_card(reply) != render.teams_card(rich_reply())
+    assert "Changed after it was first rendered" in render.text(reply)
+
+
+def test_a_deployment_template_applies_to_a_reply_rendered_before_it(tmp_path):
+    reply = Reply(title="Everything is fine", text="Nothing to report")
+    assert render.slack_message(reply)["blocks"][0]["type"] == "header"
+    (tmp_path / "slack").mkdir()
+    (tmp_path / "slack" / "message.json.j2").write_text(
+        '{"text": {{ reply.title | tojson }}, "blocks": [{"type": "section", "text": {"type": "mrkdwn", '
+        '"text": {{ ("Ours: " ~ reply.text) | tojson }}}}]}')
+    try:
+        render.use_templates(str(tmp_path))
+        assert render.slack_message(reply)["blocks"] == [
+            {"type": "section", "text": {"type": "mrkdwn", "text": "Ours: Nothing to report"}}]
+    finally:
+        render.use_templates(None)
+    assert render.slack_message(reply)["blocks"][0]["type"] == "header"

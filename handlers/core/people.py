@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import re
 
-from sqlalchemy import select
+from sqlalchemy import Row, bindparam, select
 from sqlalchemy.exc import IntegrityError
 
 from handlers.core.context import Actor, Context
@@ -39,18 +39,34 @@ def resolve_actor(ctx: Context, platform: str, user_id: str, display_name: str =
     ``register`` nothing is written: an anonymous answer must leave no trace of who gave it."""
     if not register:
         return _look_up(ctx, platform, user_id, display_name)
-    try:
-        person_id, name, tz = _identify(ctx, platform, user_id, display_name, address, tenant)
-    except IntegrityError:  # the same person's first two requests arrived together: the other one won
-        person_id, name, tz = _identify(ctx, platform, user_id, display_name, address, tenant)
+    # Most requests come from someone already known, at the same address: a read, with no write lock.
+    row = _stored(ctx, platform, user_id)
+    if row is not None and not (address and (row.address, row.tenant_id) != (address, tenant)):
+        person_id, name, tz = row.id, row.name, row.timezone
+    else:
+        try:
+            person_id, name, tz = _identify(ctx, platform, user_id, display_name, address, tenant)
+        except IntegrityError:  # the same person's first two requests arrived together: the other one won
+            person_id, name, tz = _identify(ctx, platform, user_id, display_name, address, tenant)
     return Actor(person_id=person_id, name=name, platform=platform, roles=ctx.roles_of(person_id),
                  timezone=tz or ctx.config.bot.timezone)
 
 
+# Who is behind a platform account, read for every request: built once.
+STORED_PERSON = (select(Person.id, Person.name, Person.timezone, Identity.address, Identity.tenant_id)
+                 .join_from(Identity, Person, Identity.person_id == Person.id)
+                 .where(Identity.platform == bindparam("platform"), Identity.external_id == bindparam("user_id")))
+
+
+def _stored(ctx: Context, platform: str, user_id: str) -> Row | None:
+    """The person behind a platform account and where Teams reaches them, if stored: one query, as
+    plain columns (id, name, timezone, address, tenant_id)."""
+    rows = ctx.read(STORED_PERSON, {"platform": platform, "user_id": user_id})
+    return rows[0] if rows else None
+
+
 def _look_up(ctx: Context, platform: str, user_id: str, display_name: str) -> Actor:
-    with ctx.sessions() as s:
-        ident = s.scalar(select(Identity).where(Identity.platform == platform, Identity.external_id == user_id))
-        row = s.get(Person, ident.person_id) if ident else None
+    row = _stored(ctx, platform, user_id)
     if row is None:
         known = ctx.config.person_by_platform(platform, user_id)
         person_id = known.id if known else _new_person_id(platform, user_id)

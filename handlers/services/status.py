@@ -11,8 +11,7 @@ from handlers.changes.record import window_text
 from handlers.changes.rules import HOLDING
 from handlers.core.catalogue import find_service, may_set_status
 from handlers.core.config_catalogue import SERVICE_STATES, Service
-from handlers.core.context import (Button, Command, Context, Field, Refused, Reply, Section, UserError, nearest,
-                                   reading, retyped)
+from handlers.core.context import Button, Command, Context, Field, Refused, Reply, Section, UserError, nearest, retyped
 from handlers.sla import outages
 from handlers.surveys import asking
 from handlers.surveys import results as survey_results
@@ -53,10 +52,14 @@ class Overview:
     tone: str
 
 
+# Every service's state as plain columns, read for every `status` asked: built once.
+CURRENT_STATES = select(ServiceStatus.service_id, ServiceStatus.state, ServiceStatus.message, ServiceStatus.since)
+
+
 def overview(ctx: Context, session: Session | None = None) -> Overview:
     """Every service at a glance, as plain data: what `status` answers, the status page and digests show."""
-    with reading(ctx, session) as s:
-        rows = {row.service_id: row for row in s.scalars(select(ServiceStatus))}
+    found = session.execute(CURRENT_STATES) if session is not None else ctx.read(CURRENT_STATES)
+    rows = {row.service_id: row for row in found}
     services = []
     for svc in sorted(ctx.config.services, key=lambda s: (s.tier, s.name)):
         row = rows.get(svc.id)
@@ -88,7 +91,7 @@ def show(ctx: Context, cmd: Command, args: list[str]) -> Reply:
 
 def _one(ctx: Context, cmd: Command, svc: Service) -> Reply:
     cfg = ctx.config
-    with ctx.sessions() as s:
+    with ctx.reader() as s:
         row = s.get(ServiceStatus, svc.id)
         history = s.scalars(select(StatusChange).where(StatusChange.service_id == svc.id)
                             .order_by(StatusChange.id.desc()).limit(5)).all()

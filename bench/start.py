@@ -1,0 +1,116 @@
+"""How long svcbot takes to start, against `python -c pass` measured in the same run, and the memory an idle
+server holds.
+
+Each command runs ROUNDS times after one run that warms the disk cache and creates the store (the median
+is printed, with its ratio to the floor): `svcbot console -c status` until it has answered and exited, and
+`svcbot run` until /healthz answers. Then one `svcbot run` is left idle for IDLE_SECONDS with the demo
+configuration (its sweeps run meanwhile) and its peak resident memory (VmHWM) is printed.
+Run: `.venv/bin/python bench/start.py [--rounds N] [--idle-seconds S]`; `python -X importtime -m bot.cli
+console -c status 2>imports.txt` says where an import's time goes.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests.conftest import free_port  # noqa: E402
+
+SVCBOT = [sys.executable, "-m", "bot.cli"]
+
+
+def timed(cmd: list[str], env: dict) -> float:
+    started = time.perf_counter()
+    subprocess.run(cmd, env=env, cwd=ROOT, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return time.perf_counter() - started
+
+
+def healthy(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=1) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
+def serve(env: dict) -> tuple[subprocess.Popen, float]:
+    """A server started, and the time until its /healthz answered."""
+    port = free_port()
+    started = time.perf_counter()
+    proc = subprocess.Popen(SVCBOT + ["run", "--port", str(port)], env=env, cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = started + 60
+    while not healthy(f"http://127.0.0.1:{port}/healthz"):
+        if proc.poll() is not None or time.perf_counter() > deadline:
+            proc.kill()
+            raise SystemExit(f"svcbot run did not answer /healthz (exit {proc.poll()})")
+        time.sleep(0.005)
+    return proc, time.perf_counter() - started
+
+
+def stop(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    proc.wait(10)
+
+
+def served(env: dict) -> float:
+    proc, took = serve(env)
+    stop(proc)
+    return took
+
+
+def peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise SystemExit("no VmHWM in /proc: peak memory is measured on Linux only")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--idle-seconds", type=float, default=10)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        env = {**os.environ, "SVCBOT_DATABASE_URL": f"sqlite:///{Path(tmp) / 'start.db'}",
+               "SVCBOT_CONFIG": str(ROOT / "app.yaml"), "SVCBOT_LOG_LEVEL": "WARNING", "PYTHONPATH": str(ROOT)}
+        for name in ("SLACK_BOT_TOKEN", "SLACK_APP_TOKEN", "MICROSOFT_APP_ID"):
+            env.pop(name, None)
+        runs = {
+            "python -c pass (floor)": lambda: timed([sys.executable, "-c", "pass"], env),
+            "svcbot console -c status": lambda: timed(SVCBOT + ["console", "-c", "status"], env),
+            "svcbot run until /healthz": lambda: served(env),
+        }
+        times: dict[str, list[float]] = {name: [] for name in runs}
+        for name, run in runs.items():
+            run()  # warm: the disk cache, the store's schema
+        for _ in range(args.rounds):  # interleaved, so that a busy moment falls on every command alike
+            for name, run in runs.items():
+                times[name].append(run())
+        proc, _ = serve(env)
+        try:
+            time.sleep(args.idle_seconds)
+            rss = peak_rss_mb(proc.pid)
+        finally:
+            stop(proc)
+
+    floor = statistics.median(times["python -c pass (floor)"])
+    print(f"start, median of {args.rounds} rounds")
+    print(f"{'':28} {'median s':>9} {'min s':>7} {'× floor':>8}")
+    for name, taken in times.items():
+        median = statistics.median(taken)
+        print(f"{name:28} {median:9.3f} {min(taken):7.3f} {median / floor:8.1f}")
+    print(f"\nsvcbot run, idle {args.idle_seconds:g} s with the demo configuration: peak RSS {rss:.0f} MB")
+
+
+if __name__ == "__main__":
+    main()
