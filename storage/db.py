@@ -19,7 +19,7 @@ log = logging.getLogger("svcbot")
 DEFAULT_URL = "sqlite:///svcbot.db"
 MIGRATIONS = Path(__file__).parent / "migrations"
 # The newest migration in migrations/versions; a new migration moves it on (tests/test_startup.py checks).
-HEAD_REVISION = "0008"
+HEAD_REVISION = "0009"
 BUSY_TIMEOUT_MS = 30000  # how long an SQLite statement waits for another connection's lock
 # Held while a replica prepares the store, so that replicas starting together take turns.
 STARTUP_LOCK_ID = 0x5FCB07

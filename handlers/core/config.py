@@ -187,6 +187,20 @@ class Delivery(Strict):
     give_up_hours: Annotated[float, Field(gt=0)] = 24
 
 
+KB_KINDS = ("runbook", "known-error", "how-to", "faq")
+# How many days an article of each kind stays trusted before its owner is asked to review it.
+KB_REVIEW_DAYS = {"runbook": 180, "known-error": 90, "how-to": 365, "faq": 365}
+
+
+class KnowledgePolicy(Strict):
+    """The knowledge library: review intervals per article kind (a kind not given keeps its default)."""
+
+    review_days: dict[Literal[KB_KINDS], Annotated[int, Field(ge=1, le=3650)]] = {}
+
+    def review_days_for(self, kind: str) -> int:
+        return self.review_days.get(kind, KB_REVIEW_DAYS[kind])
+
+
 # Where Teams' connector lives: the public cloud (smba.trafficmanager.net/<region>/), the Bot Framework's
 # own hosts, and the US government clouds (GCC, GCC High, DoD).
 TEAMS_SERVICE_HOSTS = (
@@ -215,7 +229,7 @@ class TeamsSettings(Strict):
         return hosts
 
 
-API_SCOPES = ("alerts", "tickets", "outages", "changes", "surveys", "csi", "read")
+API_SCOPES = ("alerts", "tickets", "outages", "changes", "surveys", "csi", "kb", "read")
 TOKEN_HASH = re.compile(r"^sha256:[0-9a-f]{64}$")
 STATUS_PAGE_MODES = ("public", "hide_incident_titles", "private")
 
@@ -321,6 +335,7 @@ class AppConfig(Strict):
     digests: list[Digest] = []
     reports: list[ReportSchedule] = []
     surveys: SurveyPolicy = SurveyPolicy()
+    knowledge: KnowledgePolicy = KnowledgePolicy()
     api_clients: list[ApiClient] = []
     status_page: StatusPagePolicy = StatusPagePolicy()
 
