@@ -10,6 +10,7 @@ from handlers.changes import approvals
 from handlers.changes import commands as changes
 from handlers.core.context import (AlreadyHandled, Command, Context, FormInvalid, Refused, Reply, UserError,
                                    error_reply, unknown_word)
+from handlers.knowledge import commands as knowledge
 from handlers.reporting import digests, reports
 from handlers.services import csi, status
 from handlers.sla import attainment, tickets
@@ -30,6 +31,7 @@ ROUTES = {
     "change": changes.change_cmd,
     "survey": surveys.survey_cmd,
     "csi": csi.csi_cmd,
+    "kb": knowledge.kb_cmd,
     "digest": digests.digest_cmd,
     "report": reports.report_cmd,
 }
@@ -41,6 +43,8 @@ FORMS = {
     "survey_new": surveys.submit_new,
     survey_record.ANSWER_FORM: asking.submit_answer,
     "csi_add": csi.submit_add,
+    "kb_new": knowledge.submit_new,
+    "kb_edit": knowledge.submit_edit,
 }
 
 

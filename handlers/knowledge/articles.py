@@ -68,10 +68,11 @@ def refuse_unless_manager(ctx: Context, actor: Actor, article: KbArticle, what: 
                       f"can {what} it.")
 
 
-def refuse_if_from_git(article: KbArticle, what: str) -> None:
+def refuse_if_from_git(article: KbArticle, how: str) -> None:
+    """An article from git is written there: ``how`` says what to do in the folder instead."""
     if article.source:
-        raise UserError(f"{number(article)} comes from git ({article.source}): {what} it there, and "
-                        "`svcbot kb sync` brings the change in.", f"kb show {number(article)}")
+        raise UserError(f"{number(article)} comes from git ({article.source}): {how}, and `svcbot kb sync` "
+                        "brings the change in.", f"kb show {number(article)}")
 
 
 def listed(value) -> list[str]:
