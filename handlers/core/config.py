@@ -229,7 +229,7 @@ class TeamsSettings(Strict):
         return hosts
 
 
-API_SCOPES = ("alerts", "tickets", "outages", "changes", "surveys", "csi", "kb", "read")
+API_SCOPES = ("alerts", "tickets", "outages", "changes", "surveys", "csi", "read")
 TOKEN_HASH = re.compile(r"^sha256:[0-9a-f]{64}$")
 STATUS_PAGE_MODES = ("public", "hide_incident_titles", "private")
 

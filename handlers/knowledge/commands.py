@@ -192,7 +192,8 @@ def submit_edit(ctx: Context, cmd: Command, values: dict, context: dict) -> Repl
 def _may_edit(ctx: Context, actor: Actor, article: KbArticle) -> None:
     refuse_if_from_git(article, "edit its file")
     if article.state == "retired":
-        raise UserError(f"{number(article)} is retired; publish it again to change it.", f"kb publish {number(article)}")
+        raise UserError(f"{number(article)} is retired; publish it again to change it.",
+                        f"kb publish {number(article)}")
     if not (may_manage(ctx, actor.person_id, article)
             or (article.state == "draft" and article.created_by == actor.person_id)):
         raise Refused(f"Only {number(article)}'s owner, the owners and teams of its services or a service manager "
