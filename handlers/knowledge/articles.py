@@ -202,7 +202,8 @@ def safe(text: str) -> str:
     """An article's text as chat shows it: a Markdown link shows where it goes, as text, and HTML tags go,
     so that no text can hide a link or mark-up (mentions are escaped by each platform's renderer)."""
     text = MARKDOWN_LINK.sub(lambda m: f"{m[1]} ({m[2]})" if m[1] and m[1] != m[2] else m[2], text)
-    return HTML_TAG.sub("", text)
+    # What is left of a link cut short (a snippet's end) must not become one either.
+    return HTML_TAG.sub("", text).replace("](", "] (")
 
 
 def meta_line(ctx: Context, article: KbArticle) -> str:

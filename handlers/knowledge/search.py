@@ -5,7 +5,8 @@ tags weighing more than the body; PostgreSQL: the generated ``kb_articles.search
 stemming, title A, tags and alerts B, a known error's parts C, body D) under a GIN index, queried with
 ``websearch_to_tsquery`` and ranked by ``ts_rank``. Either way the words are OR-ed: a person under pressure
 types more words than the article holds, and the engine's ranking puts the articles with most of them
-first. Quoted words stay a phrase. Published articles only; a snippet around the match comes with each.
+first. Quoted words stay a phrase. Published articles only; a snippet of the text (a known error's symptom
+when it has no body) around the match comes with each: the title is shown beside it anyway.
 """
 from __future__ import annotations
 
@@ -26,7 +27,8 @@ BM25_WEIGHTS = "8.0, 1.0, 3.0, 2.0, 2.0, 4.0, 4.0"
 SQLITE_RAW = f"""SELECT rowid, bm25(kb_search, {BM25_WEIGHTS}) AS rank FROM kb_search
 WHERE kb_search MATCH :q ORDER BY rank LIMIT :limit"""
 SQLITE = f"""SELECT a.id, a.title, a.kind, a.source, a.services, -top.rank AS score,
-       snippet(kb_search, -1, '{OPEN}', '{CLOSE}', '…', {SNIPPET_WORDS}) AS snippet
+       coalesce(nullif(snippet(kb_search, 1, '{OPEN}', '{CLOSE}', '…', {SNIPPET_WORDS}), ''),
+                snippet(kb_search, 2, '{OPEN}', '{CLOSE}', '…', {SNIPPET_WORDS})) AS snippet
 FROM (SELECT kb_search.rowid AS id, bm25(kb_search, {BM25_WEIGHTS}) AS rank FROM kb_search
       JOIN kb_articles ON kb_articles.id = kb_search.rowid
       WHERE kb_search MATCH :q AND kb_articles.state = 'published' ORDER BY rank LIMIT :limit) AS top
