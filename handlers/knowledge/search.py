@@ -36,10 +36,13 @@ JOIN kb_search ON kb_search.rowid = top.id AND kb_search MATCH :q
 JOIN kb_articles a ON a.id = top.id
 ORDER BY top.rank, a.id"""
 
-POSTGRES_RAW = """SELECT id, ts_rank(search, websearch_to_tsquery('english', :q)) AS rank FROM kb_articles
+# ts_rank's weights of D (body), C (a known error's parts), B (tags, alerts) and A (title). Its default
+# {0.1, 0.2, 0.4, 1.0} lets one title word outweigh all the others of an OR-ed query.
+PG_WEIGHTS = "'{0.2, 0.4, 0.6, 1.0}'"
+POSTGRES_RAW = f"""SELECT id, ts_rank({PG_WEIGHTS}, search, websearch_to_tsquery('english', :q)) AS rank FROM kb_articles
 WHERE search @@ websearch_to_tsquery('english', :q) ORDER BY rank DESC LIMIT :limit"""
 POSTGRES = f"""WITH q AS (SELECT websearch_to_tsquery('english', :q) AS query),
-top AS (SELECT a.id, ts_rank(a.search, q.query) AS score FROM kb_articles a, q
+top AS (SELECT a.id, ts_rank({PG_WEIGHTS}, a.search, q.query) AS score FROM kb_articles a, q
         WHERE a.search @@ q.query AND a.state = 'published' ORDER BY score DESC, a.id LIMIT :limit)
 SELECT a.id, a.title, a.kind, a.source, a.services, top.score,
        ts_headline('english', concat_ws(' ', nullif(a.symptom, ''), nullif(a.workaround, ''), a.body), q.query,
