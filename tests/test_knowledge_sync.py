@@ -92,7 +92,8 @@ def test_what_people_type_finds_the_runbook_ranked_by_the_engine(ctx):
             names = [h.source.rsplit("/", 1)[-1].removesuffix(".md") for h in hits]
             assert answers & set(names), (words, names)
             assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
-            assert all(OPEN in h.snippet for h in hits), (words, [h.snippet for h in hits])
+            # A snippet marks the words it matched (an article matched by its title alone may show none).
+            assert any(OPEN in h.snippet for h in hits), (words, hits)
         # Stemming: "restarting" finds the texts that say "restart" or "restarts".
         hits = search(s, "restarting", 10)
         assert len(hits) >= 3

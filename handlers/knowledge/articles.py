@@ -167,7 +167,8 @@ def write_version(work: Work, article: KbArticle, via: str, changed: list[str], 
     work.session.add(KbVersion(article_id=article.id, version=article.version, title=article.title,
                                body=article.body, fields=snapshot(article), author=author, via=via, at=work.now,
                                changed=changed))
-    work.session.execute(delete(KbAlert).where(KbAlert.article_id == article.id))
+    if article.version > 1:  # a new article has no alerts to replace
+        work.session.execute(delete(KbAlert).where(KbAlert.article_id == article.id))
     for alert in article.alerts:
         work.session.add(KbAlert(article_id=article.id, alert=alert))
 

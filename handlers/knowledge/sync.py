@@ -26,6 +26,7 @@ from storage.models import KbArticle
 FRONT_MATTER = re.compile(r"\A---[ \t]*\r?\n(.*?)\r?\n---[ \t]*(?:\r?\n|\Z)", re.S)
 HEADING = re.compile(r"^#[ \t]+(.+?)[ \t]*#*[ \t]*$", re.M)
 SKIPPED = ("_index.md",)
+SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's, when PyYAML was built with it
 GIT = Actor(person_id="git", name="git", platform="cli")
 
 
@@ -64,7 +65,7 @@ def parse(rel: str, text: str) -> tuple[dict, str, list[str]]:
     front: dict = {}
     if m:
         try:
-            front = yaml.safe_load(m[1]) or {}
+            front = yaml.load(m[1], Loader=SAFE_LOADER) or {}
         except yaml.YAMLError as exc:
             return {}, "", [f"{rel}: the front matter is not YAML ({str(exc).splitlines()[0]})"]
         if not isinstance(front, dict):

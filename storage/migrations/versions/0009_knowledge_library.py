@@ -3,9 +3,10 @@
 Revision ID: 0009
 Revises: 0008
 
-The index is the store's own full-text engine: on SQLite an FTS5 table over the articles' columns (external
-content, so the text is stored once) kept in step by triggers; on PostgreSQL a generated tsvector column
-with a GIN index. Either way it changes in the same transaction as the article.
+The index is the store's own full-text engine: on SQLite an FTS5 table over the published articles' columns
+(external content, so the text is stored once) kept in step by triggers, ranked by bm25 with the title,
+tags and alerts weighing more than the body; on PostgreSQL a generated tsvector column with a GIN index of
+the published ones. Either way it changes in the same transaction as the article.
 """
 from alembic import op
 import sqlalchemy as sa
@@ -16,8 +17,9 @@ down_revision = '0008'
 branch_labels = None
 depends_on = None
 
-# The indexed columns, in the order of the FTS5 table (search.py weighs them in this order).
+# The indexed columns, in the order of the FTS5 table, and their weights in its bm25 rank.
 INDEXED = ('title', 'body', 'symptom', 'workaround', 'cause', 'tags', 'alerts')
+BM25_WEIGHTS = '8.0, 1.0, 3.0, 2.0, 2.0, 4.0, 4.0'
 
 POSTGRES_DOCUMENT = (
     "setweight(to_tsvector('english'::regconfig, coalesce(title, '')), 'A') || "
@@ -103,21 +105,25 @@ def upgrade() -> None:
 
     if op.get_bind().dialect.name == 'postgresql':
         op.execute(f"ALTER TABLE kb_articles ADD COLUMN search tsvector GENERATED ALWAYS AS ({POSTGRES_DOCUMENT}) STORED")
-        op.execute("CREATE INDEX ix_kb_articles_search ON kb_articles USING gin (search)")
+        # Only published articles are searched: the index holds only them.
+        op.execute("CREATE INDEX ix_kb_articles_search ON kb_articles USING gin (search) WHERE state = 'published'")
         return
+    # The index holds published articles only, so a search needs no look at the articles to leave the others
+    # out, and the engine can rank and cut to the first few by itself (ORDER BY rank LIMIT n).
     columns = ', '.join(INDEXED)
     new = ', '.join(f'new.{c}' for c in INDEXED)
     old = ', '.join(f'old.{c}' for c in INDEXED)
     op.execute(f"CREATE VIRTUAL TABLE kb_search USING fts5({columns}, content='kb_articles', content_rowid='id', "
                "tokenize='porter unicode61 remove_diacritics 2')")
-    op.execute(f"CREATE TRIGGER kb_search_insert AFTER INSERT ON kb_articles BEGIN "
+    op.execute(f"INSERT INTO kb_search(kb_search, rank) VALUES ('rank', 'bm25({BM25_WEIGHTS})')")
+    op.execute(f"CREATE TRIGGER kb_search_insert AFTER INSERT ON kb_articles WHEN new.state = 'published' BEGIN "
                f"INSERT INTO kb_search(rowid, {columns}) VALUES (new.id, {new}); END")
-    op.execute(f"CREATE TRIGGER kb_search_delete AFTER DELETE ON kb_articles BEGIN "
+    op.execute(f"CREATE TRIGGER kb_search_delete AFTER DELETE ON kb_articles WHEN old.state = 'published' BEGIN "
                f"INSERT INTO kb_search(kb_search, rowid, {columns}) VALUES ('delete', old.id, {old}); END")
-    watched = ', '.join(INDEXED)
-    op.execute(f"CREATE TRIGGER kb_search_update AFTER UPDATE OF {watched} ON kb_articles BEGIN "
-               f"INSERT INTO kb_search(kb_search, rowid, {columns}) VALUES ('delete', old.id, {old}); "
-               f"INSERT INTO kb_search(rowid, {columns}) VALUES (new.id, {new}); END")
+    op.execute(f"CREATE TRIGGER kb_search_update AFTER UPDATE OF {columns}, state ON kb_articles BEGIN "
+               f"INSERT INTO kb_search(kb_search, rowid, {columns}) SELECT 'delete', old.id, {old} "
+               "WHERE old.state = 'published'; "
+               f"INSERT INTO kb_search(rowid, {columns}) SELECT new.id, {new} WHERE new.state = 'published'; END")
 
 
 def downgrade() -> None:
