@@ -118,15 +118,15 @@ def test_the_form_opens_in_chat_names_each_wrong_field_and_edits_with_what_is_th
     reply = ok(ctx, "sanne", "kb new")
     assert reply.form.name == "kb_new"
     sanne = actor(ctx, "sanne")
-    answer, outcome, invalid = submit_form(ctx, Command(sanne, "", via="form"), "kb_new",
-                                           {"title": "VPN drops", "kind": "known-error", "services": ["vpn", "nope"]}, {})
+    wrong = {"title": "VPN drops", "kind": "known-error", "services": ["vpn", "nope"]}
+    answer, outcome, invalid = submit_form(ctx, Command(sanne, "", via="form"), "kb_new", wrong, {})
     assert outcome == "user_error"
     assert set(invalid.errors) == {"services", "symptom", "workaround"}
     assert answer.form.name == "kb_new" and next(i for i in answer.form.inputs if i.id == "title").value == "VPN drops"
 
-    answer, outcome, _ = submit_form(ctx, Command(sanne, "", via="form"), "kb_new",
-                                     {"title": "Reset a VPN token", "kind": "how-to", "services": ["vpn"],
-                                      "body": "Open the portal, choose *Tokens*, then Reset.", "tags": "vpn, token"}, {})
+    right = {"title": "Reset a VPN token", "kind": "how-to", "services": ["vpn"],
+             "body": "Open the portal, choose *Tokens*, then Reset.", "tags": "vpn, token"}
+    answer, outcome, _ = submit_form(ctx, Command(sanne, "", via="form"), "kb_new", right, {})
     assert outcome == "ok"
     kb = int(re.match(r"KB-(\d+)", answer.title)[1])
     assert article(ctx, kb).tags == ["vpn", "token"] and article(ctx, kb).review_days == 365
@@ -145,8 +145,8 @@ def test_the_form_opens_in_chat_names_each_wrong_field_and_edits_with_what_is_th
 
 
 def test_article_text_can_neither_mention_nor_hide_a_link_nor_carry_html(ctx):
-    kb = new(ctx, "lucas", 'kb new title="Relay <!channel> down" services=email '
-                           'body="Tell <!here> then [open the runbook](https://evil.example/x) <script>alert(1)</script>"')
+    kb = new(ctx, "lucas", 'kb new title="Relay <!channel> down" services=email body="Tell <!here> then '
+                           '[open the runbook](https://evil.example/x) <script>alert(1)</script>"')
     ok(ctx, "lucas", f"kb publish KB-{kb}")
     for reply in (ok(ctx, "tom", f"kb show KB-{kb}"), ok(ctx, "tom", f"kb share KB-{kb}"),
                   ok(ctx, "tom", "kb search runbook relay")):

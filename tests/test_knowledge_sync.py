@@ -54,7 +54,8 @@ def test_the_runbooks_become_articles_and_a_sync_follows_the_folder(ctx, clock, 
     gone.unlink()
     (folder / "node" / "Broken.md").write_text("---\ntitle: [unclosed\n---\nbody\n")
     changed = sync_folder(ctx, folder)
-    assert (changed.updated, changed.retired) == ([f"KB-{crash.id}"], [f"KB-{by_source(ctx, 'node/NodeRAIDDegraded.md').id}"])
+    raid = by_source(ctx, "node/NodeRAIDDegraded.md")
+    assert (changed.updated, changed.retired) == ([f"KB-{crash.id}"], [f"KB-{raid.id}"])
     assert [p.split(":")[0] for p in changed.problems] == ["node/Broken.md"]
     crash = by_source(ctx, "kubernetes/KubePodCrashLooping.md")
     assert crash.version == 2 and "Roll back the last deployment." in crash.body
@@ -62,7 +63,7 @@ def test_the_runbooks_become_articles_and_a_sync_follows_the_folder(ctx, clock, 
 
     gone.write_text(kept)
     back = sync_folder(ctx, folder)
-    assert back.republished == [f"KB-{by_source(ctx, 'node/NodeRAIDDegraded.md').id}"] and back.updated == []
+    assert back.republished == [f"KB-{raid.id}"] and back.updated == []
     assert by_source(ctx, "node/NodeRAIDDegraded.md").state == "published"
 
 

@@ -3,10 +3,11 @@
 SQLite: the FTS5 table ``kb_search`` (porter stemming) of the published articles, ranked by bm25 with the
 title and the alerts and tags weighing more than the body; PostgreSQL: the generated ``kb_articles.search``
 tsvector (english stemming, title A, tags and alerts B, a known error's parts C, body D) under a GIN index
-of the published ones, queried with ``websearch_to_tsquery`` and ranked by ``ts_rank``. Either way the words are OR-ed: a person under pressure
-types more words than the article holds, and the engine's ranking puts the articles with most of them
-first. Quoted words stay a phrase. Published articles only; a snippet of the text (a known error's symptom
-when it has no body) around the match comes with each: the title is shown beside it anyway.
+of the published ones, queried with ``websearch_to_tsquery`` and ranked by ``ts_rank``. Either way the
+words are OR-ed: a person under pressure types more words than the article holds, and the engine's ranking
+puts the articles with most of them first. Quoted words stay a phrase. Published articles only; a snippet
+of the text (a known error's symptom when it has no body) around the match comes with each: the title is
+shown beside it anyway.
 """
 from __future__ import annotations
 

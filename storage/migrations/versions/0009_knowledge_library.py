@@ -23,7 +23,8 @@ BM25_WEIGHTS = '8.0, 1.0, 3.0, 2.0, 2.0, 4.0, 4.0'
 
 POSTGRES_DOCUMENT = (
     "setweight(to_tsvector('english'::regconfig, coalesce(title, '')), 'A') || "
-    "setweight(to_tsvector('english'::regconfig, coalesce(tags::text, '') || ' ' || coalesce(alerts::text, '')), 'B') || "
+    "setweight(to_tsvector('english'::regconfig, coalesce(tags::text, '') || ' ' "
+    "|| coalesce(alerts::text, '')), 'B') || "
     "setweight(to_tsvector('english'::regconfig, coalesce(symptom, '') || ' ' || coalesce(workaround, '') || ' ' "
     "|| coalesce(cause, '')), 'C') || "
     "setweight(to_tsvector('english'::regconfig, coalesce(body, '')), 'D')")
@@ -104,7 +105,8 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_kb_reviews_person_id'), ['person_id'], unique=False)
 
     if op.get_bind().dialect.name == 'postgresql':
-        op.execute(f"ALTER TABLE kb_articles ADD COLUMN search tsvector GENERATED ALWAYS AS ({POSTGRES_DOCUMENT}) STORED")
+        op.execute(f"ALTER TABLE kb_articles ADD COLUMN search tsvector "
+                   f"GENERATED ALWAYS AS ({POSTGRES_DOCUMENT}) STORED")
         # Only published articles are searched: the index holds only them.
         op.execute("CREATE INDEX ix_kb_articles_search ON kb_articles USING gin (search) WHERE state = 'published'")
         return
