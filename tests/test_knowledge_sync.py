@@ -120,5 +120,6 @@ def test_an_operator_syncs_the_folder_and_a_client_searches_it(server_env, start
     results = answer.json()["results"]
     assert len(results) == 3 and "kubernetes/KubePodCrashLooping.md" in [r["source"] for r in results]
     assert all(OPEN not in r["snippet"] for r in results)
-    assert api.get("/api/v1/kb/search?limit=3").status_code == 400
+    assert api.get("/api/v1/kb/search?limit=3").json() == {"results": []}
+    assert api.get("/api/v1/kb/search?q=pod&limit=51").status_code == 400
     assert Client(api.url, token=None).get("/api/v1/kb/search?q=pod").status_code == 401
