@@ -118,10 +118,10 @@ def test_the_form_opens_in_chat_names_each_wrong_field_and_edits_with_what_is_th
     reply = ok(ctx, "sanne", "kb new")
     assert reply.form.name == "kb_new"
     sanne = actor(ctx, "sanne")
-    wrong = {"title": "VPN drops", "kind": "known-error", "services": ["vpn", "nope"]}
+    wrong = {"title": "VPN drops", "kind": "known-error", "services": ["vpn", "nope"], "cause": "x" * 3001}
     answer, outcome, invalid = submit_form(ctx, Command(sanne, "", via="form"), "kb_new", wrong, {})
     assert outcome == "user_error"
-    assert set(invalid.errors) == {"services", "symptom", "workaround"}
+    assert set(invalid.errors) == {"services", "symptom", "workaround", "cause"}
     assert answer.form.name == "kb_new" and next(i for i in answer.form.inputs if i.id == "title").value == "VPN drops"
 
     right = {"title": "Reset a VPN token", "kind": "how-to", "services": ["vpn"],

@@ -24,6 +24,7 @@ FIELDS = ("title", "kind", "body", "services", "owner", "review", "tags", "alert
 LISTS = ("services", "tags", "alerts")
 KNOWN_ERROR_PARTS = ("symptom", "workaround", "cause")
 ALERT_NAME = re.compile(r"^[A-Za-z_:][A-Za-z0-9_:]{0,199}$")
+CHAT_TEXT_MAX = 3000
 FIX = re.compile(r"^(PRB|CHG)-?(\d{1,9})$", re.IGNORECASE)
 # What a version records of an article besides its title and body.
 VERSIONED = ("kind", "services", "owner", "review_days", "tags", "alerts", "symptom", "workaround", "cause",
@@ -98,9 +99,11 @@ def review_days(value) -> int:
     return days
 
 
-def validate(ctx: Context, values: dict, article: KbArticle | None = None) -> tuple[dict, dict[str, str]]:
+def validate(ctx: Context, values: dict, article: KbArticle | None = None,
+             from_chat: bool = True) -> tuple[dict, dict[str, str]]:
     """Every field's problem at once, or the article's attributes. Without ``article`` it is a new one: what
-    is not given takes its default; with it, only what is given changes."""
+    is not given takes its default; with it, only what is given changes. Text written in chat must fit the
+    forms it is edited in again (a Slack modal's field takes 3,000 characters); git has no such limit."""
     cfg, errors, out = ctx.config, {}, {}
     given = {k: v for k, v in values.items() if k in FIELDS}
     if article is None or "kind" in given:
@@ -118,6 +121,9 @@ def validate(ctx: Context, values: dict, article: KbArticle | None = None) -> tu
     for name in ("body", *KNOWN_ERROR_PARTS):
         if article is None or name in given:
             out[name] = str(given.get(name) or "").replace("\\n", "\n").strip()
+            if from_chat and len(out[name]) > CHAT_TEXT_MAX:
+                errors[name] = f"keep it under {CHAT_TEXT_MAX:,} characters (a form's limit); a longer article " \
+                               "belongs in git (svcbot kb sync)"
     for name in LISTS:
         if article is None or name in given:
             out[name] = listed(given.get(name))

@@ -97,7 +97,7 @@ def sync_folder(ctx: Context, folder: Path, actor: Actor = GIT) -> SyncResult:
                 result.unchanged += 1
                 continue
             values, state, problems = parse(rel, text)
-            attrs, errors = validate(ctx, values) if not problems else ({}, {})
+            attrs, errors = validate(ctx, values, from_chat=False) if not problems else ({}, {})
             problems += [f"{rel}: {name}: {problem}" for name, problem in errors.items()]
             if problems:
                 result.problems += problems
