@@ -79,6 +79,10 @@ def build_parser() -> argparse.ArgumentParser:
                     "svcbot gdpr export tom > tom.json", "svcbot gdpr erase U0TOM0002")
     gdpr.add_argument("action", choices=["export", "erase"])
     gdpr.add_argument("user", help="a person id from app.yaml, or a Slack or Teams account id")
+    kb = _command(sub, "kb", "bring the knowledge library in line with a folder of Markdown files kept in git",
+                  "svcbot kb sync runbooks/ --config app.yaml")
+    kb.add_argument("action", choices=["sync"])
+    kb.add_argument("folder", help="the folder: every *.md in it (and below) is an article, its path the source")
     report = _command(sub, "report", "the monthly service report as HTML and PDF, for the service review",
                       "svcbot report --service payments --month last-month --output reports")
     report.add_argument("--service", default="all", help="a service id or name, or all (default)")
@@ -159,6 +163,8 @@ def main(argv: list[str] | None = None) -> int:
         return _gdpr(config, args)
     if args.command == "report":
         return _report(config, args)
+    if args.command == "kb":
+        return _kb_sync(config, args)
     if args.command == "digest":
         return _digest(config, args)
     if args.command == "console" and args.person and config.person(args.person) is None:
@@ -214,6 +220,29 @@ def _new_secret(config, args) -> int:
     print(f"add to {where} in {_config_path(args)}:")
     print("\n".join("  " + line for line in lines))
     return 0
+
+
+def _kb_sync(config, args) -> int:
+    """Exit 0 when every file was taken in, 1 when some had a fault (named; the rest was synced)."""
+    from pathlib import Path
+
+    from bot.runtime import Runtime
+    from handlers.knowledge.sync import sync_folder
+    folder = Path(args.folder)
+    if not folder.is_dir():
+        print(f"svcbot: {folder} is not a folder", file=sys.stderr)
+        return 2
+    runtime = Runtime(config)
+    try:
+        result = sync_folder(runtime.ctx, folder)
+    finally:
+        runtime.engine.dispose()
+    for problem in result.problems:
+        print(f"svcbot: {problem}", file=sys.stderr)
+    print(f"{len(result.created)} new, {len(result.updated)} updated, {len(result.retired)} retired, "
+          f"{len(result.republished)} published again, {result.unchanged} unchanged"
+          + (f", {len(result.problems)} with a fault (left as they were)" if result.problems else ""))
+    return 1 if result.problems else 0
 
 
 def _gdpr(config, args) -> int:

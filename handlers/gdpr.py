@@ -2,8 +2,9 @@
 
 The export lists what svcbot holds about a person. Erasure deletes what exists only for that person's
 sake: named survey answers and their comments, and subscriptions; surveys still waiting to ask them are
-cancelled. Records of governance (change requests and votes, tickets, the audit log) are kept, since
-they account for decisions others rely on; the export lists them. Anonymous answers cannot be found or
+cancelled. Records of governance (change requests and votes, tickets, knowledge articles they own or wrote
+and the versions they authored, their reviews of articles, the audit log) are kept, since they account for
+decisions and knowledge others rely on; the export lists them. Anonymous answers cannot be found or
 erased by anyone: nothing links them to a person.
 """
 from __future__ import annotations
@@ -12,7 +13,8 @@ from sqlalchemy import func, or_, select, update
 
 from handlers.core.context import Actor, Command, Context, UserError
 from handlers.surveys import asking
-from storage.models import AuditRecord, Change, ChangeVote, CsiItem, Identity, Person, Subscription, Ticket
+from storage.models import (AuditRecord, Change, ChangeVote, CsiItem, Identity, KbArticle, KbReview, KbVersion, Person,
+                            Subscription, Ticket)
 
 CLI = Actor(person_id="cli", name="command line", platform="cli")
 
@@ -45,6 +47,13 @@ def export(ctx: Context, user: str) -> dict:
         csi = s.execute(select(CsiItem.id, CsiItem.title, CsiItem.state)
                         .where(or_(CsiItem.owner == person_id, CsiItem.created_by == person_id))).all()
         tickets = s.scalars(select(Ticket.id).where(Ticket.opened_by == person_id)).all()
+        articles = s.execute(select(KbArticle.id, KbArticle.title, KbArticle.owner, KbArticle.created_by)
+                             .where(or_(KbArticle.owner == person_id, KbArticle.created_by == person_id))
+                             .order_by(KbArticle.id)).all()
+        versions = s.execute(select(KbVersion.article_id, KbVersion.version, KbVersion.at)
+                             .where(KbVersion.author == person_id).order_by(KbVersion.id)).all()
+        reviews = s.execute(select(KbReview.article_id, KbReview.outcome, KbReview.note, KbReview.at)
+                            .where(KbReview.person_id == person_id).order_by(KbReview.id)).all()
         audit = s.scalar(select(func.count()).where(AuditRecord.person_id == person_id))
         return {
             "person": {"id": person_id, "name": row.name if row else ctx.config.person_name(person_id),
@@ -57,6 +66,12 @@ def export(ctx: Context, user: str) -> dict:
             "changes_requested_or_implemented": [f"CHG-{c}" for c in changes],
             "csi_items": [{"item": f"CSI-{i}", "title": t, "state": st} for i, t, st in csi],
             "tickets_opened": [f"INC-{t}" for t in tickets],
+            "knowledge_articles": [{"article": f"KB-{i}", "title": t, "owner": o == person_id,
+                                    "wrote_it": c == person_id} for i, t, o, c in articles],
+            "knowledge_versions_written": [{"article": f"KB-{a}", "version": v, "at": at.isoformat()}
+                                           for a, v, at in versions],
+            "knowledge_reviews": [{"article": f"KB-{a}", "outcome": o, "note": n, "at": at.isoformat()}
+                                  for a, o, n, at in reviews],
             "audit_records": audit,
         }
 

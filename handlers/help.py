@@ -69,6 +69,17 @@ TOPICS = {
         ("csi list", "open items, soonest due first; csi list payments, csi list all"),
         ("csi done CSI-12 Steps published", "finish one (its owner or a service manager)"),
     ]),
+    "kb": ("The knowledge library: runbooks, known errors, how-tos, FAQs", [
+        ("kb search pod keeps restarting", "published articles, the most relevant first, with the words that "
+         "matched; Share in channel posts one for everyone"),
+        ("kb show KB-12", "the article; kb show KB-12 2 shows its version 2, kb history KB-12 lists them"),
+        ('kb new kind=known-error title="VPN drops every 30 minutes" services=vpn symptom="Resets on the half hour" '
+         'workaround="Use the TCP profile"', "a draft in one line (kinds runbook, known-error, how-to, faq); in "
+         "Slack and Teams, kb new alone opens a form"),
+        ('kb edit KB-12 tags=vpn,token', "a new version; kb edit KB-12 alone opens the form"),
+        ("kb publish KB-12", "make it searchable; kb retire KB-12 takes it out (its owner, its services' owners "
+         "and teams, service managers). Articles from git (svcbot kb sync) are edited in git"),
+    ]),
     "digest": ("Digests: scheduled summaries posted to a channel", [
         ("digest list", "each digest of app.yaml: where, when, when it was last posted"),
         ("digest preview morning-ops", "see it now, privately, as it would be posted"),

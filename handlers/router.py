@@ -12,6 +12,7 @@ from handlers.core.context import (AlreadyHandled, Command, Context, FormInvalid
                                    error_reply, unknown_word)
 from handlers.home import shortcuts
 from handlers.home import view as home
+from handlers.knowledge import commands as knowledge
 from handlers.reporting import digests, reports
 from handlers.services import csi, status
 from handlers.sla import attainment, tickets
@@ -32,6 +33,7 @@ ROUTES = {
     "change": changes.change_cmd,
     "survey": surveys.survey_cmd,
     "csi": csi.csi_cmd,
+    "kb": knowledge.kb_cmd,
     "digest": digests.digest_cmd,
     "report": reports.report_cmd,
     "home": home.home_cmd,
@@ -46,6 +48,8 @@ FORMS = {
     "csi_add": csi.submit_add,
     shortcuts.INCIDENT_FORM: shortcuts.submit_incident,
     shortcuts.CHANGE_FORM: shortcuts.submit_change,
+    "kb_new": knowledge.submit_new,
+    "kb_edit": knowledge.submit_edit,
 }
 
 

@@ -1,7 +1,8 @@
 """The JSON API for other systems, under /api/v1: tickets and their history, outages, the service catalogue
 and its availability, the SLA reports, requests for change, pulse and after-ticket surveys, the CSI register,
-the Prometheus Alertmanager webhook, and the OpenAPI document that describes all of them. Beside it, as the
-status page is (``status_page`` in app.yaml), ``GET /changes.ics``: the forward schedule of change as iCalendar.
+knowledge search, the Prometheus Alertmanager webhook, and the OpenAPI document that describes all of them.
+Beside it, as the status page is (``status_page`` in app.yaml), ``GET /changes.ics``: the forward schedule of
+change as iCalendar.
 
 - Every endpoint but the OpenAPI document wants the bearer token of an API client, with the scope the
   operation needs (bot/api_clients.py: tokens, on whose behalf; ``SVCBOT_API_TOKEN`` is the client
@@ -20,8 +21,8 @@ status page is (``status_page`` in app.yaml), ``GET /changes.ics``: the forward 
 - ``openapi.yaml`` in this package is the one description of the API: routes are registered from its paths,
   the scopes each operation wants are its ``security``, and request bodies and query parameters are checked
   against its schemas (``spec.py``, with jsonschema). Each resource has its module: ``tickets``, ``services``
-  (and outages), ``sla``, ``changes`` (and ``/changes.ics``), ``surveys``, ``csi``, ``alertmanager``; what they
-  share is in ``common``.
+  (and outages), ``sla``, ``changes`` (and ``/changes.ics``), ``surveys``, ``csi``, ``kb``, ``alertmanager``;
+  what they share is in ``common``.
 - A bad request gets ``{"error": ..., "problems": [...]}`` and changes nothing: 400 (not JSON, a bad query
   parameter, a malformed Alertmanager payload), 403 (a token without the scope, a person the client may not
   act for, or a person who may not do it), 404 (an unknown
@@ -41,6 +42,7 @@ from bot.api.alertmanager import AlertmanagerRoutes
 from bot.api.changes import ICS_PATH, ChangeRoutes, change_view, change_views
 from bot.api.common import OPENAPI_PATH, PREFIX, plain
 from bot.api.csi import CsiRoutes, csi_view
+from bot.api.kb import KbRoutes
 from bot.api.services import ServiceRoutes, outage_view
 from bot.api.sla import SlaRoutes
 from bot.api.spec import check, document, json_type, operation, resolve
@@ -54,7 +56,8 @@ __all__ = ["Api", "ICS_PATH", "OPENAPI_PATH", "PREFIX", "change_view", "change_v
 log = logging.getLogger("svcbot.api")
 
 
-class Api(TicketRoutes, ServiceRoutes, SlaRoutes, ChangeRoutes, SurveyRoutes, CsiRoutes, AlertmanagerRoutes):
+class Api(TicketRoutes, ServiceRoutes, SlaRoutes, ChangeRoutes, SurveyRoutes, CsiRoutes, KbRoutes,
+          AlertmanagerRoutes):
     """Every route of the API; each operation is the method named by its operationId."""
 
 

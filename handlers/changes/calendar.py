@@ -26,7 +26,8 @@ from handlers.changes import rules
 from handlers.changes.record import OUTCOME_TEXT, OUTCOMES, STATE_ICON, window_text
 from handlers.core.config import AppConfig
 from handlers.core.context import Command, Context, Reply, Section, UserError
-from storage.models import Change, ChangeService, UTCDateTime
+from storage.base import UTCDateTime
+from storage.models import Change, ChangeService
 
 UTC = timezone.utc
 DEFAULT_DAYS, MAX_DAYS = 7, 90

@@ -189,6 +189,20 @@ class Delivery(Strict):
     home_debounce_seconds: Annotated[float, Field(ge=0)] = 5
 
 
+KB_KINDS = ("runbook", "known-error", "how-to", "faq")
+# How many days an article of each kind stays trusted before its owner is asked to review it.
+KB_REVIEW_DAYS = {"runbook": 180, "known-error": 90, "how-to": 365, "faq": 365}
+
+
+class KnowledgePolicy(Strict):
+    """The knowledge library: review intervals per article kind (a kind not given keeps its default)."""
+
+    review_days: dict[Literal[KB_KINDS], Annotated[int, Field(ge=1, le=3650)]] = {}
+
+    def review_days_for(self, kind: str) -> int:
+        return self.review_days.get(kind, KB_REVIEW_DAYS[kind])
+
+
 # Where Teams' connector lives: the public cloud (smba.trafficmanager.net/<region>/), the Bot Framework's
 # own hosts, and the US government clouds (GCC, GCC High, DoD).
 TEAMS_SERVICE_HOSTS = (
@@ -323,6 +337,7 @@ class AppConfig(Strict):
     digests: list[Digest] = []
     reports: list[ReportSchedule] = []
     surveys: SurveyPolicy = SurveyPolicy()
+    knowledge: KnowledgePolicy = KnowledgePolicy()
     api_clients: list[ApiClient] = []
     status_page: StatusPagePolicy = StatusPagePolicy()
 
