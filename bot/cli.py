@@ -258,7 +258,7 @@ def _gdpr(config, args) -> int:
         else:
             done = gdpr.erase(runtime.ctx, args.user)
             print(f"erased for {done['person']}: {done['survey_answers']} named survey answers, "
-                  f"{done['subscriptions']} subscriptions")
+                  f"{done['subscriptions']} subscriptions, {done['home_views']} home views")
     except UserError as exc:
         print(f"svcbot: {exc.message}", file=sys.stderr)
         return 2

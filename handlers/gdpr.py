@@ -1,20 +1,20 @@
 """Personal data on request: ``svcbot gdpr export USER`` and ``svcbot gdpr erase USER``.
 
-The export lists what svcbot holds about a person. Erasure deletes what exists only for that person's
-sake: named survey answers and their comments, and subscriptions; surveys still waiting to ask them are
-cancelled. Records of governance (change requests and votes, tickets, knowledge articles they own or wrote
-and the versions they authored, their reviews of articles, the audit log) are kept, since they account for
-decisions and knowledge others rely on; the export lists them. Anonymous answers cannot be found or
-erased by anyone: nothing links them to a person.
+The export lists what svcbot holds about a person. Erasure deletes what exists only for that person's sake:
+named survey answers and their comments, subscriptions, and that they opened svcbot's home; surveys still
+waiting to ask them are cancelled. Records of governance (change requests and votes, tickets, knowledge
+articles they own or wrote and the versions they authored, their reviews of articles, the audit log) are kept,
+since they account for decisions and knowledge others rely on; the export lists them. Anonymous answers cannot
+be found or erased by anyone: nothing links them to a person.
 """
 from __future__ import annotations
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import delete, func, or_, select, update
 
 from handlers.core.context import Actor, Command, Context, UserError
 from handlers.surveys import asking
-from storage.models import (AuditRecord, Change, ChangeVote, CsiItem, Identity, KbArticle, KbReview, KbVersion, Person,
-                            Subscription, Ticket)
+from storage.models import (AuditRecord, Change, ChangeVote, CsiItem, HomeView, Identity, KbArticle, KbReview,
+                            KbVersion, Person, Subscription, Ticket)
 
 CLI = Actor(person_id="cli", name="command line", platform="cli")
 
@@ -54,6 +54,8 @@ def export(ctx: Context, user: str) -> dict:
                              .where(KbVersion.author == person_id).order_by(KbVersion.id)).all()
         reviews = s.execute(select(KbReview.article_id, KbReview.outcome, KbReview.note, KbReview.at)
                             .where(KbReview.person_id == person_id).order_by(KbReview.id)).all()
+        homes = s.execute(select(HomeView.platform, HomeView.opened_at, HomeView.published_at)
+                          .where(HomeView.person_id == person_id)).all()
         audit = s.scalar(select(func.count()).where(AuditRecord.person_id == person_id))
         return {
             "person": {"id": person_id, "name": row.name if row else ctx.config.person_name(person_id),
@@ -72,6 +74,8 @@ def export(ctx: Context, user: str) -> dict:
                                            for a, v, at in versions],
             "knowledge_reviews": [{"article": f"KB-{a}", "outcome": o, "note": n, "at": at.isoformat()}
                                   for a, o, n, at in reviews],
+            "home_opened": [{"platform": p, "opened_at": o.isoformat(), "published_at": pub and pub.isoformat()}
+                            for p, o, pub in homes],
             "audit_records": audit,
         }
 
@@ -82,9 +86,10 @@ def erase(ctx: Context, user: str) -> dict:
         answers = asking.erase_named_answers(work, person_id)
         subscriptions = work.session.execute(Subscription.__table__.delete()
                                              .where(Subscription.person_id == person_id)).rowcount
+        homes = work.session.execute(delete(HomeView).where(HomeView.person_id == person_id)).rowcount
         # The audit keeps that a survey was answered, no longer by whom.
         work.session.execute(update(AuditRecord).where(AuditRecord.person_id == person_id,
                                                        AuditRecord.action == "survey.answer")
                              .values(person_id=None, detail={}).execution_options(synchronize_session=False))
-        work.audit("gdpr.erase", person_id, survey_answers=answers, subscriptions=subscriptions)
-    return {"person": person_id, "survey_answers": answers, "subscriptions": subscriptions}
+        work.audit("gdpr.erase", person_id, survey_answers=answers, subscriptions=subscriptions, home_views=homes)
+    return {"person": person_id, "survey_answers": answers, "subscriptions": subscriptions, "home_views": homes}

@@ -2,8 +2,11 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime, timezone
 
-from storage.models import AuditRecord, Subscription, Survey, SurveyAnswer
+from sqlalchemy import create_engine, insert
+
+from storage.models import AuditRecord, HomeView, Subscription, Survey, SurveyAnswer
 from tests.conftest import db_rows
 from tests.test_cli import cli, no_traceback  # noqa: F401 - the fixture is used by name
 
@@ -39,19 +42,23 @@ def test_export_lists_named_answers_and_never_anonymous_ones(cli, database_url):
 
 def test_erase_deletes_named_answers_and_subscriptions_and_unnames_their_audit(cli, database_url):
     _answered(cli)
+    with create_engine(database_url).begin() as conn:  # tom opened his Slack home once
+        conn.execute(insert(HomeView).values(platform="slack", external_id="U0TOM0002", person_id="tom",
+                                             opened_at=datetime.now(timezone.utc)))
+    assert [h["platform"] for h in json.loads(cli("gdpr", "export", "tom").stdout)["home_opened"]] == ["slack"]
     result = cli("gdpr", "erase", "tom")
     no_traceback(result)
     assert result.returncode == 0
-    assert "1 named survey answers, 1 subscriptions" in result.stdout
+    assert "1 named survey answers, 1 subscriptions, 1 home views" in result.stdout
     answers = db_rows(database_url, SurveyAnswer)
     assert [(a.survey_id, a.person_id) for a in answers] == [(2, None)]  # the anonymous answer stays, unnamed
     assert db_rows(database_url, Subscription) == []
     answered = db_rows(database_url, AuditRecord, AuditRecord.action == "survey.answer")
     assert len(answered) == 2 and all(a.person_id is None for a in answered)
     [erased] = db_rows(database_url, AuditRecord, AuditRecord.action == "gdpr.erase")
-    assert erased.subject == "tom" and erased.detail == {"survey_answers": 1, "subscriptions": 1}
+    assert erased.subject == "tom" and erased.detail == {"survey_answers": 1, "subscriptions": 1, "home_views": 1}
     again = json.loads(cli("gdpr", "export", "tom").stdout)
-    assert again["survey_answers"] == [] and again["subscriptions"] == []
+    assert again["survey_answers"] == [] and again["subscriptions"] == [] and again["home_opened"] == []
 
 
 def test_an_unknown_user_is_refused_and_nothing_changes(cli, database_url):
