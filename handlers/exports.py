@@ -31,22 +31,24 @@ def day_first_time(text: str, pattern: re.Pattern, missing, zone: ZoneInfo, cach
                    column: str) -> datetime | None:
     """A day-first local wall time (groups: day, month, year, hour, minute, optional second) in UTC; None
     when missing. A time repeated or skipped at a clock change is read with fold=0, as zoneinfo does."""
-    try:
-        return cache[text]
-    except KeyError:
-        pass
+    value = cache.get(text, _UNSEEN)
+    if value is not _UNSEEN:
+        return value
     if text.strip() in missing:
         return None
     m = pattern.match(text)
     if not m:
         raise Skip(f"unreadable {column}")
-    day, month, year, hour, minute, second = (int(g or 0) for g in m.groups())
+    day, month, year, hour, minute, second = [int(g or 0) for g in m.groups()]
     try:
         local = datetime(year, month, day, hour, minute, second, tzinfo=zone)
     except ValueError:
         raise Skip(f"unreadable {column}") from None
     value = cache[text] = local.astimezone(timezone.utc)
     return value
+
+
+_UNSEEN = object()
 
 
 def batches(items: list, size: int) -> Iterator[list]:

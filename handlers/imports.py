@@ -44,8 +44,10 @@ never rows, so an incident is never cut in two by it; ``rows_read`` counts the r
 
 Incidents are written a few hundred at a time, each batch in one transaction with one audit record
 (``import.servicenow``) when it changed anything: tickets and events are built in memory, the batch's
-existing tickets and events are read with one query each, events are inserted in bulk, and each changed
-ticket's clocks are measured once.
+existing tickets and events are read with one query each (as plain rows: an unchanged ticket is never
+loaded as an object), new tickets and all events are inserted with one executemany each, and the clocks of
+every ticket that changed are measured once, from the whole history in hand, and written together
+(``breaches.sync_clocks_of_histories``: the same measure ``sync_clocks`` takes from the store).
 """
 from __future__ import annotations
 
@@ -54,15 +56,18 @@ import io
 import re
 import zipfile
 from collections import Counter
+from operator import itemgetter
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
+from types import SimpleNamespace
+from typing import NamedTuple
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from sqlalchemy import insert, select
+from sqlalchemy import DateTime, insert, select, type_coerce
 
 from handlers import breaches, tickets
-from handlers.clocks import DONE_STATES, OPEN_STATES
+from handlers.clocks import DONE_STATES, OPEN_STATES, Event as ClockEvent
 from handlers.core import Actor, Command, Context, UserError
 from handlers.exports import Skip, batches, csv_member, day_first_time
 from storage.models import Ticket, TicketEvent
@@ -103,9 +108,9 @@ class ImportResult:
         return out
 
 
-@dataclass(frozen=True, slots=True)
-class Row:
-    """The columns of one export row that the history is built from, parsed."""
+class Row(NamedTuple):
+    """The columns of one export row that the history is built from, parsed. (A named tuple: a file has
+    a hundred thousand of them, and it is the cheapest immutable record to make.)"""
 
     updated: datetime  # UTC
     mod_count: int
@@ -164,7 +169,7 @@ def read_incidents(path: str | Path, zone: ZoneInfo, limit: int | None = None
         missing = [c for c in REQUIRED if c not in col]
         if missing:
             raise UserError(f"{path} is not a ServiceNow incident export: no column {', '.join(missing)}.")
-        number_at = col["number"]
+        number_at, at = col["number"], _Columns(col)
         for values in reader:
             if not values:
                 continue
@@ -183,7 +188,7 @@ def read_incidents(path: str | Path, zone: ZoneInfo, limit: int | None = None
             try:
                 if len(values) != len(header):
                     raise Skip("wrong number of columns")
-                rows.append(_row(values, col, zone, times))
+                rows.append(_row(values, at, zone, times))
             except Skip as exc:
                 skipped[str(exc)] += 1
     except csv.Error as exc:
@@ -202,28 +207,67 @@ def read_incidents(path: str | Path, zone: ZoneInfo, limit: int | None = None
     return out, skipped, rows_read
 
 
-def _row(values: list[str], col: dict[str, int], zone: ZoneInfo, times: dict) -> Row:
-    raw_state = values[col["incident_state"]].strip()
+class _Columns:
+    """Where each column the history needs is in a row, looked up once per file, and the values already
+    parsed: the file's groups, vendors, priorities and titles recur on row after row."""
+
+    def __init__(self, col: dict[str, int]):
+        self.state, self.priority = col["incident_state"], col["priority"]
+        self.updated, self.opened = col["sys_updated_at"], col["opened_at"]
+        self.resolved, self.closed = col["resolved_at"], col["closed_at"]
+        self.mod_count, self.reopen_count = col["sys_mod_count"], col["reopen_count"]
+        self.group, self.vendor = col["assignment_group"], col["vendor"]
+        title = [col[c] for c in TITLE_COLUMNS if c in col]
+        self.title = itemgetter(*title) if len(title) > 1 else lambda values: tuple(values[i] for i in title)
+        self.priorities: dict[str, str | None] = {}
+        self.names: dict[str, str | None] = {}
+        self.titles: dict[tuple[str, ...], str] = {}
+
+
+def _row(values: list[str], at: _Columns, zone: ZoneInfo, times: dict) -> Row:
+    raw_state = values[at.state].strip()
     state = STATES.get(raw_state)
     if state is None:
         raise Skip(f"incident_state {raw_state}" if raw_state == "-100" else f"unknown incident_state '{raw_state}'")
-    m = PRIORITY.match(values[col["priority"]])
-    if not m:
-        raise Skip(f"unknown priority '{values[col['priority']].strip()}'")
-    updated = _time(values[col["sys_updated_at"]], zone, times, "sys_updated_at")
-    opened = _time(values[col["opened_at"]], zone, times, "opened_at")
+    priority = at.priorities.get(text := values[at.priority], _UNSEEN)
+    if priority is _UNSEEN:
+        m = PRIORITY.match(text)
+        priority = at.priorities[text] = f"P{m[1]}" if m else None
+    if priority is None:
+        raise Skip(f"unknown priority '{text.strip()}'")
+    # Most times recur (the file is minute-grained): the cache answers before a parse is needed.
+    updated = times.get(text := values[at.updated], _UNSEEN)
+    if updated is _UNSEEN:
+        updated = _time(text, zone, times, "sys_updated_at")
+    opened = times.get(text := values[at.opened], _UNSEEN)
+    if opened is _UNSEEN:
+        opened = _time(text, zone, times, "opened_at")
     if updated is None or opened is None:
         raise Skip("no sys_updated_at" if updated is None else "no opened_at")
     try:
-        resolved = _time(values[col["resolved_at"]], zone, times, "resolved_at")
-        closed = _time(values[col["closed_at"]], zone, times, "closed_at")
+        resolved = times.get(text := values[at.resolved], _UNSEEN)
+        if resolved is _UNSEEN:
+            resolved = _time(text, zone, times, "resolved_at")
+        closed = times.get(text := values[at.closed], _UNSEEN)
+        if closed is _UNSEEN:
+            closed = _time(text, zone, times, "closed_at")
     except Skip:  # a damaged resolved_at or closed_at: the rows' states still tell
         resolved = closed = None
-    parts = [values[col[c]].strip() for c in TITLE_COLUMNS if c in col and values[col[c]].strip() not in ("", MISSING)]
-    return Row(updated=updated, mod_count=_int(values[col["sys_mod_count"]], -1), state=state,
-               reopen_count=_int(values[col["reopen_count"]], 0), priority=f"P{m[1]}",
-               group=_value(values[col["assignment_group"]]), vendor=_value(values[col["vendor"]]),
-               opened=opened, resolved=resolved, closed=closed, title=" / ".join(parts))
+    names = at.names
+    group = names.get(text := values[at.group], _UNSEEN)
+    if group is _UNSEEN:
+        group = names[text] = _value(text)
+    vendor = names.get(text := values[at.vendor], _UNSEEN)
+    if vendor is _UNSEEN:
+        vendor = names[text] = _value(text)
+    title = at.titles.get(key := at.title(values))
+    if title is None:
+        title = at.titles[key] = " / ".join(t.strip() for t in key if t.strip() not in ("", MISSING))
+    return Row(updated, _int(values[at.mod_count], -1), state, _int(values[at.reopen_count], 0), priority, group,
+               vendor, opened, resolved, closed, title)
+
+
+_UNSEEN = object()
 
 
 def _time(text: str, zone: ZoneInfo, cache: dict, column: str) -> datetime | None:
@@ -324,7 +368,7 @@ def _run_holding(rows: list[Row], steps: list[datetime], state: str, at: datetim
 
 # ------------------------------------------------------------------------------------------- writing
 
-def _refresh(ticket: Ticket, events: list[Event]) -> None:
+def _refresh(ticket, events: list[Event]) -> None:
     """The ticket's current fields from its whole history (in order), as tickets.record would leave them."""
     ticket.state, ticket.responded_at, ticket.resolved_at, ticket.closed_at = "new", None, None, None
     ticket.assignment_group = ticket.supplier = None
@@ -333,6 +377,32 @@ def _refresh(ticket: Ticket, events: list[Event]) -> None:
             ticket.priority = value or ticket.priority
         else:
             tickets._apply(ticket, kind, value, at)
+
+
+def _new_ticket(number: str, service_id: str, rows: list[Row], events: list[Event]) -> dict:
+    """A new ticket's row. Worked out on a plain object: the mapped class's attribute events cost more
+    than the work itself when there are thousands."""
+    ticket = SimpleNamespace(kind="incident", source=SOURCE, external_id=number, service_id=service_id,
+                             title=f"{number} · {rows[0].title}" if rows[0].title else f"ServiceNow {number}",
+                             priority=events[0][2], state="new", opened_at=rows[-1].opened, opened_by=None,
+                             updated_at=rows[-1].opened, source_resolved_at=rows[-1].resolved)
+    _refresh(ticket, events)
+    return vars(ticket)
+
+
+def _missing(stored: list[Event], events: list[Event]) -> list[Event]:
+    """The events of the rebuilt history that the stored one (its times naive UTC, as kept) lacks."""
+    kept = [(at.replace(tzinfo=None), kind, value) for at, kind, value in events]
+    if stored == kept:
+        return []  # the usual case on a second import: the same history, in the same order
+    have = Counter(stored)
+    missing = []
+    for event, key in zip(events, kept):
+        if have[key] > 0:
+            have[key] -= 1
+        else:
+            missing.append(event)
+    return missing
 
 
 def import_servicenow(ctx: Context, path: str | Path, service_id: str, timezone: str | None = None,
@@ -366,55 +436,64 @@ def _import_batch(ctx: Context, cmd: Command, service_id: str, file_name: str, n
     built = {n: history(incidents[n]) for n in numbers}
     with ctx.change(cmd) as work:
         session = work.session
-        existing = {t.external_id: t for t in session.scalars(
-            select(Ticket).where(Ticket.source == SOURCE, Ticket.external_id.in_(numbers)))}
-        known: dict[int, list[tuple[datetime, str, str | None, int]]] = {t.id: [] for t in existing.values()}
+        # Read as plain rows: a ticket is loaded as an object only when it changes.
+        existing = {number: (ticket_id, service, source_resolved) for number, ticket_id, service, source_resolved
+                    in session.execute(select(Ticket.external_id, Ticket.id, Ticket.service_id,
+                                              Ticket.source_resolved_at)
+                                       .where(Ticket.source == SOURCE, Ticket.external_id.in_(numbers)))}
+        # Each ticket's stored history in the store's order (by time, then as recorded), its times as the
+        # store keeps them (naive UTC): most are only compared, and a second import reads every one.
+        known: dict[int, list[Event]] = {t[0]: [] for t in existing.values()}
         if known:
-            for ticket_id, at, kind, value, event_id in session.execute(
-                    select(TicketEvent.ticket_id, TicketEvent.at, TicketEvent.kind, TicketEvent.value, TicketEvent.id)
-                    .where(TicketEvent.ticket_id.in_(list(known)))):
-                known[ticket_id].append((at, kind, value, event_id))
+            for ticket_id, at, kind, value in session.connection().execute(
+                    select(TicketEvent.ticket_id, type_coerce(TicketEvent.at, DateTime()), TicketEvent.kind,
+                           TicketEvent.value)
+                    .where(TicketEvent.ticket_id.in_(list(known)))
+                    .order_by(TicketEvent.ticket_id, TicketEvent.at, TicketEvent.id)):
+                known[ticket_id].append((at, kind, value))
 
-        created: list[tuple[Ticket, list[Event]]] = []
-        changed: list[tuple[Ticket, list[Event]]] = []  # existing tickets and the events they lack
+        created: list[tuple[str, dict, list[Event]]] = []
+        changed: list[tuple[int, list[Event], list[Event]]] = []  # id, the events it lacks, the whole history
         for number in numbers:
             events, rows = built[number], incidents[number]
-            ticket = existing.get(number)
-            if ticket is None:
-                ticket = Ticket(kind="incident", source=SOURCE, external_id=number, service_id=service_id,
-                                title=f"{number} · {rows[0].title}" if rows[0].title else f"ServiceNow {number}",
-                                priority=events[0][2], state="new", opened_at=rows[-1].opened,
-                                updated_at=rows[-1].opened, source_resolved_at=rows[-1].resolved)
-                _refresh(ticket, events)
-                created.append((ticket, events))
+            if number not in existing:
+                created.append((number, _new_ticket(number, service_id, rows, events), events))
                 continue
-            have = Counter((at, kind, value) for at, kind, value, _ in known[ticket.id])
-            missing = []
-            for event in events:
-                if have[event] > 0:
-                    have[event] -= 1
-                else:
-                    missing.append(event)
-            if not missing and ticket.service_id == service_id and ticket.source_resolved_at == rows[-1].resolved:
+            ticket_id, service, source_resolved = existing[number]
+            missing = _missing(known[ticket_id], events)
+            if not missing and service == service_id and source_resolved == rows[-1].resolved:
                 result.tickets_unchanged += 1
                 continue
-            ticket.service_id, ticket.source_resolved_at = service_id, rows[-1].resolved
             # The whole history in the order the store will give it back: by time, then older rows first.
-            merged = sorted([(at, 0, event_id, kind, value) for at, kind, value, event_id in known[ticket.id]]
+            merged = sorted([(at.replace(tzinfo=timezone.utc), 0, k, kind, value)
+                             for k, (at, kind, value) in enumerate(known[ticket_id])]
                             + [(at, 1, k, kind, value) for k, (at, kind, value) in enumerate(missing)])
-            _refresh(ticket, [(at, kind, value) for at, _, _, kind, value in merged])
-            changed.append((ticket, missing))
+            changed.append((ticket_id, missing, [(at, kind, value) for at, _, _, kind, value in merged]))
         if not created and not changed:
             return
 
-        session.add_all([t for t, _ in created])
-        session.flush()  # the new tickets' ids, in one statement
-        rows_out = [dict(ticket_id=t.id, at=at, kind=kind, value=value, person_id=None, recorded_at=work.now)
-                    for t, events in created + changed for at, kind, value in events]
+        if changed:
+            loaded = {t.id: t for t in session.scalars(select(Ticket).where(Ticket.id.in_([c[0] for c in changed])))}
+            for ticket_id, _, whole in changed:
+                ticket = loaded[ticket_id]
+                ticket.service_id, ticket.source_resolved_at = service_id, incidents[ticket.external_id][-1].resolved
+                _refresh(ticket, whole)
+            session.flush()
+        ids: dict[str, int] = {}
+        if created:
+            # Tables, not entities, in these inserts: a plain executemany, without the ORM's bookkeeping.
+            session.execute(insert(Ticket.__table__), [fields for _, fields, _ in created])
+            ids = dict(session.execute(select(Ticket.external_id, Ticket.id).where(
+                Ticket.source == SOURCE, Ticket.external_id.in_([number for number, _, _ in created]))).all())
+        added = [(ids[number], events, events) for number, _, events in created] + changed
+        rows_out = [dict(ticket_id=ticket_id, at=at, kind=kind, value=value, person_id=None, recorded_at=work.now)
+                    for ticket_id, events, _ in added for at, kind, value in events]
         if rows_out:
-            session.execute(insert(TicketEvent), rows_out)
-        for ticket, _ in created + changed:
-            breaches.sync_clocks(work, ticket, announce_past=False)
+            session.execute(insert(TicketEvent.__table__), rows_out)
+        # Every clock measured once, from the history in hand: the same order and events the store now holds.
+        breaches.sync_clocks_of_histories(
+            work, [(ticket_id, service_id, [ClockEvent(*e) for e in whole]) for ticket_id, _, whole in added],
+            announce_past=False)
         work.audit("import.servicenow", f"{SOURCE}:{file_name}"[:128], service=service_id,
                    created=len(created), updated=len(changed), events=len(rows_out),
                    first=numbers[0], last=numbers[-1])
