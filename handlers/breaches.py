@@ -14,12 +14,12 @@ import logging
 from datetime import datetime
 from types import SimpleNamespace
 
-from sqlalchemy import delete, func, insert, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 
 from handlers.clocks import ClockSpec, Event, Measure, measure, replay, specs_for
 from handlers.core import Button, Command, Context, Field, Reply, Section, UserError, Work
-from handlers.exports import batches
+from handlers.exports import batches, insert_rows
 from storage.models import ClockNotice, Setting, SlaClock, Ticket, TicketEvent
 
 log = logging.getLogger("svcbot.breaches")
@@ -140,8 +140,7 @@ def sync_clocks_of_histories(work: Work, histories: list[tuple[int, str, list[Ev
             _settle(clock, m, now, announce_past, announced.get(clock.id))
         for clock in clocks.values():
             _drop(session, clock)
-    if new_clocks:
-        session.execute(insert(SlaClock.__table__), new_clocks)  # the table, not the entity: a plain executemany
+    insert_rows(session, SlaClock.__table__, new_clocks)
 
 
 def _drop(session, clock: SlaClock) -> None:

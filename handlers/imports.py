@@ -64,12 +64,12 @@ from types import SimpleNamespace
 from typing import NamedTuple
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from sqlalchemy import DateTime, insert, select, type_coerce
+from sqlalchemy import DateTime, select, type_coerce
 
 from handlers import breaches, tickets
 from handlers.clocks import DONE_STATES, OPEN_STATES, Event as ClockEvent
 from handlers.core import Actor, Command, Context, UserError
-from handlers.exports import Skip, batches, csv_member, day_first_time
+from handlers.exports import Skip, batches, csv_member, day_first_time, insert_rows
 from storage.models import Ticket, TicketEvent
 
 SOURCE = "servicenow"
@@ -202,7 +202,7 @@ def read_incidents(path: str | Path, zone: ZoneInfo, limit: int | None = None
     out = {}
     for number, rows in incidents.items():
         if rows:
-            rows.sort(key=lambda r: (r.updated, r.mod_count))
+            rows.sort(key=_WHEN)
             out[number] = rows
     return out, skipped, rows_read
 
@@ -268,6 +268,7 @@ def _row(values: list[str], at: _Columns, zone: ZoneInfo, times: dict) -> Row:
 
 
 _UNSEEN = object()
+_WHEN = itemgetter(0, 1)  # a Row's (updated, mod_count): the order of an incident's rows
 
 
 def _time(text: str, zone: ZoneInfo, cache: dict, column: str) -> datetime | None:
@@ -440,7 +441,7 @@ def _import_batch(ctx: Context, cmd: Command, service_id: str, file_name: str, n
         existing = {number: (ticket_id, service, source_resolved) for number, ticket_id, service, source_resolved
                     in session.execute(select(Ticket.external_id, Ticket.id, Ticket.service_id,
                                               Ticket.source_resolved_at)
-                                       .where(Ticket.source == SOURCE, Ticket.external_id.in_(numbers)))}
+                                       .where(Ticket.source == SOURCE, Ticket.external_id.in_(numbers))).all()}
         # Each ticket's stored history in the store's order (by time, then as recorded), its times as the
         # store keeps them (naive UTC): most are only compared, and a second import reads every one.
         known: dict[int, list[Event]] = {t[0]: [] for t in existing.values()}
@@ -449,7 +450,7 @@ def _import_batch(ctx: Context, cmd: Command, service_id: str, file_name: str, n
                     select(TicketEvent.ticket_id, type_coerce(TicketEvent.at, DateTime()), TicketEvent.kind,
                            TicketEvent.value)
                     .where(TicketEvent.ticket_id.in_(list(known)))
-                    .order_by(TicketEvent.ticket_id, TicketEvent.at, TicketEvent.id)):
+                    .order_by(TicketEvent.ticket_id, TicketEvent.at, TicketEvent.id)).all():
                 known[ticket_id].append((at, kind, value))
 
         created: list[tuple[str, dict, list[Event]]] = []
@@ -481,15 +482,13 @@ def _import_batch(ctx: Context, cmd: Command, service_id: str, file_name: str, n
             session.flush()
         ids: dict[str, int] = {}
         if created:
-            # Tables, not entities, in these inserts: a plain executemany, without the ORM's bookkeeping.
-            session.execute(insert(Ticket.__table__), [fields for _, fields, _ in created])
+            insert_rows(session, Ticket.__table__, [fields for _, fields, _ in created])
             ids = dict(session.execute(select(Ticket.external_id, Ticket.id).where(
                 Ticket.source == SOURCE, Ticket.external_id.in_([number for number, _, _ in created]))).all())
         added = [(ids[number], events, events) for number, _, events in created] + changed
         rows_out = [dict(ticket_id=ticket_id, at=at, kind=kind, value=value, person_id=None, recorded_at=work.now)
                     for ticket_id, events, _ in added for at, kind, value in events]
-        if rows_out:
-            session.execute(insert(TicketEvent.__table__), rows_out)
+        insert_rows(session, TicketEvent.__table__, rows_out)
         # Every clock measured once, from the history in hand: the same order and events the store now holds.
         breaches.sync_clocks_of_histories(
             work, [(ticket_id, service_id, [ClockEvent(*e) for e in whole]) for ticket_id, _, whole in added],
