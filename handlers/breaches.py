@@ -97,10 +97,10 @@ def _settle(clock, m: Measure, now: datetime, announce_past: bool, announced: fl
 
 
 def sync_clocks_of_histories(work: Work, histories: list[tuple[int, str, list[Event]]], *,
-                             announce_past: bool = True) -> None:
+                             announce_past: bool = True, stored_times: dict | None = None) -> None:
     """``sync_clocks`` for many tickets at once, given each one's id, service and whole history in the
     store's order (by time, then as recorded): what an import has in hand. Their clocks and notices are
-    read in a few statements, and new clocks are written in one."""
+    read in a few statements, and new clocks are written in one (``stored_times``: see ``insert_rows``)."""
     session, now, config = work.session, work.now, work.ctx.config
     session.flush()
     existing: dict[int, dict[tuple[str, str], SlaClock]] = {ticket_id: {} for ticket_id, _, _ in histories}
@@ -140,7 +140,7 @@ def sync_clocks_of_histories(work: Work, histories: list[tuple[int, str, list[Ev
             _settle(clock, m, now, announce_past, announced.get(clock.id))
         for clock in clocks.values():
             _drop(session, clock)
-    insert_rows(session, SlaClock.__table__, new_clocks)
+    insert_rows(session, SlaClock.__table__, new_clocks, stored_times)
 
 
 def _drop(session, clock: SlaClock) -> None:

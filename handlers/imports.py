@@ -391,9 +391,14 @@ def _new_ticket(number: str, service_id: str, rows: list[Row], events: list[Even
     return vars(ticket)
 
 
+def _kept(events: list[Event]) -> list[Event]:
+    """The events with their times as the store keeps them: naive UTC (the history's times are UTC)."""
+    return [(at.replace(tzinfo=None), kind, value) for at, kind, value in events]
+
+
 def _missing(stored: list[Event], events: list[Event]) -> list[Event]:
     """The events of the rebuilt history that the stored one (its times naive UTC, as kept) lacks."""
-    kept = [(at.replace(tzinfo=None), kind, value) for at, kind, value in events]
+    kept = _kept(events)
     if stored == kept:
         return []  # the usual case on a second import: the same history, in the same order
     have = Counter(stored)
@@ -427,13 +432,14 @@ def import_servicenow(ctx: Context, path: str | Path, service_id: str, timezone:
     incidents, skipped, rows_read = read_incidents(path, zone, limit)
     result = ImportResult(rows_read=rows_read, rows_skipped=sum(skipped.values()), skip_reasons=dict(skipped))
     cmd = Command(actor=actor or IMPORTER, text=f"import servicenow {path.name} --service {service.id}")
+    stored_times: dict = {}  # each instant in the store's form, worked out once for the whole file
     for numbers in batches(list(incidents), batch):
-        _import_batch(ctx, cmd, service.id, path.name, numbers, incidents, result)
+        _import_batch(ctx, cmd, service.id, path.name, numbers, incidents, result, stored_times)
     return result
 
 
 def _import_batch(ctx: Context, cmd: Command, service_id: str, file_name: str, numbers: list[str],
-                  incidents: dict[str, list[Row]], result: ImportResult) -> None:
+                  incidents: dict[str, list[Row]], result: ImportResult, stored_times: dict) -> None:
     built = {n: history(incidents[n]) for n in numbers}
     with ctx.change(cmd) as work:
         session = work.session
@@ -445,13 +451,19 @@ def _import_batch(ctx: Context, cmd: Command, service_id: str, file_name: str, n
         # Each ticket's stored history in the store's order (by time, then as recorded), its times as the
         # store keeps them (naive UTC): most are only compared, and a second import reads every one.
         known: dict[int, list[Event]] = {t[0]: [] for t in existing.values()}
+        same = False  # every stored history is the rebuilt one, event for event: the usual second import
         if known:
-            for ticket_id, at, kind, value in session.connection().execute(
-                    select(TicketEvent.ticket_id, type_coerce(TicketEvent.at, DateTime()), TicketEvent.kind,
-                           TicketEvent.value)
-                    .where(TicketEvent.ticket_id.in_(list(known)))
-                    .order_by(TicketEvent.ticket_id, TicketEvent.at, TicketEvent.id)).all():
-                known[ticket_id].append((at, kind, value))
+            stored = session.connection().execute(
+                select(TicketEvent.ticket_id, type_coerce(TicketEvent.at, DateTime()), TicketEvent.kind,
+                       TicketEvent.value)
+                .where(TicketEvent.ticket_id.in_(list(known)))
+                .order_by(TicketEvent.ticket_id, TicketEvent.at, TicketEvent.id)).all()
+            by_id = sorted((ticket_id, number) for number, (ticket_id, _, _) in existing.items())
+            same = stored == [(ticket_id, at.replace(tzinfo=None), kind, value)
+                              for ticket_id, number in by_id for at, kind, value in built[number]]
+            if not same:
+                for ticket_id, at, kind, value in stored:
+                    known[ticket_id].append((at, kind, value))
 
         created: list[tuple[str, dict, list[Event]]] = []
         changed: list[tuple[int, list[Event], list[Event]]] = []  # id, the events it lacks, the whole history
@@ -461,13 +473,13 @@ def _import_batch(ctx: Context, cmd: Command, service_id: str, file_name: str, n
                 created.append((number, _new_ticket(number, service_id, rows, events), events))
                 continue
             ticket_id, service, source_resolved = existing[number]
-            missing = _missing(known[ticket_id], events)
+            missing = [] if same else _missing(known[ticket_id], events)
             if not missing and service == service_id and source_resolved == rows[-1].resolved:
                 result.tickets_unchanged += 1
                 continue
             # The whole history in the order the store will give it back: by time, then older rows first.
             merged = sorted([(at.replace(tzinfo=timezone.utc), 0, k, kind, value)
-                             for k, (at, kind, value) in enumerate(known[ticket_id])]
+                             for k, (at, kind, value) in enumerate(_kept(events) if same else known[ticket_id])]
                             + [(at, 1, k, kind, value) for k, (at, kind, value) in enumerate(missing)])
             changed.append((ticket_id, missing, [(at, kind, value) for at, _, _, kind, value in merged]))
         if not created and not changed:
@@ -482,17 +494,17 @@ def _import_batch(ctx: Context, cmd: Command, service_id: str, file_name: str, n
             session.flush()
         ids: dict[str, int] = {}
         if created:
-            insert_rows(session, Ticket.__table__, [fields for _, fields, _ in created])
+            insert_rows(session, Ticket.__table__, [fields for _, fields, _ in created], stored_times)
             ids = dict(session.execute(select(Ticket.external_id, Ticket.id).where(
                 Ticket.source == SOURCE, Ticket.external_id.in_([number for number, _, _ in created]))).all())
         added = [(ids[number], events, events) for number, _, events in created] + changed
         rows_out = [dict(ticket_id=ticket_id, at=at, kind=kind, value=value, person_id=None, recorded_at=work.now)
                     for ticket_id, events, _ in added for at, kind, value in events]
-        insert_rows(session, TicketEvent.__table__, rows_out)
+        insert_rows(session, TicketEvent.__table__, rows_out, stored_times)
         # Every clock measured once, from the history in hand: the same order and events the store now holds.
         breaches.sync_clocks_of_histories(
             work, [(ticket_id, service_id, [ClockEvent(*e) for e in whole]) for ticket_id, _, whole in added],
-            announce_past=False)
+            announce_past=False, stored_times=stored_times)
         work.audit("import.servicenow", f"{SOURCE}:{file_name}"[:128], service=service_id,
                    created=len(created), updated=len(changed), events=len(rows_out),
                    first=numbers[0], last=numbers[-1])
