@@ -235,22 +235,13 @@ def _row(values: list[str], at: _Columns, zone: ZoneInfo, times: dict) -> Row:
         priority = at.priorities[text] = f"P{m[1]}" if m else None
     if priority is None:
         raise Skip(f"unknown priority '{text.strip()}'")
-    # Most times recur (the file is minute-grained): the cache answers before a parse is needed.
-    updated = times.get(text := values[at.updated], _UNSEEN)
-    if updated is _UNSEEN:
-        updated = _time(text, zone, times, "sys_updated_at")
-    opened = times.get(text := values[at.opened], _UNSEEN)
-    if opened is _UNSEEN:
-        opened = _time(text, zone, times, "opened_at")
+    updated = _time(values[at.updated], zone, times, "sys_updated_at")
+    opened = _time(values[at.opened], zone, times, "opened_at")
     if updated is None or opened is None:
         raise Skip("no sys_updated_at" if updated is None else "no opened_at")
     try:
-        resolved = times.get(text := values[at.resolved], _UNSEEN)
-        if resolved is _UNSEEN:
-            resolved = _time(text, zone, times, "resolved_at")
-        closed = times.get(text := values[at.closed], _UNSEEN)
-        if closed is _UNSEEN:
-            closed = _time(text, zone, times, "closed_at")
+        resolved = _time(values[at.resolved], zone, times, "resolved_at")
+        closed = _time(values[at.closed], zone, times, "closed_at")
     except Skip:  # a damaged resolved_at or closed_at: the rows' states still tell
         resolved = closed = None
     names = at.names
