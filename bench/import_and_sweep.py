@@ -19,7 +19,9 @@
     The second import was the same reading plus a mapped Ticket for each incident and every stored event
     through the UTC type; it now reads plain rows, times as the store keeps them, and compares each
     ticket's stored history with the rebuilt one as two lists. Reading the CSV (2.8 × the csv read: parsing
-    and caching times, groups, priorities, titles) is about half of it, the stored events a third.
+    and caching times, groups, priorities, titles) is about half of it, the stored events a third. Python's
+    cycle collector went over the import's few hundred thousand long-lived tuples again and again, an
+    eighth of a second import: it is paused while an import runs (``exports.collector_paused``).
     SQLite's ``synchronous=NORMAL`` and a larger page cache for the import were measured and made no
     difference (the time is in Python, not in the file), so the store's settings are left as they are.
 (b) Sweep: N open tickets (100,000 by default, and 10,000 for comparison) with their clocks inserted with raw

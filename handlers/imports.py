@@ -69,7 +69,7 @@ from sqlalchemy import DateTime, select, type_coerce
 from handlers import breaches, tickets
 from handlers.clocks import DONE_STATES, OPEN_STATES, Event as ClockEvent
 from handlers.core import Actor, Command, Context, UserError
-from handlers.exports import Skip, batches, csv_member, day_first_time, insert_rows
+from handlers.exports import Skip, batches, collector_paused, csv_member, day_first_time, insert_rows
 from storage.models import Ticket, TicketEvent
 
 SOURCE = "servicenow"
@@ -420,12 +420,13 @@ def import_servicenow(ctx: Context, path: str | Path, service_id: str, timezone:
     if limit is not None and limit < 0:
         raise UserError("The limit counts incidents; give a number of 0 or more.")
     path = Path(path)
-    incidents, skipped, rows_read = read_incidents(path, zone, limit)
-    result = ImportResult(rows_read=rows_read, rows_skipped=sum(skipped.values()), skip_reasons=dict(skipped))
-    cmd = Command(actor=actor or IMPORTER, text=f"import servicenow {path.name} --service {service.id}")
-    stored_times: dict = {}  # each instant in the store's form, worked out once for the whole file
-    for numbers in batches(list(incidents), batch):
-        _import_batch(ctx, cmd, service.id, path.name, numbers, incidents, result, stored_times)
+    with collector_paused():
+        incidents, skipped, rows_read = read_incidents(path, zone, limit)
+        result = ImportResult(rows_read=rows_read, rows_skipped=sum(skipped.values()), skip_reasons=dict(skipped))
+        cmd = Command(actor=actor or IMPORTER, text=f"import servicenow {path.name} --service {service.id}")
+        stored_times: dict = {}  # each instant in the store's form, worked out once for the whole file
+        for numbers in batches(list(incidents), batch):
+            _import_batch(ctx, cmd, service.id, path.name, numbers, incidents, result, stored_times)
     return result
 
 
