@@ -7,15 +7,16 @@
     same file a second time (nothing to do), and the process's peak RSS. Times are given as wall time and as
     the process's CPU time: on a shared machine the wall times of the floor and the import drift apart.
 
-    What cProfile and py-spy showed. Before: 40 s for the file (about 104 × the csv read), 80 % of it in
+    What cProfile and py-spy showed. Before: 40 s for the file (about 104 × the csv read), 70 % of it in
     ``breaches.sync_clocks`` called ticket by ticket — a flush, an events query, a clocks query and two
     inserts for each of 24,918 tickets, most of it SQLAlchemy compiling and executing statements — and
     another 15 % in the ORM's bulk insert of the events and the mapped tickets' attribute events. Now the
     clocks of a batch are measured together from the history the import has in hand
     (``breaches.sync_clocks_of_histories``, sharing ``sync_clocks``' rules), and tickets, events and clocks
     are inserted as table rows with one executemany each (``exports.insert_rows``: each distinct time is
-    converted to the store's form once). What is left: the clock arithmetic itself (``clocks.measure`` and
-    the business calendar, about a third), reading and parsing the rows (a sixth), the inserts (a sixth).
+    converted to the store's form once). What is left: the inserts, SQLite's own work included (a third),
+    reading and parsing the rows (a sixth), the clock arithmetic (``clocks.measure`` and the business
+    calendar, a sixth), the commits (a sixteenth).
     The second import was the same reading plus a mapped Ticket for each incident and every stored event
     through the UTC type; it now reads plain rows, times as the store keeps them, and compares each
     ticket's stored history with the rebuilt one as two lists. Reading the CSV (2.8 × the csv read: parsing
