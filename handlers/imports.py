@@ -260,6 +260,7 @@ def _row(values: list[str], at: _Columns, zone: ZoneInfo, times: dict) -> Row:
 
 _UNSEEN = object()
 _WHEN = itemgetter(0, 1)  # a Row's (updated, mod_count): the order of an incident's rows
+_AT = itemgetter(0)  # an event's time
 
 
 def _time(text: str, zone: ZoneInfo, cache: dict, column: str) -> datetime | None:
@@ -334,7 +335,7 @@ def history(rows: list[Row]) -> list[Event]:
         state = "resolved"
     if closed_at and close_run is None and closed_at > steps[-1] and state != "closed":
         events.append((closed_at, "close", None))
-    events.sort(key=lambda e: e[0])  # stable: the order within one instant is the order things were seen
+    events.sort(key=_AT)  # stable: the order within one instant is the order things were seen
     return events
 
 
