@@ -12,12 +12,14 @@ from __future__ import annotations
 import hashlib
 import logging
 from datetime import datetime
+from types import SimpleNamespace
 
 from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 
 from handlers.core.context import Button, Command, Context, Field, Reply, Section, UserError, Work, batches
 from handlers.sla.clocks import ClockSpec, Event, Measure, measure, replay, specs_for
+from storage.bulk import insert_rows
 from storage.models import ClockNotice, Setting, SlaClock, Ticket, TicketEvent
 
 log = logging.getLogger("svcbot.breaches")
@@ -77,16 +79,68 @@ def sync_clocks(work: Work, ticket: Ticket, *, announce_past: bool = True) -> No
                              metric=spec.metric, notified_level=0)
             session.add(clock)
         store(clock, m, timeline[-1][1].priority, now)
-        if not announce_past:
-            # What the rules now say has passed, or what was really announced: a target shortened and then
-            # lengthened again still announces the breach it really reaches.
-            passed = [level for level, at in m.threshold_at.items() if at is not None and at <= now]
-            announced = session.scalar(select(func.max(ClockNotice.level))
-                                       .where(ClockNotice.clock_id == clock.id)) if clock.id else None
-            clock.notified_level = max(passed + [announced or 0, BREACH if m.stopped_at else 0])
-        clock.next_check_at = next_check(m, clock.notified_level)
+        announced = session.scalar(select(func.max(ClockNotice.level)).where(ClockNotice.clock_id == clock.id)) \
+            if clock.id and not announce_past else None
+        _settle(clock, m, now, announce_past, announced)
     for clock in existing.values():  # agreements that no longer apply (app.yaml changed)
         _drop(session, clock)
+
+
+def _settle(clock, m: Measure, now: datetime, announce_past: bool, announced: float | None) -> None:
+    """The clock's notified level and next check, once ``store`` has put the measure on it."""
+    if not announce_past:
+        # What the rules now say has passed, or what was really announced: a target shortened and then
+        # lengthened again still announces the breach it really reaches.
+        passed = [level for level, at in m.threshold_at.items() if at is not None and at <= now]
+        clock.notified_level = max(passed + [announced or 0, BREACH if m.stopped_at else 0])
+    clock.next_check_at = next_check(m, clock.notified_level)
+
+
+def sync_clocks_of_histories(work: Work, histories: list[tuple[int, str, list[Event]]], *,
+                             announce_past: bool = True, stored_times: dict | None = None) -> None:
+    """``sync_clocks`` for many tickets at once, given each one's id, service and whole history in the
+    store's order (by time, then as recorded): what an import has in hand. Their clocks and notices are
+    read in a few statements, and new clocks are written in one (``stored_times``: see ``insert_rows``)."""
+    session, now, config = work.session, work.now, work.ctx.config
+    session.flush()
+    existing: dict[int, dict[tuple[str, str], SlaClock]] = {ticket_id: {} for ticket_id, _, _ in histories}
+    for chunk in batches(list(existing), BATCH):
+        for clock in session.scalars(select(SlaClock).where(SlaClock.ticket_id.in_(chunk))):
+            existing[clock.ticket_id][(clock.agreement_id, clock.metric)] = clock
+    announced: dict[int, float] = {}
+    if not announce_past:
+        clock_ids = [c.id for clocks in existing.values() for c in clocks.values()]
+        for chunk in batches(clock_ids, BATCH):
+            announced.update(session.execute(
+                select(ClockNotice.clock_id, func.max(ClockNotice.level))
+                .where(ClockNotice.clock_id.in_(chunk)).group_by(ClockNotice.clock_id)).all())
+    specs: dict[str, list[ClockSpec]] = {}
+    new_clocks: list[dict] = []
+    for ticket_id, service_id, events in histories:
+        timeline = replay(events)
+        clocks = existing[ticket_id]
+        if service_id not in specs:
+            specs[service_id] = specs_for(config, service_id)
+        for spec in specs[service_id]:
+            clock = clocks.pop((spec.agreement.id, spec.metric), None)
+            m = measure(spec, timeline, now)
+            if m is None:  # as sync_clocks: kept, inactive
+                if clock is not None:
+                    clock.state, clock.breached, clock.due_at, clock.next_check_at = "inactive", False, None, None
+                    clock.priority, clock.computed_at = timeline[-1][1].priority, now
+                continue
+            if clock is None:
+                fresh = SimpleNamespace(ticket_id=ticket_id, agreement_id=spec.agreement.id,
+                                        kind=spec.agreement.kind, metric=spec.metric, notified_level=0)
+                store(fresh, m, timeline[-1][1].priority, now)
+                _settle(fresh, m, now, announce_past, None)
+                new_clocks.append(vars(fresh))
+                continue
+            store(clock, m, timeline[-1][1].priority, now)
+            _settle(clock, m, now, announce_past, announced.get(clock.id))
+        for clock in clocks.values():
+            _drop(session, clock)
+    insert_rows(session, SlaClock.__table__, new_clocks, stored_times)
 
 
 def _drop(session, clock: SlaClock) -> None:
