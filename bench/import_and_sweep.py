@@ -13,7 +13,7 @@
     another 15 % in the ORM's bulk insert of the events and the mapped tickets' attribute events. Now the
     clocks of a batch are measured together from the history the import has in hand
     (``breaches.sync_clocks_of_histories``, sharing ``sync_clocks``' rules), and tickets, events and clocks
-    are inserted as table rows with one executemany each (``exports.insert_rows``: each distinct time is
+    are inserted as table rows with one executemany each (``storage.bulk.insert_rows``: each distinct time is
     converted to the store's form once). What is left: the inserts, SQLite's own work included (a third),
     reading and parsing the rows (a sixth), the clock arithmetic (``clocks.measure`` and the business
     calendar, a sixth), the commits (a sixteenth).
@@ -22,7 +22,7 @@
     ticket's stored history with the rebuilt one as two lists. Reading the CSV (2.8 × the csv read: parsing
     and caching times, groups, priorities, titles) is about half of it, the stored events a third. Python's
     cycle collector went over the import's few hundred thousand long-lived tuples again and again, an
-    eighth of a second import: it is paused while an import runs (``exports.collector_paused``).
+    eighth of a second import: it is paused while an import runs (``handlers.imports.csv_files.collector_paused``).
     SQLite's ``synchronous=NORMAL`` and a larger page cache for the import were measured and made no
     difference (the time is in Python, not in the file), so the store's settings are left as they are.
 (b) Sweep: N open tickets (100,000 by default, and 10,000 for comparison) with their clocks inserted with raw
