@@ -1,11 +1,11 @@
 """What svcbot's ServiceNow import and its breach sweep cost, each against raw SQL measured in the same run.
 
-(a) Import: the whole UCI incident log (shared/data/servicenow-incident-log, 141,712 rows, 24,918 incidents)
-    through ``handlers.imports.servicenow.import_servicenow`` into an empty SQLite store — history rebuilt, tickets and
-    events written, every ticket's clocks measured — against the floor of the same zip's rows read with the
-    csv module (and, for scale, those rows inserted with sqlite3's executemany into one plain table). Then the
-    same file a second time (nothing to do), and the process's peak RSS. Times are given as wall time and as
-    the process's CPU time: on a shared machine the wall times of the floor and the import drift apart.
+(a) Import: the whole UCI incident log (shared/data/servicenow-incident-log, 141,712 rows, 24,918 incidents) through
+    ``handlers.imports.servicenow.import_servicenow`` into an empty SQLite store — history rebuilt, tickets and
+    events written, every ticket's clocks measured — against the floor of the same zip's rows read with the csv
+    module (and, for scale, those rows inserted with sqlite3's executemany into one plain table). Then the same file
+    a second time (nothing to do), and the process's peak RSS. Times are given as wall time and as the process's CPU
+    time: on a shared machine the wall times of the floor and the import drift apart.
 
     What cProfile and py-spy showed. Before: 40 s for the file (about 104 × the csv read), 70 % of it in
     ``breaches.sync_clocks`` called ticket by ticket — a flush, an events query, a clocks query and two

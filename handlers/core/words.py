@@ -1,4 +1,5 @@
-"""What people type besides the command words: ``key=value`` pairs, times ("tomorrow 22:00") and spans ("in 3 days")."""
+"""What people type besides the command words: ``key=value`` pairs, times ("tomorrow 22:00") and spans
+("in 3 days")."""
 from __future__ import annotations
 
 import re
