@@ -229,3 +229,18 @@ def test_the_manifests_declare_the_home_tab_the_events_and_the_shortcuts(ctx, tm
     commands = teams["composeExtensions"][0]["commands"]
     assert {c["id"] for c in commands} == {"incidentFromMessage", "changeFromMessage"}
     assert all(c["type"] == "action" and c["context"] == ["message"] and c["fetchTask"] for c in commands)
+
+
+def test_articles_whose_review_fell_due_wait_on_their_owners_home(ctx, clock):
+    reply, outcome = run(ctx, "tom", 'kb new kind=runbook title="Restart the card gateway" services=payments '
+                                     'body="Drain, then restart." review=30')
+    assert outcome == "ok", reply
+    reply, outcome = run(ctx, "tom", "kb publish KB-1")
+    assert outcome == "ok", reply
+    assert section(home(ctx, "tom"), "Your articles due for review") is None
+    clock.advance(days=31)
+    due = section(home(ctx, "tom"), "Your articles due for review")
+    assert due is not None and due.text.startswith("KB-1 Restart the card gateway — review due")
+    assert section(home(ctx, "grace"), "Your articles due for review") is None  # not hers
+    run(ctx, "tom", "kb retire KB-1")
+    assert section(home(ctx, "tom"), "Your articles due for review") is None

@@ -19,7 +19,8 @@ from handlers.sla import attainment
 from handlers.sla.breaches import BREACH
 from handlers.sla.clocks import OPEN_STATES
 from handlers.surveys import privacy
-from storage.models import Change, ChangeVote, ClockNotice, CsiItem, SlaClock, Subscription, Survey, SurveyAnswer, Ticket
+from storage.models import (Change, ChangeVote, ClockNotice, CsiItem, KbArticle, SlaClock, Subscription, Survey,
+                            SurveyAnswer, Ticket)
 
 SHOWN = 8  # lines per part; the rest is counted and the command that lists them all is named
 
@@ -37,7 +38,8 @@ def home_reply(ctx: Context, actor: Actor, session: Session | None = None) -> Re
     teams = {g.id for g in ctx.config.groups if me in g.members}
     with reading(ctx, session) as s:
         parts = [_services(ctx, s, me, teams), *_changes(ctx, s, me, actor.timezone),
-                 *_incidents(ctx, s, teams, zone), _surveys(ctx, s, me), _csi(ctx, s, me)]
+                 *_incidents(ctx, s, teams, zone), _surveys(ctx, s, me), _csi(ctx, s, me),
+                 _reviews(ctx, s, me, zone)]
         if me in ctx.config.roles.service_managers:
             parts.append(_month(ctx, s, actor))
     sections = [p for p in parts if p is not None]
@@ -146,6 +148,16 @@ def _csi(ctx: Context, s: Session, me: str) -> Section | None:
                       .order_by(CsiItem.due.is_(None), CsiItem.due, CsiItem.id)).all()
     lines = [f"CSI-{i.id} {i.title}" + (f" — due {i.due:%d %b %Y}" if i.due else "") for i in items]
     return Section(title="Your improvement items", text=_more(lines, "csi list")) if lines else None
+
+
+def _reviews(ctx: Context, s: Session, me: str, zone: ZoneInfo) -> Section | None:
+    """The person's published articles whose review has fallen due: they are asked whether each is still right."""
+    due = s.scalars(select(KbArticle).where(KbArticle.owner == me, KbArticle.state == "published",
+                                            KbArticle.next_review_at <= ctx.now())
+                    .order_by(KbArticle.next_review_at, KbArticle.id)).all()
+    lines = [f"KB-{a.id} {a.title} — review due {a.next_review_at.astimezone(zone):%d %b %Y}" for a in due]
+    more = [f"… and {len(lines) - SHOWN} more"] if len(lines) > SHOWN else []
+    return Section(title="Your articles due for review", text="\n".join(lines[:SHOWN] + more)) if lines else None
 
 
 def _month(ctx: Context, s: Session, actor: Actor) -> Section:
