@@ -180,9 +180,9 @@ def bench_conflicts(rt: Runtime, db: Path, probes: int) -> None:
     print(f"(a) conflict detection, {probes} new changes (2 h, 1–3 of the {len(busiest)} busiest components, "
           f"next 30 days): {hits:,} overlapping (change, service) pairs in all, {issues:,} issues")
     print(f"    raw sqlite3 overlap query on change_services       {baseline * 1e6 / probes:9.0f} µs each   1.00 ×")
-    print(f"    rules.conflicts                             {took * 1e6 / probes:9.0f} µs each "
+    print(f"    changes.rules.conflicts                            {took * 1e6 / probes:9.0f} µs each "
           f"{took / baseline:6.1f} ×")
-    print(f"    rules.issues (conflicts, freezes, windows)  {took_issues * 1e6 / probes:9.0f} µs each "
+    print(f"    changes.rules.issues (conflicts, freezes, windows) {took_issues * 1e6 / probes:9.0f} µs each "
           f"{took_issues / baseline:6.1f} ×")
 
 
