@@ -113,6 +113,14 @@ class SlackFront:
 
     async def on_button(self, ack, body, action):
         await ack()
+        result, key = await self.press(body, action)
+        if result is not None and body.get("response_url"):
+            await self.runtime.queue_reply("slack", "response_url", body["response_url"], result.reply,
+                                           f"reply:{result.delivery_key or key}")
+
+    async def press(self, body, action):
+        """Run a button's command words as the person who pressed it. Returns its result and delivery key;
+        no result when there is nothing more to answer (a form opened, or a press already handled)."""
         user = body["user"]["id"]
         # The clicker goes into the key only as a keyed hash: the key is stored, and a click may be an
         # anonymous answer.
@@ -120,10 +128,8 @@ class SlackFront:
         result = await self.runtime.execute("slack", user, action.get("value", ""),
                                             name=body["user"].get("username", ""), key=key, via="button")
         if result.reply.form and await self._open_form(body.get("trigger_id"), result.reply):
-            return
-        if result.outcome != "duplicate" and body.get("response_url"):
-            await self.runtime.queue_reply("slack", "response_url", body["response_url"], result.reply,
-                                           f"reply:{result.delivery_key or key}")
+            return None, key
+        return (None if result.outcome == "duplicate" else result), key
 
     async def _open_form(self, trigger_id: str | None, reply: Reply) -> bool:
         """Open a form as a modal; False (answer with the reply itself) if Slack would not open it."""

@@ -77,14 +77,10 @@ class SlackHome:
 
     async def on_home_button(self, ack, body, action):
         await ack()
+        result, key = await self.front.press(body, action)
+        if result is None:
+            return
         user = body["user"]["id"]
-        key = f"slack:action:{action.get('action_ts')}:{self.ctx.pseudonym('slack', user)[:16]}"
-        result = await self.runtime.execute("slack", user, action.get("value", ""),
-                                            name=body["user"].get("username", ""), key=key, via="button")
-        if result.reply.form and await self.front._open_form(body.get("trigger_id"), result.reply):
-            return
-        if result.outcome == "duplicate":
-            return
         actor = await self._actor(user, register=False)
         await asyncio.to_thread(published.after_action, self.ctx, actor, "slack", user, result.reply, f"home:{key}")
 
