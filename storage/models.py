@@ -227,6 +227,7 @@ class Outage(Base):
     summary: Mapped[str] = mapped_column(Text, default="")
     started_at: Mapped[datetime]
     ended_at: Mapped[datetime | None]
+    runbook: Mapped[str | None] = mapped_column(String(500))  # KB-N, or the alert's runbook_url
 
 
 class Setting(Base):
@@ -454,6 +455,7 @@ class KbArticle(Base):
     retired_at: Mapped[datetime | None]
     reviewed_at: Mapped[datetime | None]  # last verified by its owner (or published)
     next_review_at: Mapped[datetime | None]  # when its owner is asked next; None unless published
+    review_stage: Mapped[int] = mapped_column(Integer, default=0)  # 1 asked, 2 reminded, 3 managers told
 
 
 class KbAlert(Base):
@@ -491,3 +493,6 @@ class KbReview(Base):
     outcome: Mapped[str] = mapped_column(String(16))
     note: Mapped[str] = mapped_column(Text, default="")
     at: Mapped[datetime]
+
+
+from storage.models_knowledge import CatalogueConfirmation, CatalogueReview, KbTicketLink  # noqa: E402,F401

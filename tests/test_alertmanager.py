@@ -59,12 +59,13 @@ def test_firing_payload_becomes_one_event_per_alert():
         AlertEvent(fingerprint="5d3a8f1c2b9e0471", status="firing", service="payments",
                    starts_at=datetime(2025, 3, 29, 23, 0, 0, 123456, tzinfo=UTC), ends_at=None,
                    summary="Payments: error rate above 5%", severity="page", labels=PAYMENTS_LABELS,
-                   generator_url=PAYMENTS_URL),
+                   generator_url=PAYMENTS_URL, runbook_url="https://runbooks.example.internal/high-error-rate"),
         AlertEvent(fingerprint="a09c47e2d61b38f5", status="firing", service="checkout",
                    # 01:02:03.5 at +02:00 is 23:02:03.5 UTC the evening before
                    starts_at=datetime(2025, 3, 29, 23, 2, 3, 500000, tzinfo=UTC), ends_at=None,
                    summary="2.1% of requests to checkout fail with 5xx over the last 5 minutes.",
-                   severity="ticket", labels=CHECKOUT_LABELS, generator_url=CHECKOUT_URL),
+                   severity="ticket", labels=CHECKOUT_LABELS, generator_url=CHECKOUT_URL,
+                   runbook_url="https://runbooks.example.internal/high-error-rate"),
     ]
 
 

@@ -31,7 +31,7 @@ def outage_view(outage: Outage) -> dict:
         AUTO_FINGERPRINT) else None
     return {"id": f"OUT-{outage.id}", "number": outage.id, "external_id": external, "service": outage.service_id,
             "kind": outage.kind, "source": outage.source, "summary": outage.summary or "",
-            "started_at": iso(outage.started_at), "ended_at": iso(outage.ended_at)}
+            "started_at": iso(outage.started_at), "ended_at": iso(outage.ended_at), "runbook": outage.runbook}
 
 
 def _find_outage(session, key: str) -> Outage:

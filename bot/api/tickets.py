@@ -13,6 +13,7 @@ from bot import api_clients
 from bot.api.common import (ACTOR, ID_MAX, PREFIX, ApiError, Routes, group_problems, iso, not_future, read_body,
                             service_problems, time_of)
 from handlers.core.context import Actor, AlreadyHandled, Command, Context, UserError
+from handlers.knowledge import reuse
 from handlers.sla import breaches, tickets
 from handlers.sla.clocks import DONE_STATES, OPEN_STATES, replay
 from handlers.surveys import asking
@@ -85,6 +86,13 @@ def _find_ticket(session, ref: str) -> Ticket:
     return ticket
 
 
+def _suggested(session, ticket: Ticket) -> list[dict]:
+    """The published articles for the new incident's service and title (none for a service request)."""
+    if ticket.kind != "incident":
+        return []
+    return reuse.suggestion_views(reuse.suggest(session, ticket.service_id, ticket.title))
+
+
 class TicketRoutes(Routes):
     """The operations tagged ``tickets`` in openapi.yaml, each the method of its operationId."""
 
@@ -113,7 +121,8 @@ class TicketRoutes(Routes):
             return None
         with self.ctx.sessions() as s:
             ticket = s.scalar(select(Ticket).where(Ticket.source == "api", Ticket.external_id == external_id))
-            return {**ticket_view(self.ctx, s, ticket), "duplicate": True} if ticket else None
+            return {**ticket_view(self.ctx, s, ticket), "duplicate": True,
+                    "suggested_articles": _suggested(s, ticket)} if ticket else None
 
     def _create_ticket(self, actor: Actor, service_id: str, body: dict, opened_at: datetime) -> tuple[int, dict]:
         external_id = body.get("external_id")
@@ -134,7 +143,8 @@ class TicketRoutes(Routes):
                            **({"requester": body["requester"]} if "requester" in body else {}))
                 breaches.sync_clocks(work, ticket)
                 asking.after_ticket(work, ticket)
-                view = {**ticket_view(ctx, work.session, ticket), "duplicate": False}
+                view = {**ticket_view(ctx, work.session, ticket), "duplicate": False,
+                        "suggested_articles": _suggested(work.session, ticket)}
         except IntegrityError:
             existing = self._existing_ticket(external_id)  # the same external_id, posted twice at once
             if existing is None:

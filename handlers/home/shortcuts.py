@@ -14,7 +14,7 @@ from handlers.changes.plan import FIELDS
 from handlers.changes.record import number as change_number
 from handlers.core.context import Actor, Choice, Command, Context, Form, FormInvalid, Input, Reply, Work
 from handlers.sla import breaches
-from handlers.sla.tickets import NEW_EXAMPLE, PRIORITIES, number, open_ticket, ticket_reply
+from handlers.sla.tickets import NEW_EXAMPLE, PRIORITIES, number, open_ticket, ticket_reply, with_suggestions
 from storage.models import Change
 
 INCIDENT_FORM = "incident_from_message"
@@ -80,7 +80,7 @@ def submit_incident(ctx: Context, cmd: Command, values: dict, context: dict) -> 
         work.audit("incident.new", number(ticket), service=service.id, priority=priority, via=cmd.via,
                    permalink=where["permalink"])
         breaches.sync_clocks(work, ticket)
-        reply = ticket_reply(ctx, work.session, ticket)
+        reply = with_suggestions(ticket_reply(ctx, work.session, ticket), work.session, ticket)
         _announce_in_thread(work, where, replace(reply, title=f"{number(ticket)} opened from this message by "
                                                              f"{cmd.actor.name}: {title}", private=False),
                             f"{number(ticket)}")

@@ -34,6 +34,7 @@ class AlertEvent:
     severity: str | None
     labels: dict[str, str]
     generator_url: str | None
+    runbook_url: str | None = None  # the alert's runbook_url annotation
 
 
 class PayloadError(ValueError):
@@ -156,6 +157,7 @@ def _parse_alert(alert: object, path: str, service_label: str,
         severity=labels.get("severity") or None,
         labels=labels,
         generator_url=generator_url or None,
+        runbook_url=(annotations.get("runbook_url") or "").strip() or None,
     ), None
 
 

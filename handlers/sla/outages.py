@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import or_, select
 
 from handlers.core.context import Context, Field, Reply, Section, Work
+from handlers.knowledge import reuse
 from handlers.sla import availability
 from handlers.sla.alertmanager import AlertEvent
 from storage.models import Outage, OutboxMessage
@@ -20,16 +21,17 @@ BURN_LOOKBACK = timedelta(days=3)  # the longest burn-rate window
 
 
 def open_outage(work: Work, service_id: str, kind: str, source: str, fingerprint: str, started_at: datetime,
-                summary: str = "") -> Outage | None:
+                summary: str = "", runbook: str | None = None) -> Outage | None:
     """Record an outage once: a second report of the same one (same source and fingerprint) is ignored."""
     existing = work.session.scalar(select(Outage).where(Outage.source == source, Outage.fingerprint == fingerprint))
     if existing is not None:
         return None
     outage = Outage(service_id=service_id, kind=kind, source=source, fingerprint=fingerprint, summary=summary,
-                    started_at=started_at, ended_at=None)
+                    started_at=started_at, ended_at=None, runbook=runbook)
     work.session.add(outage)
     work.session.flush()
-    work.audit("outage.open", f"service:{service_id}", kind=kind, source=source, outage=outage.id)
+    work.audit("outage.open", f"service:{service_id}", kind=kind, source=source, outage=outage.id,
+               **({"runbook": runbook} if runbook else {}))
     return outage
 
 
@@ -51,10 +53,13 @@ def status_changed(work: Work, service_id: str, previous: str, state: str, chang
         open_outage(work, service_id, STATUS_KINDS[state], "status", f"{service_id}:{change_id}", work.now, message)
 
 
-def apply_alerts(ctx: Context, events: list[AlertEvent], actor=None) -> dict[str, int]:
+def apply_alerts(ctx: Context, events: list[AlertEvent], actor=None) -> dict:
     """Alertmanager's firing alerts open outages of the service they name; resolved ones close them.
-    Each firing episode of an alert (its fingerprint and start) is one outage, however often it is resent."""
+    Each firing episode of an alert (its fingerprint and start) is one outage, however often it is resent.
+    An outage names its alert's runbook (see ``handlers.knowledge.reuse.runbook_for``); the answer lists
+    the runbooks of the outages it opened."""
     counts = {"opened": 0, "closed": 0, "repeated": 0, "unknown_service": 0}
+    runbooks = []
     with ctx.sessions.begin() as session:
         work = Work(ctx, session, actor)
         for event in events:
@@ -66,15 +71,21 @@ def apply_alerts(ctx: Context, events: list[AlertEvent], actor=None) -> dict[str
             outage = session.scalar(select(Outage).where(Outage.source == "alertmanager",
                                                          Outage.fingerprint == fingerprint))
             if outage is None:
+                alertname = event.labels.get("alertname")
+                article, runbook = reuse.runbook_for(session, alertname, event.runbook_url)
                 outage = open_outage(work, service.id, "unplanned", "alertmanager", fingerprint, event.starts_at,
-                                     event.summary)
+                                     event.summary, runbook)
                 counts["opened"] += 1
+                if runbook:
+                    runbooks.append({"fingerprint": event.fingerprint, "alert": alertname, "service": service.id,
+                                     "outage": f"OUT-{outage.id}", "runbook": runbook,
+                                     "title": article.title if article else None})
             elif event.status == "firing" or outage.ended_at is not None:
                 counts["repeated"] += 1  # Alertmanager repeats itself every repeat_interval
             if event.status == "resolved" and outage.ended_at is None:
                 close_outage(work, outage, event.ends_at)
                 counts["closed"] += 1
-    return counts
+    return {**counts, "runbooks": runbooks}
 
 
 def intervals(session, service_id: str, kinds: tuple[str, ...], start: datetime | None, end: datetime,

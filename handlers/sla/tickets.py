@@ -10,6 +10,8 @@ from sqlalchemy import select
 from handlers.core.catalogue import find_service, may_set_status
 from handlers.core.context import (Button, Command, Context, Field, Refused, Reply, Section, UserError, Work,
                                    unknown_word)
+from handlers.knowledge import reuse
+from handlers.knowledge.articles import id_from
 from handlers.sla import breaches
 from handlers.sla.clocks import DONE_STATES, OPEN_STATES
 from handlers.surveys import asking
@@ -20,6 +22,7 @@ STATES = OPEN_STATES + DONE_STATES
 EVENT_KINDS = ("state", "priority", "assign", "supplier", "respond", "resolve", "reopen", "close")
 NUMBER = re.compile(r"^INC-?(\d{1,9})$", re.IGNORECASE)
 NEW_EXAMPLE = "incident new payments P2 Card payments fail for Amex"
+KB_EXAMPLE = "incident kb INC-12 KB-3"
 
 
 def number(ticket: Ticket) -> str:
@@ -150,8 +153,10 @@ def incident_cmd(ctx: Context, cmd: Command, args: list[str]) -> Reply:
             return ticket_reply(ctx, s, find_ticket(s, rest[0] if rest else "", "incident show INC-12"))
     if verb in ("priority", "assign", "vendor"):
         return _set(ctx, cmd, verb, rest)
+    if verb == "kb":
+        return _link_article(ctx, cmd, rest)
     if verb not in ACTIONS:
-        raise unknown_word("incident", args[0], rest, ("new", "show", "priority", "assign", "vendor", *ACTIONS),
+        raise unknown_word("incident", args[0], rest, ("new", "show", "priority", "assign", "vendor", "kb", *ACTIONS),
                            "incident ack INC-12")
     kind, value, allowed, said = ACTIONS[verb]
     example = f"incident {verb} INC-12"
@@ -191,9 +196,33 @@ def _new(ctx: Context, cmd: Command, args: list[str]) -> Reply:
                              at=work.now, group=service.team, opened_by=cmd.actor.person_id)
         work.audit("incident.new", number(ticket), service=service.id, priority=priority)
         breaches.sync_clocks(work, ticket)
-        reply = ticket_reply(ctx, work.session, ticket)
+        reply = with_suggestions(ticket_reply(ctx, work.session, ticket), work.session, ticket)
     reply.title = f"{number(ticket)} opened: {ticket.title}"
     return reply
+
+
+def with_suggestions(reply: Reply, session, ticket: Ticket) -> Reply:
+    """The reply to a new incident, with the library's articles for its service and title."""
+    section = reuse.suggestions_section(reuse.suggest(session, ticket.service_id, ticket.title), number(ticket))
+    if section is not None:
+        reply.sections.append(section)
+    return reply
+
+
+def _link_article(ctx: Context, cmd: Command, args: list[str]) -> Reply:
+    """``incident kb INC-N KB-N`` (a suggestion's *This helped*): the article helped with the ticket."""
+    if len(args) != 2:
+        raise UserError("Say the ticket and the article that helped.", KB_EXAMPLE)
+    article_id = id_from(args[1:], KB_EXAMPLE)
+    with ctx.change(cmd) as work:
+        ticket = find_ticket(work, args[0], KB_EXAMPLE)
+        if not (may_work_on(ctx, cmd.actor.person_id, ticket) or ticket.opened_by == cmd.actor.person_id):
+            raise Refused(f"Only whoever opened {number(ticket)}, {ticket.service_id}'s owner, its team, the "
+                          "assigned team or a service manager can link an article to it.")
+        article, new = reuse.link(work, ticket, article_id, cmd.via)
+    said = "is now linked to" if new else "was already linked to"
+    return Reply(title=f"KB-{article.id} {said} {number(ticket)}", text=article.title, tone="ok",
+                 footer=f"incident show {number(ticket)}")
 
 
 def _set(ctx: Context, cmd: Command, verb: str, args: list[str]) -> Reply:
@@ -240,6 +269,9 @@ def ticket_reply(ctx: Context, session, ticket: Ticket) -> Reply:
         fields.append(Field("Raised from", ticket.permalink))
     if ticket.resolved_at:
         fields.append(Field("Resolved", f"{ticket.resolved_at:%Y-%m-%d %H:%M} UTC"))
+    linked = reuse.linked_articles(session, ticket.id)
+    if linked:
+        fields.append(Field("Knowledge used", ", ".join(f"KB-{i} {title}" for i, title in linked)))
     if ticket.source_resolved_at and ticket.source_resolved_at != ticket.resolved_at:
         fields.append(Field(f"Resolved, as {ticket.source} says",
                             f"{ticket.source_resolved_at:%Y-%m-%d %H:%M} UTC"))
