@@ -19,7 +19,9 @@ from bot.teams_trust import EMULATOR_VARIABLE, is_loopback, peer_host, teams_mod
 from handlers.changes import messages
 from handlers.core.retention import prune
 from handlers.home import published as home
+from handlers.knowledge import reviews as kb_reviews
 from handlers.reporting import digests, reports
+from handlers.services import catalogue_review
 from handlers.sla import breaches, outages
 from handlers.surveys import asking
 from storage.db import read_only
@@ -95,6 +97,11 @@ def build_app(runtime: Runtime) -> web.Application:
                           max_instances=1, coalesce=True, next_run_time=datetime.now(timezone.utc))
         scheduler.add_job(_in_thread, "interval", minutes=1, args=[outages.burn_sweep, runtime.ctx], id="burn",
                           max_instances=1, coalesce=True, misfire_grace_time=300)
+        # Reviews and confirmations fall due by the day: a sweep a minute asks, reminds and tells in time.
+        scheduler.add_job(_in_thread, "interval", minutes=1, args=[kb_reviews.sweep, runtime.ctx], id="kb-reviews",
+                          max_instances=1, coalesce=True, misfire_grace_time=300)
+        scheduler.add_job(_in_thread, "interval", minutes=1, args=[catalogue_review.sweep, runtime.ctx],
+                          id="catalogue", max_instances=1, coalesce=True, misfire_grace_time=300)
         # Slack homes whose content changed are published again (handlers/home/published.py).
         scheduler.add_job(_in_thread, "interval", seconds=home.SWEEP_SECONDS, args=[home.sweep, runtime.ctx],
                           id="homes", max_instances=1, coalesce=True, misfire_grace_time=300)

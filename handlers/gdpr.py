@@ -3,18 +3,20 @@
 The export lists what svcbot holds about a person. Erasure deletes what exists only for that person's sake:
 named survey answers and their comments, subscriptions, and that they opened svcbot's home; surveys still
 waiting to ask them are cancelled. Records of governance (change requests and votes, tickets, knowledge
-articles they own or wrote and the versions they authored, their reviews of articles, the audit log) are kept,
-since they account for decisions and knowledge others rely on; the export lists them. Anonymous answers cannot
-be found or erased by anyone: nothing links them to a person.
+articles they own or wrote and the versions they authored, their reviews of articles, the articles they linked
+to tickets, their confirmations of catalogue entries, the audit log) are kept, since they account for decisions
+and knowledge others rely on; the export lists them. Anonymous answers cannot be found or erased by anyone:
+nothing links them to a person.
 """
 from __future__ import annotations
 
 from sqlalchemy import delete, func, or_, select, update
 
 from handlers.core.context import Actor, Command, Context, UserError
+from handlers.services.catalogue_review import confirmations_by
 from handlers.surveys import asking
 from storage.models import (AuditRecord, Change, ChangeVote, CsiItem, HomeView, Identity, KbArticle, KbReview,
-                            KbVersion, Person, Subscription, Ticket)
+                            KbTicketLink, KbVersion, Person, Subscription, Ticket)
 
 CLI = Actor(person_id="cli", name="command line", platform="cli")
 
@@ -56,6 +58,9 @@ def export(ctx: Context, user: str) -> dict:
                             .where(KbReview.person_id == person_id).order_by(KbReview.id)).all()
         homes = s.execute(select(HomeView.platform, HomeView.opened_at, HomeView.published_at)
                           .where(HomeView.person_id == person_id)).all()
+        links = s.execute(select(KbTicketLink.ticket_id, KbTicketLink.article_id, KbTicketLink.at)
+                          .where(KbTicketLink.person_id == person_id).order_by(KbTicketLink.at)).all()
+        confirmations = confirmations_by(s, person_id)
         audit = s.scalar(select(func.count()).where(AuditRecord.person_id == person_id))
         return {
             "person": {"id": person_id, "name": row.name if row else ctx.config.person_name(person_id),
@@ -76,6 +81,9 @@ def export(ctx: Context, user: str) -> dict:
                                   for a, o, n, at in reviews],
             "home_opened": [{"platform": p, "opened_at": o.isoformat(), "published_at": pub and pub.isoformat()}
                             for p, o, pub in homes],
+            "knowledge_linked_to_tickets": [{"ticket": f"INC-{t}", "article": f"KB-{a}", "at": at.isoformat()}
+                                            for t, a, at in links],
+            "catalogue_confirmations": confirmations,
             "audit_records": audit,
         }
 

@@ -31,6 +31,8 @@ TOPICS = {
         ("incident assign INC-12 platform-ops", "hand it to another team: their OLA clock runs while they have it"),
         ("incident resolve INC-12", "stops the resolution clocks"),
         ("incident reopen INC-12", "resumes them; the time it spent resolved does not count"),
+        ("incident kb INC-12 KB-3", "the article helped with it (a new incident's suggestions have a This helped "
+         "button that says so); counted as the article's reuse"),
     ]),
     "sla": ("Service levels", [
         ("sla", "attainment this month per agreement, target and priority, and availability"),
@@ -79,6 +81,12 @@ TOPICS = {
         ('kb edit KB-12 tags=vpn,token', "a new version; kb edit KB-12 alone opens the form"),
         ("kb publish KB-12", "make it searchable; kb retire KB-12 takes it out (its owner, its services' owners "
          "and teams, service managers). Articles from git (svcbot kb sync) are edited in git"),
+        ("kb review KB-12 verified", "answer a due review (the direct message's buttons): verified, needs-work "
+         "or retire"),
+    ]),
+    "catalogue": ("Keeping the service catalogue true", [
+        ("catalogue confirm payments", "its owner confirms the service's catalogue entry (asked by direct "
+         "message every catalogue.review_days); catalogue change payments says it needs change"),
     ]),
     "digest": ("Digests: scheduled summaries posted to a channel", [
         ("digest list", "each digest of app.yaml: where, when, when it was last posted"),

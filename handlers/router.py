@@ -14,7 +14,7 @@ from handlers.home import shortcuts
 from handlers.home import view as home
 from handlers.knowledge import commands as knowledge
 from handlers.reporting import digests, reports
-from handlers.services import csi, status
+from handlers.services import catalogue_review, csi, status
 from handlers.sla import attainment, tickets
 from handlers.surveys import asking
 from handlers.surveys import commands as surveys
@@ -34,6 +34,7 @@ ROUTES = {
     "survey": surveys.survey_cmd,
     "csi": csi.csi_cmd,
     "kb": knowledge.kb_cmd,
+    "catalogue": catalogue_review.catalogue_cmd,
     "digest": digests.digest_cmd,
     "report": reports.report_cmd,
     "home": home.home_cmd,

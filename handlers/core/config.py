@@ -119,7 +119,8 @@ def _cron_weekdays(part: str) -> str:
     return ",".join(sorted({CRON_DAYS[d % 7] for d in range(first, last + 1, every)}, key=CRON_DAYS.index))
 
 
-DIGEST_SECTIONS = ("status", "incidents", "breaches", "at-risk", "approvals", "changes", "surveys", "csi")
+DIGEST_SECTIONS = ("status", "incidents", "breaches", "at-risk", "approvals", "changes", "surveys", "csi",
+                   "knowledge")
 
 
 class Scheduled(Strict):
@@ -198,9 +199,36 @@ class KnowledgePolicy(Strict):
     """The knowledge library: review intervals per article kind (a kind not given keeps its default)."""
 
     review_days: dict[Literal[KB_KINDS], Annotated[int, Field(ge=1, le=3650)]] = {}
+    # A due review's owner is reminded once after this many days, and the service managers told after these.
+    reminder_days: Annotated[int, Field(ge=1, le=365)] = 3
+    escalate_days: Annotated[int, Field(ge=1, le=365)] = 7
+
+    @model_validator(mode="after")
+    def _reminder_first(self):
+        return _reminder_before_escalation(self)
 
     def review_days_for(self, kind: str) -> int:
         return self.review_days.get(kind, KB_REVIEW_DAYS[kind])
+
+
+class CataloguePolicy(Strict):
+    """How often each service owner confirms their service's catalogue entry, and the reminder and the
+    word to the service managers when they do not."""
+
+    review_days: Annotated[int, Field(ge=1, le=3650)] = 90
+    reminder_days: Annotated[int, Field(ge=1, le=365)] = 3
+    escalate_days: Annotated[int, Field(ge=1, le=365)] = 7
+
+    @model_validator(mode="after")
+    def _reminder_first(self):
+        return _reminder_before_escalation(self)
+
+
+def _reminder_before_escalation(policy):
+    if policy.escalate_days <= policy.reminder_days:
+        raise ValueError(f"escalate_days ({policy.escalate_days}) must come after reminder_days "
+                         f"({policy.reminder_days})")
+    return policy
 
 
 # Where Teams' connector lives: the public cloud (smba.trafficmanager.net/<region>/), the Bot Framework's
@@ -338,6 +366,7 @@ class AppConfig(Strict):
     reports: list[ReportSchedule] = []
     surveys: SurveyPolicy = SurveyPolicy()
     knowledge: KnowledgePolicy = KnowledgePolicy()
+    catalogue: CataloguePolicy = CataloguePolicy()
     api_clients: list[ApiClient] = []
     status_page: StatusPagePolicy = StatusPagePolicy()
 

@@ -194,7 +194,7 @@ def move(ctx: Context, work: Work, article: KbArticle, state: str, via: str) -> 
     if state == "published":
         article.published_at = article.reviewed_at = work.now
         article.next_review_at = work.now + timedelta(days=article.review_days)
-        article.retired_at = None
+        article.retired_at, article.review_stage = None, 0
     else:
         article.next_review_at = None
         if state == "retired":

@@ -6,6 +6,7 @@ from handlers.core.config import KB_KINDS
 from handlers.core.context import (Actor, Button, Choice, Command, Context, Form, FormInvalid, Input, Refused, Reply,
                                    Section, UserError, unknown_word)
 from handlers.core.words import after_verb, pairs
+from handlers.knowledge import reviews
 from handlers.knowledge import search as library
 from handlers.knowledge.articles import (FIELDS, NEW_EXAMPLE, STATE_ICON, create, find, history_reply, id_from,
                                          may_manage, meta_line, move, number, refuse_if_from_git,
@@ -13,7 +14,7 @@ from handlers.knowledge.articles import (FIELDS, NEW_EXAMPLE, STATE_ICON, create
                                          version_reply)
 from storage.models import KbArticle
 
-VERBS = ("search", "show", "new", "edit", "publish", "retire", "history", "share")
+VERBS = ("search", "show", "new", "edit", "publish", "retire", "history", "share", "review")
 EDIT_EXAMPLE = 'kb edit KB-12 title="Reset a VPN token" services=vpn'
 SEARCH_EXAMPLE = "kb search pod keeps restarting"
 SHOWN = 5  # search results in chat
@@ -27,6 +28,8 @@ def kb_cmd(ctx: Context, cmd: Command, args: list[str]) -> Reply:
         return search_reply(ctx, cmd, " ".join(rest))
     if verb == "new":
         return _new(ctx, cmd)
+    if verb == "review":
+        return reviews.answer(ctx, cmd, rest)
     if verb == "edit":
         return _edit(ctx, cmd, rest)
     if verb in ("publish", "retire"):

@@ -15,7 +15,8 @@ from handlers.core.config import Digest
 from handlers.core.context import (Actor, Command, Context, Field, Refused, Reply, Section, UserError, Work, nearest,
                                    retyped)
 from handlers.reporting import schedule
-from handlers.services import csi, status
+from handlers.knowledge import reviews
+from handlers.services import catalogue_review, csi, status
 from handlers.services.status import STATE_ICON
 from handlers.sla import attainment
 from handlers.sla.clocks import OPEN_STATES
@@ -184,6 +185,28 @@ def _csi(ctx: Context, s, digest: Digest, now: datetime, since: datetime) -> Par
                 "no improvement actions due in the next two weeks", {"due": len(items), "open": open_total})
 
 
+def _knowledge(ctx: Context, s, digest: Digest, now: datetime, since: datetime) -> Part:
+    """Articles whose review is overdue (flagged as needing work, or unanswered), and catalogue entries
+    whose owner has not confirmed them in time."""
+    today = now.astimezone(ZoneInfo(digest.timezone)).date()
+    zone = ZoneInfo(digest.timezone)
+    articles = reviews.overdue(s, now)
+    entries = catalogue_review.overdue(s, now)
+    lines = [f"KB-{a.id} {a.title} — {ctx.config.person_name(a.owner)}, "
+             f"{'needs work' if reviews.flagged(s, a.id) else 'review'} "
+             f"{_due_text(a.next_review_at.astimezone(zone).date(), today)}" for a in articles[:SHOWN]]
+    if len(articles) > SHOWN:
+        lines.append(f"and {len(articles) - SHOWN} more articles overdue for review")
+    for entry in entries[:SHOWN]:
+        svc = ctx.config.service(entry.service_id)
+        lines.append(f"Catalogue entry of {svc.name if svc else entry.service_id} — "
+                     f"{'needs change' if entry.needs_change else 'confirmation'} "
+                     f"{_due_text(entry.due_at.astimezone(zone).date(), today)}: `catalogue confirm {entry.service_id}`")
+    return Part("knowledge", Section(title="Knowledge to keep true", text="\n".join(lines)),
+                not articles and not entries, "no knowledge reviews or catalogue confirmations overdue",
+                {"articles_overdue": len(articles), "catalogue_overdue": len(entries)})
+
+
 def _due_text(due: date, today: date) -> str:
     if due < today:
         return f"overdue since {due:%d %b}"
@@ -191,7 +214,8 @@ def _due_text(due: date, today: date) -> str:
 
 
 SECTIONS = {"status": _status, "incidents": _incidents, "breaches": _breaches, "at-risk": _at_risk,
-            "approvals": _approvals, "changes": _changes, "surveys": _surveys, "csi": _csi}
+            "approvals": _approvals, "changes": _changes, "surveys": _surveys, "csi": _csi,
+            "knowledge": _knowledge}
 
 
 # ------------------------------------------------------------------------------------------- the schedule

@@ -12,6 +12,7 @@ from handlers.changes.rules import HOLDING
 from handlers.core.catalogue import find_service, may_set_status
 from handlers.core.config_catalogue import SERVICE_STATES, Service
 from handlers.core.context import Button, Command, Context, Field, Refused, Reply, Section, UserError, nearest, retyped
+from handlers.services import catalogue_review
 from handlers.sla import outages
 from handlers.surveys import asking
 from handlers.surveys import results as survey_results
@@ -103,6 +104,7 @@ def _one(ctx: Context, cmd: Command, svc: Service) -> Reply:
                                     Change.planned_end > ctx.now())
                              .order_by(Change.planned_start).limit(5)).all()
         csat = asking.service_satisfaction(ctx, s, svc.id, ctx.now() - SATISFACTION_WINDOW, None)
+        unconfirmed = catalogue_review.overdue(s, ctx.now(), [svc.id])
     state = row.state if row else "operational"
     owner = cfg.person(svc.owner)
     team = cfg.group(svc.team) if svc.team else None
@@ -118,6 +120,9 @@ def _one(ctx: Context, cmd: Command, svc: Service) -> Reply:
         Field("Satisfaction (30 days)",
               f"CSAT {csat.score_text()} of {survey_results.answers_text(csat.answers)}" if csat.answers else "—"),
     ]
+    if unconfirmed:
+        fields.append(Field("Catalogue entry", f"⚠️ {'needs change' if unconfirmed[0].needs_change else 'unconfirmed'}"
+                                               f" since {unconfirmed[0].due_at:%Y-%m-%d} (catalogue confirm {svc.id})"))
     sections = [Section(text=row.message if row and row.message else svc.description, fields=fields)]
     if history:
         lines = [f"{h.at:%Y-%m-%d %H:%M} {STATE_ICON[h.previous_state]}→{STATE_ICON[h.state]} {h.state}"
