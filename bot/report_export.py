@@ -173,6 +173,18 @@ def pdf(report: Report, images: list[Image], *, compress: bool = True) -> bytes:
                   "Open at month end", ["Item", "Title", "Owner", "Due", "Overdue"],
                   [[i.item, i.title, i.owner, i.due.isoformat() if i.due else "—", "yes" if i.overdue else "no"]
                    for i in s.items], [0.1, 0.46, 0.2, 0.14, 0.1])]
+    k = r.knowledge
+    story += [Paragraph("Knowledge", h2),
+              text(f"Articles linked to incidents {k.linked} · incidents resolved with an article "
+                   f"{k.resolved_with_article} of {k.resolved} · reviews on time {k.reviews_on_time} of "
+                   f"{k.reviews_answered} · published articles unused for a year {k.unused}"
+                   + (f" · catalogue entries awaiting confirmation: {', '.join(k.catalogue_overdue)}"
+                      if k.catalogue_overdue else "")),
+              Spacer(1, 4),
+              *table("Most reused articles", ["Article", "Title", "Incidents"],
+                     [[a.article, a.title, a.incidents] for a in k.top], [0.15, 0.7, 0.15]),
+              *table("Articles overdue for review, per service", ["Service", "Articles", "Oldest due"],
+                     [[s.service, s.articles, s.oldest_due.isoformat()] for s in k.stale], [0.5, 0.2, 0.3])]
     story += [Paragraph("Commentary", h2)]
     if r.commentary:
         story += [text(r.commentary.text),

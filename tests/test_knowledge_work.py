@@ -125,3 +125,29 @@ def test_a_new_incident_about_a_crash_looping_pod_is_offered_its_runbook(ctx, cl
     [section] = [s for s in reply.sections if s.title == "From the knowledge library"]
     assert section.text.splitlines()[0].endswith("Kube Pod Crash Looping (runbook)")
     assert len(section.buttons) <= 3
+
+
+def test_the_monthly_report_has_a_knowledge_section_in_chat_html_and_pdf(ctx, clock):
+    from bot import report_export
+    from handlers.reporting import report_figures, reports
+    from handlers.services import catalogue_review
+    vpn = new(ctx, "sanne", KNOWN_ERROR)
+    ok(ctx, "sanne", f"kb publish KB-{vpn}")
+    catalogue_review.sweep(ctx)
+    clock.advance(days=120)  # the review and every catalogue entry are overdue
+    first = ok(ctx, "sanne", "incident new vpn P3 VPN drops <b>again</b>").title.split(" ")[0]
+    ok(ctx, "sanne", f"incident kb {first} KB-{vpn}")
+    ok(ctx, "sanne", f"incident resolve {first}")
+    ok(ctx, "tom", "catalogue confirm payments")
+    report = report_figures.report_data(ctx, None, "this-month")
+    k = report.knowledge
+    assert (k.linked, k.resolved_with_article, k.resolved) == (1, 1, 1)
+    assert [(a.article, a.incidents) for a in k.top] == [(f"KB-{vpn}", 1)]
+    assert [(s.service, s.articles) for s in k.stale] == [("Remote Access VPN", 1)]
+    assert "Payments" not in k.catalogue_overdue and "Remote Access VPN" in k.catalogue_overdue
+    [section] = [s for s in reports.report_reply(report).sections if s.title == "Knowledge"]
+    assert {f.label: f.value for f in section.fields}["Resolved with an article"] == "1 of 1"
+    page = report_export.html(report, [])
+    assert 'id="knowledge"' in page and "VPN drops every 30 minutes" in page
+    assert report_export.pdf(report, [], compress=False).count(b"Knowledge") >= 1
+    assert report_figures.report_data(ctx, "payments", "this-month").knowledge.stale == []

@@ -64,7 +64,8 @@ def suggestion_views(suggestions: list[Suggestion]) -> list[dict]:
 
 # ---- an alert's runbook --------------------------------------------------------------------------------
 
-def runbook_for(session: Session, alertname: str | None, runbook_url: str | None) -> tuple[KbArticle | None, str | None]:
+def runbook_for(session: Session, alertname: str | None,
+                runbook_url: str | None) -> tuple[KbArticle | None, str | None]:
     """The published article that answers the alert, and what the outage records of it: ``KB-N``, else the
     alert's runbook_url, else None."""
     if alertname:

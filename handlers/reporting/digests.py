@@ -201,7 +201,8 @@ def _knowledge(ctx: Context, s, digest: Digest, now: datetime, since: datetime) 
         svc = ctx.config.service(entry.service_id)
         lines.append(f"Catalogue entry of {svc.name if svc else entry.service_id} — "
                      f"{'needs change' if entry.needs_change else 'confirmation'} "
-                     f"{_due_text(entry.due_at.astimezone(zone).date(), today)}: `catalogue confirm {entry.service_id}`")
+                     f"{_due_text(entry.due_at.astimezone(zone).date(), today)}: "
+                     f"`catalogue confirm {entry.service_id}`")
     return Part("knowledge", Section(title="Knowledge to keep true", text="\n".join(lines)),
                 not articles and not entries, "no knowledge reviews or catalogue confirmations overdue",
                 {"articles_overdue": len(articles), "catalogue_overdue": len(entries)})

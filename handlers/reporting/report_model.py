@@ -151,6 +151,33 @@ class CsiStats:
 
 
 @dataclass(frozen=True)
+class ArticleUse:
+    article: str  # KB-12
+    title: str
+    incidents: int  # linked in the month
+
+
+@dataclass(frozen=True)
+class StaleLine:
+    service: str  # the service's name; "No service" for articles that name none
+    articles: int  # published, overdue for review at the month's end
+    oldest_due: date
+
+
+@dataclass(frozen=True)
+class KnowledgeStats:
+    linked: int  # links of an article to an incident made in the month
+    resolved: int  # incidents resolved in the month
+    resolved_with_article: int  # … with an article linked
+    top: list[ArticleUse]  # the most reused articles of the month
+    unused: int  # published articles no incident used for a year
+    reviews_answered: int  # reviews answered in the month
+    reviews_on_time: int  # … before their reminder was due
+    stale: list[StaleLine]  # per service, most first
+    catalogue_overdue: list[str]  # services whose catalogue entry awaits its owner's confirmation
+
+
+@dataclass(frozen=True)
 class Commentary:
     text: str
     person_id: str
@@ -180,6 +207,7 @@ class Report:
     satisfaction_goal: float | None  # the service's satisfaction target, when it has exactly one
     csi: CsiStats
     commentary: Commentary | None
+    knowledge: KnowledgeStats
 
     @property
     def scope_key(self) -> str:

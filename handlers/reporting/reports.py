@@ -78,12 +78,28 @@ def report_reply(report: Report) -> Reply:
     sections.append(Section(title="Continual service improvement", text="\n".join(items), fields=[
         Field("Opened", str(s.opened)), Field("Done", str(s.done)), Field("Open at month end", str(s.open)),
         Field("Overdue", str(s.overdue))]))
+    sections.append(_knowledge_section(report))
     if report.commentary:
         sections.append(Section(title=f"Commentary — {report.commentary.person}",
                                 text=report.commentary.text))
     return Reply(title=title_of(report), sections=sections,
                  footer=f"Months run in {report.timezone} time. `report comment` adds the manager's commentary; "
                         "`svcbot report` exports it as HTML and PDF.")
+
+
+def _knowledge_section(report: Report) -> Section:
+    k = report.knowledge
+    lines = [f"*{a.article}* {a.title} — {a.incidents} incident{'s' * (a.incidents != 1)}"
+             for a in k.top[:SHOWN_IN_CHAT]]
+    lines += [f"⚠️ {s.service}: {s.articles} article{'s' * (s.articles != 1)} overdue for review since "
+              f"{s.oldest_due.isoformat()}" for s in k.stale[:SHOWN_IN_CHAT]]
+    if k.catalogue_overdue:
+        lines.append(f"⚠️ Catalogue entries awaiting confirmation: {', '.join(k.catalogue_overdue)}")
+    return Section(title="Knowledge", text="\n".join(lines), fields=[
+        Field("Articles linked to incidents", str(k.linked)),
+        Field("Resolved with an article", f"{k.resolved_with_article} of {k.resolved}"),
+        Field("Reviewed on time", f"{k.reviews_on_time} of {k.reviews_answered}"),
+        Field("Unused for a year", str(k.unused))])
 
 
 # ---- chat -------------------------------------------------------------------------------------------------

@@ -52,7 +52,8 @@ def confirm_message(ctx: Context, svc: Service, step: str) -> Reply:
                         f"({ctx.config.person_name(svc.owner)}) has not answered."}[step]
     buttons = [] if step == "escalate" else [Button("Confirm", f"catalogue confirm {svc.id}", "primary"),
                                              Button("Needs change", f"catalogue change {svc.id}")]
-    return Reply(title=f"📇 {svc.name}: catalogue entry", text=lead, sections=[Section(fields=entry_fields(ctx, svc))],
+    return Reply(title=f"📇 {svc.name}: catalogue entry", text=lead,
+                 sections=[Section(fields=entry_fields(ctx, svc))],
                  buttons=buttons, footer=f"status {svc.id}", tone="info" if step == "ask" else "warning")
 
 

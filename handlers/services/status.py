@@ -121,8 +121,9 @@ def _one(ctx: Context, cmd: Command, svc: Service) -> Reply:
               f"CSAT {csat.score_text()} of {survey_results.answers_text(csat.answers)}" if csat.answers else "—"),
     ]
     if unconfirmed:
-        fields.append(Field("Catalogue entry", f"⚠️ {'needs change' if unconfirmed[0].needs_change else 'unconfirmed'}"
-                                               f" since {unconfirmed[0].due_at:%Y-%m-%d} (catalogue confirm {svc.id})"))
+        said = "needs change" if unconfirmed[0].needs_change else "unconfirmed"
+        fields.append(Field("Catalogue entry",
+                            f"⚠️ {said} since {unconfirmed[0].due_at:%Y-%m-%d} (catalogue confirm {svc.id})"))
     sections = [Section(text=row.message if row and row.message else svc.description, fields=fields)]
     if history:
         lines = [f"{h.at:%Y-%m-%d %H:%M} {STATE_ICON[h.previous_state]}→{STATE_ICON[h.state]} {h.state}"
