@@ -640,12 +640,16 @@ def test_alertmanager_firing_then_resolved_is_one_outage_with_both_ends(api, dat
     fired = api.post("/api/v1/alertmanager", data=FIRING, headers=headers)
     assert fired.status_code == 200, fired.text
     fits(fired.json(), "AlertmanagerResult")
-    assert {k: v for k, v in fired.json().items() if k != "notes"} == \
+    assert {k: v for k, v in fired.json().items() if k not in ("notes", "runbooks")} == \
         {"opened": 1, "closed": 0, "repeated": 0, "unknown_service": 1}
     assert any("checkout" in note for note in fired.json()["notes"])
     [outage] = db_rows(database_url, Outage)
     assert (outage.service_id, outage.source, outage.kind, outage.summary, outage.ended_at) == \
         ("payments", "alertmanager", "unplanned", "Payments: error rate above 5%", None)
+    # No article answers it: the outage names the runbook by the alert's runbook_url.
+    assert fired.json()["runbooks"] == [{"fingerprint": "5d3a8f1c2b9e0471", "alert": "HighErrorRate",
+                                         "service": "payments", "outage": f"OUT-{outage.id}", "title": None,
+                                         "runbook": "https://runbooks.example.internal/high-error-rate"}]
     payments = next(s for s in api.get("/api/v1/services").json()["services"] if s["id"] == "payments")
     assert [o["id"] for o in payments["open_outages"]] == [f"OUT-{outage.id}"]
 
@@ -655,7 +659,7 @@ def test_alertmanager_firing_then_resolved_is_one_outage_with_both_ends(api, dat
     assert snapshot(database_url) == before
 
     resolved = api.post("/api/v1/alertmanager", data=RESOLVED, headers=headers).json()
-    assert {k: v for k, v in resolved.items() if k != "notes"} == \
+    assert {k: v for k, v in resolved.items() if k not in ("notes", "runbooks")} == \
         {"opened": 0, "closed": 1, "repeated": 0, "unknown_service": 1}
     [outage] = db_rows(database_url, Outage)
     assert (instant(outage.started_at.isoformat()), instant(outage.ended_at.isoformat())) == \

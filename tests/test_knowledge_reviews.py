@@ -4,11 +4,14 @@ answers (*Still right*, *Needs work*, *Retire*) are the buttons' ordinary words.
 service owner to confirm their catalogue entry. Handler level, with the test clock."""
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 
 from sqlalchemy import select
 
+from bot import render
 from handlers import gdpr
+from handlers.core.context import Reply
 from handlers.core import quiet_hours
 from handlers.knowledge import reviews
 from handlers.services import catalogue_review
@@ -50,6 +53,9 @@ def test_a_due_review_asks_the_owner_reminds_once_then_tells_the_service_manager
     assert reviews.sweep(ctx) == 1 and reviews.sweep(ctx) == 0
     [asked] = dms(ctx, "sanne")
     assert set(buttons(asked)) == {"Still right", "Needs work", "Retire"}
+    for rendered in (render.slack_message(Reply.from_dict(asked.message)),
+                     render.teams_card(Reply.from_dict(asked.message))):  # each platform shows the three buttons
+        assert all(run in json.dumps(rendered) for run in buttons(asked).values())
     policy = ctx.config.knowledge
     clock.to(due + timedelta(days=policy.reminder_days))
     mark = last_id(ctx)

@@ -123,3 +123,19 @@ def test_an_operator_syncs_the_folder_and_a_client_searches_it(server_env, start
     assert api.get("/api/v1/kb/search?limit=3").json() == {"results": []}
     assert api.get("/api/v1/kb/search?q=pod&limit=51").status_code == 400
     assert Client(api.url, token=None).get("/api/v1/kb/search?q=pod").status_code == 401
+    # In the work itself: a new incident is offered the runbook, and an alert's outage names it.
+    opened = api.post("/api/v1/tickets", {"service": "payments", "priority": "P2",
+                                          "title": "checkout pods keep crashing and restarting"})
+    assert opened.status_code == 201, opened.text
+    fits(opened.json(), "Ticket")
+    suggested = opened.json()["suggested_articles"]
+    assert 1 <= len(suggested) <= 3 and suggested[0]["title"] == "Kube Pod Crash Looping"
+    alert = {"status": "firing", "labels": {"alertname": "KubePodCrashLooping", "service": "payments"},
+             "annotations": {"runbook_url": "https://runbooks.prometheus-operator.dev/runbooks/kubernetes/"
+                                            "kubepodcrashlooping", "summary": "Pod is crash looping."},
+             "startsAt": "2025-03-29T23:00:00Z", "endsAt": "0001-01-01T00:00:00Z", "fingerprint": "c0ffee"}
+    fired = api.post("/api/v1/alertmanager", {"version": "4", "status": "firing", "alerts": [alert]})
+    assert fired.status_code == 200, fired.text
+    fits(fired.json(), "AlertmanagerResult")
+    [named] = fired.json()["runbooks"]
+    assert (named["runbook"], named["title"]) == (suggested[0]["id"], "Kube Pod Crash Looping")
