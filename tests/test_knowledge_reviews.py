@@ -169,3 +169,18 @@ def test_overdue_reviews_and_confirmations_show_in_the_knowledge_digest_section(
     assert "Catalogue entry of Email" in section.text and "Catalogue entry of Payments" not in section.text
     assert posted.data["sections"]["knowledge"] == {"quiet": False, "articles_overdue": 1,
                                                    "catalogue_overdue": len(ctx.config.services) - 1}
+
+
+def test_the_runbooks_of_a_synced_folder_fall_due_together_and_are_asked_in_one_message(ctx, clock, tmp_path):
+    from tests.test_knowledge_work import synced
+    synced(ctx, tmp_path)  # four real runbooks without an owner or services: the service manager reviews them
+    clock.advance(days=ctx.config.knowledge.review_days_for("runbook"))
+    assert reviews.sweep(ctx) == 1
+    [asked] = dms(ctx, "priya")
+    assert asked.message["title"] == "📋 4 knowledge articles are due for review"
+    assert all(len(s["buttons"]) == 3 for s in asked.message["sections"]) and len(asked.message["sections"]) == 4
+    assert json.dumps(render.slack_message(Reply.from_dict(asked.message)))
+    kb = asked.message["sections"][0]["title"].split(" ")[1]
+    ok(ctx, "priya", f"kb review {kb} verified")
+    with ctx.sessions() as s:
+        assert len(reviews.overdue(s, clock())) == 3

@@ -11,12 +11,13 @@ catalogue's confirmations (handlers/services/catalogue_review.py).
 """
 from __future__ import annotations
 
+from collections import defaultdict
 from datetime import datetime, timedelta
 
 from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
-from handlers.core.context import SYSTEM, Button, Command, Context, Reply, UserError, Work
+from handlers.core.context import SYSTEM, Button, Command, Context, Reply, Section, UserError, Work
 from handlers.knowledge.articles import (find, id_from, move, number, refuse_if_from_git, refuse_unless_manager,
                                          safe, when)
 from storage.models import AuditRecord, KbArticle, KbReview
@@ -26,6 +27,7 @@ REVIEW_EXAMPLE = "kb review KB-12 verified"
 STEPS = ("ask", "remind", "escalate")
 DONE = 3  # the last rung: nothing more is sent until it is answered
 BATCH = 200
+SHOWN = 10  # articles with their buttons in one message (Slack takes 50 blocks)
 
 
 def ladder_due(due_column, stage_column, now: datetime, policy):
@@ -59,35 +61,55 @@ def review_message(ctx: Context, article: KbArticle, step: str, zone: str = "UTC
 
 
 def sweep(ctx: Context, batch: int = BATCH) -> int:
-    """Move every due review one rung up its ladder; returns the messages queued."""
+    """Move every due review one rung up its ladder; returns the messages queued. A person with several
+    articles on the same rung at once (a synced folder's runbooks, published together) gets one message
+    listing them, not one each."""
     now, policy, sent = ctx.now(), ctx.config.knowledge, 0
     with ctx.sessions.begin() as session:
         query = (select(KbArticle).where(KbArticle.state == "published",
                                          ladder_due(KbArticle.next_review_at, KbArticle.review_stage, now, policy))
-                 .order_by(KbArticle.next_review_at).limit(batch))
+                 .order_by(KbArticle.next_review_at, KbArticle.id).limit(batch))
         if session.bind.dialect.name == "postgresql":
             query = query.with_for_update(skip_locked=True)
         work = Work(ctx, session, SYSTEM)
+        asked: dict[tuple[str, str], list[KbArticle]] = defaultdict(list)
         for article in session.scalars(query).all():
-            sent += _next_rung(ctx, work, article)
+            step = STEPS[article.review_stage]
+            article.review_stage += 1
+            people = list(ctx.config.roles.service_managers) if step == "escalate" else askers(ctx, article)
+            for pid in people:
+                asked[(pid, step)].append(article)
+            work.audit(f"kb.review.{step}", number(article), to=people, due=article.next_review_at.isoformat())
+        for (pid, step), articles in asked.items():
+            person = ctx.config.person(pid)
+            zone = (person.timezone if person else None) or "UTC"
+            first = articles[0]
+            if len(articles) == 1:
+                message = review_message(ctx, first, step, zone)
+                key = f"kb:review:{first.id}:{first.next_review_at:%Y%m%dT%H%M%S}:{step}:{pid}"
+            else:
+                message = many_message(ctx, articles, step, zone)
+                key = f"kb:reviews:{now:%Y%m%dT%H%M%S}:{first.id}:{step}:{pid}"
+            sent += len(work.message_person(pid, message, key, number(first), hold_in_quiet_hours=True))
     if sent:
         ctx.on_outbox()
     return sent
 
 
-def _next_rung(ctx: Context, work: Work, article: KbArticle) -> int:
-    step = STEPS[article.review_stage]
-    article.review_stage += 1
-    people = list(ctx.config.roles.service_managers) if step == "escalate" else askers(ctx, article)
-    key = f"kb:review:{article.id}:{article.next_review_at:%Y%m%dT%H%M%S}"
-    sent = 0
-    for pid in people:
-        person = ctx.config.person(pid)
-        message = review_message(ctx, article, step, (person.timezone if person else None) or "UTC")
-        sent += len(work.message_person(pid, message, f"{key}:{step}:{pid}", number(article),
-                                        hold_in_quiet_hours=True))
-    work.audit(f"kb.review.{step}", number(article), to=people, due=article.next_review_at.isoformat())
-    return sent
+def many_message(ctx: Context, articles: list[KbArticle], step: str, zone: str) -> Reply:
+    """Several due reviews in one message: each article with its own buttons, the first few of them."""
+    sections = []
+    for article in articles[:SHOWN]:
+        one = review_message(ctx, article, step, zone)
+        sections.append(Section(title=one.title, text=f"due {when(article.next_review_at, zone)}",
+                                buttons=one.buttons))
+    more = len(articles) - SHOWN
+    lead = {"ask": "are due for review", "remind": "are overdue for review (a reminder)",
+            "escalate": "are overdue for review and their owners have not answered"}[step]
+    return Reply(title=f"📋 {len(articles)} knowledge articles {lead}", sections=sections,
+                 text="Is each still right?" if step != "escalate" else "",
+                 footer=(f"and {more} more; " if more > 0 else "") + "answer one with kb review KB-N verified",
+                 tone="info" if step == "ask" else "warning")
 
 
 def answer(ctx: Context, cmd: Command, args: list[str]) -> Reply:
