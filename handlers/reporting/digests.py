@@ -191,7 +191,7 @@ def _knowledge(ctx: Context, s, digest: Digest, now: datetime, since: datetime) 
     today = now.astimezone(ZoneInfo(digest.timezone)).date()
     zone = ZoneInfo(digest.timezone)
     articles = reviews.overdue(s, now)
-    entries = catalogue_review.overdue(s, now)
+    entries = catalogue_review.overdue(s, now, [svc.id for svc in ctx.config.services])
     lines = [f"KB-{a.id} {a.title} — {ctx.config.person_name(a.owner)}, "
              f"{'needs work' if reviews.flagged(s, a.id) else 'review'} "
              f"{_due_text(a.next_review_at.astimezone(zone).date(), today)}" for a in articles[:SHOWN]]

@@ -42,8 +42,8 @@ def knowledge(ctx: Context, session: Session, scope: str | None, period: attainm
                     for name, dues in stale.items()), key=lambda s: (-s.articles, s.service))
     on_time, answered = reviews.reviewed_on_time(session, period.start, period.end,
                                                  ctx.config.knowledge.reminder_days)
-    unconfirmed = [ctx.config.service(o.service_id).name if ctx.config.service(o.service_id) else o.service_id
-                   for o in catalogue_review.overdue(session, as_of, services)]
+    catalogue = services or [s.id for s in ctx.config.services]
+    unconfirmed = [ctx.config.service(o.service_id).name for o in catalogue_review.overdue(session, as_of, catalogue)]
     unused = [i for i, _ in used.unused]
     if scope:
         unused = [i for i in unused if scope in (session.get(KbArticle, i).services or [])]

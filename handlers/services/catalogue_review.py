@@ -70,15 +70,14 @@ def sweep(ctx: Context, batch: int = BATCH) -> int:
                                                     stage=0))
                 except IntegrityError:  # another replica saw it first
                     pass
-        query = (select(CatalogueReview).where(ladder_due(CatalogueReview.due_at, CatalogueReview.stage, now, policy))
+        query = (select(CatalogueReview).where(ladder_due(CatalogueReview.due_at, CatalogueReview.stage, now, policy),
+                                               CatalogueReview.service_id.in_([s.id for s in ctx.config.services]))
                  .order_by(CatalogueReview.due_at).limit(batch))
         if session.bind.dialect.name == "postgresql":
             query = query.with_for_update(skip_locked=True)
         work = Work(ctx, session, SYSTEM)
         for review in session.scalars(query).all():
             svc = ctx.config.service(review.service_id)
-            if svc is None or svc.id != review.service_id:  # gone from app.yaml
-                continue
             step = STEPS[review.stage]
             review.stage += 1
             people = list(ctx.config.roles.service_managers) if step == "escalate" else [svc.owner]
@@ -126,11 +125,11 @@ def catalogue_cmd(ctx: Context, cmd: Command, args: list[str]) -> Reply:
                  buttons=[Button("Confirm", f"catalogue confirm {svc.id}")])
 
 
-def overdue(session: Session, now: datetime, services: list[str] | None = None) -> list[Overdue]:
-    """Catalogue entries whose confirmation is past due, the longest overdue first."""
-    query = select(CatalogueReview).where(CatalogueReview.due_at <= now).order_by(CatalogueReview.due_at)
-    if services is not None:
-        query = query.where(CatalogueReview.service_id.in_(services))
+def overdue(session: Session, now: datetime, services: list[str]) -> list[Overdue]:
+    """Catalogue entries of these services whose confirmation is past due, the longest overdue first (a
+    service gone from app.yaml has no entry to confirm: callers pass the catalogue's)."""
+    query = (select(CatalogueReview).where(CatalogueReview.due_at <= now, CatalogueReview.service_id.in_(services))
+             .order_by(CatalogueReview.due_at))
     return [Overdue(r.service_id, r.due_at, _last_outcome(session, r.service_id) == "needs-change")
             for r in session.scalars(query).all()]
 
