@@ -95,6 +95,8 @@ def test_needs_work_flags_it_and_offers_a_csi_item_and_retire_takes_it_out(ctx, 
     needs_work = buttons(dms(ctx, "sanne")[-1])["Needs work"]
     reply = ok(ctx, "sanne", needs_work)
     assert "flagged" in reply.title
+    shown = ok(ctx, "sanne", f"kb show KB-{vpn}").sections[0].fields
+    assert "needs work" in {f.label: f.value for f in shown}["Review"]
     csi = next(b.run for b in reply.buttons if b.label == "Open a CSI item")
     assert ok(ctx, "sanne", csi).title.startswith("CSI-")
     with ctx.sessions() as s:

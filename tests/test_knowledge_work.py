@@ -48,6 +48,8 @@ def test_a_new_incident_suggests_articles_of_its_service_and_this_helped_links_o
     assert audits(ctx, ticket).count("incident.kb") == 1
     shown = ok(ctx, "tom", f"incident show {ticket}")
     assert f"KB-{vpn} VPN drops every 30 minutes" in [f.value for f in shown.sections[0].fields]
+    article_fields = ok(ctx, "tom", f"kb show KB-{vpn}").sections[0].fields
+    assert ("Helped with", "1 incident") in [(f.label, f.value) for f in article_fields]
 
     reply, outcome = run(ctx, "arjun", f"incident kb {ticket} KB-{vpn}")
     assert outcome == "refused"

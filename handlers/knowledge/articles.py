@@ -6,14 +6,14 @@ import re
 from datetime import timedelta
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from handlers.core.catalogue import may_set_status
 from handlers.core.config import KB_KINDS
 from handlers.core.context import Actor, Button, Context, Field, Refused, Reply, Section, UserError, Work
 from handlers.core.words import parse_ahead
-from storage.models import KbAlert, KbArticle, KbVersion
+from storage.models import KbAlert, KbArticle, KbReview, KbTicketLink, KbVersion
 
 STATES = ("draft", "published", "retired")
 STATE_ICON = {"draft": "📝", "published": "📗", "retired": "🗄️"}
@@ -234,6 +234,7 @@ def show_reply(ctx: Context, article: KbArticle, actor: Actor, limit: int = 2800
               Field("Version", f"v{article.version}, {when(article.updated_at, actor.timezone)}")]
     if article.state == "published":
         fields.append(Field("Next review", when(article.next_review_at, actor.timezone)))
+    fields += _reuse_fields(ctx, article)
     if article.alerts:
         fields.append(Field("Alerts", ", ".join(article.alerts)))
     if article.tags:
@@ -262,6 +263,18 @@ def show_reply(ctx: Context, article: KbArticle, actor: Actor, limit: int = 2800
             buttons.append(Button("Retire", f"kb retire {number(article)}", "danger"))
     reply.buttons = buttons
     return reply
+
+
+def _reuse_fields(ctx: Context, article: KbArticle) -> list[Field]:
+    """How often it helped with an incident, and whether its last review said it needs work."""
+    [(uses,)] = ctx.read(select(func.count()).select_from(KbTicketLink)
+                         .where(KbTicketLink.article_id == article.id))
+    last = ctx.read(select(KbReview.outcome).where(KbReview.article_id == article.id)
+                    .order_by(KbReview.at.desc(), KbReview.id.desc()).limit(1))
+    fields = [Field("Helped with", f"{uses} incident{'s' * (uses != 1)}")] if uses else []
+    if last and last[0][0] == "needs-work" and article.state == "published":
+        fields.append(Field("Review", "⚠️ needs work (kb review " + number(article) + " verified once it is right)"))
+    return fields
 
 
 def share_button(article: KbArticle) -> Button:
