@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import func, select
 
 from handlers.knowledge.search import CLOSE, OPEN, search
-from handlers.knowledge.sync import sync_folder
+from handlers.knowledge.sync import markdown_files, sync_folder
 from storage.models import AuditRecord, KbAlert, KbArticle, KbVersion
 from tests.conftest import SHARED
 
@@ -139,3 +139,13 @@ def test_an_operator_syncs_the_folder_and_a_client_searches_it(server_env, start
     fits(fired.json(), "AlertmanagerResult")
     [named] = fired.json()["runbooks"]
     assert (named["runbook"], named["title"]) == (suggested[0]["id"], "Kube Pod Crash Looping")
+
+
+def test_the_repository_papers_at_the_top_of_the_folder_are_not_articles(tmp_path):
+    # The shared folder as it came: SOURCE.md and LICENSE beside content/runbooks/.
+    files = markdown_files(RUNBOOKS.parent.parent)
+    assert len(files) == 108 and all(f.startswith("content/runbooks/") for f in files)
+    (tmp_path / "README.md").write_text("# How this repository works\n")
+    (tmp_path / "guides").mkdir()
+    (tmp_path / "guides" / "README.md").write_text("# Reset a VPN token\n")  # deeper down, an article
+    assert list(markdown_files(tmp_path)) == ["guides/README.md"]

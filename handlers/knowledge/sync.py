@@ -1,7 +1,8 @@
 """``svcbot kb sync DIR``: the library brought in line with a folder of Markdown files kept in git.
 
-Each ``*.md`` file (Hugo's ``_index.md`` section pages and hidden folders aside) is one article, its source
-the path relative to the folder. Its YAML front matter may give title, kind, services, owner, review, alerts,
+Each ``*.md`` file is one article, its source the path relative to the folder — except Hugo's ``_index.md``
+section pages, hidden folders, and the repository's own papers at the top of the folder (README, LICENSE,
+CONTRIBUTING, CHANGELOG, SECURITY, CODE_OF_CONDUCT, SOURCE: what the repository is, not what to do). Its YAML front matter may give title, kind, services, owner, review, alerts,
 tags and ``draft: true``; other keys (Hugo's weight …) are ignored. Without a title the first heading, then
 the file name, is the title; a runbook without ``alerts`` answers the alert its file is named after
 (``KubePodCrashLooping.md``); without tags, the folder it is in is its tag. New files become published
@@ -26,6 +27,7 @@ from storage.models import KbArticle
 FRONT_MATTER = re.compile(r"\A---[ \t]*\r?\n(.*?)\r?\n---[ \t]*(?:\r?\n|\Z)", re.S)
 HEADING = re.compile(r"^#[ \t]+(.+?)[ \t]*#*[ \t]*$", re.M)
 SKIPPED = ("_index.md",)
+REPOSITORY_PAPERS = {"readme", "license", "contributing", "changelog", "security", "code_of_conduct", "source"}
 SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's, when PyYAML was built with it
 GIT = Actor(person_id="git", name="git", platform="cli")
 
@@ -50,6 +52,8 @@ def markdown_files(folder: Path) -> dict[str, str]:
     for path in sorted(folder.rglob("*.md")):
         rel = path.relative_to(folder)
         if path.name in SKIPPED or any(part.startswith(".") for part in rel.parts) or not path.is_file():
+            continue
+        if len(rel.parts) == 1 and path.stem.lower() in REPOSITORY_PAPERS:
             continue
         files[rel.as_posix()] = path.read_text(encoding="utf-8", errors="replace")
     return files
