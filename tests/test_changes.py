@@ -645,7 +645,8 @@ def test_one_rejection_with_a_reason_rejects(ctx, database_url, clock):
     assert history[-1].message["title"] == "⛔ Arjun Mehta rejected it: Clashes with the month-end close"
     # nothing left to decide
     reply, outcome = run(ctx, "priya", f"change approve CHG-{cid}")
-    assert outcome == "user_error" and reply.text == f"CHG-{cid} is rejected; there is nothing to approve."
+    assert outcome == "user_error"
+    assert reply.text == f"CHG-{cid} is rejected; only a change awaiting approval can be approved."
     assert dm_people(ctx, database_url, f"change:{cid}:subscribers:") == {}
 
 
@@ -868,7 +869,7 @@ def test_a_blocked_change_may_still_be_rejected(ctx, database_url):
     assert the_change(database_url, cid).state == "rejected"
     reply, outcome = run(ctx, "priya", f"change override CHG-{cid} Too late")
     assert outcome == "user_error"
-    assert reply.text == f"CHG-{cid} is rejected; only a change still to run can be overridden."
+    assert reply.text == f"CHG-{cid} is rejected; only a change awaiting approval or scheduled can be overridden."
 
 
 def test_an_override_schedules_a_low_risk_change_at_once(ctx, database_url):
@@ -1179,7 +1180,8 @@ def test_cancelling_before_the_start(ctx, database_url, clock, state):
         "🚫 Tom Hughes cancelled it: The vendor pulled the release"
     # a cancelled change no longer takes approvals
     reply, outcome = run(ctx, "sanne", f"change approve CHG-{cid}")
-    assert outcome == "user_error" and reply.text == f"CHG-{cid} is cancelled; there is nothing to approve."
+    assert outcome == "user_error"
+    assert reply.text == f"CHG-{cid} is cancelled; only a change awaiting approval can be approved."
 
 
 def test_list_and_show(ctx, database_url):
@@ -1294,7 +1296,7 @@ def test_edit_checks_who_when_and_what(ctx, database_url):
     before = state_of(database_url)
     reply, outcome = run(ctx, "tom", f'change edit CHG-{cid} end="2026-03-10 22:00"')
     assert outcome == "user_error"
-    assert reply.text == f"CHG-{cid} is in-progress; only a change still to run can be edited."
+    assert reply.text == f"CHG-{cid} is in-progress; only a change awaiting approval or scheduled can be edited."
     assert state_of(database_url) == before
 
 

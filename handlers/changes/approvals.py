@@ -37,7 +37,8 @@ def decide(ctx: Context, cmd: Command, change_id: int, decision: str, comment: s
                           f"change like {number(change)}; your {'reaction' if cmd.via == 'reaction' else 'vote'} "
                           "was not counted.")
         if change.state != "awaiting-approval":
-            raise UserError(f"{number(change)} is {change.state}; there is nothing to {decision}.",
+            raise UserError(f"{number(change)} is {change.state}; only a change awaiting approval can be "
+                            f"{'approved' if decision == 'approve' else 'rejected'}.",
                             f"change show {number(change)}")
         mine = [v for v in votes(work.session, change) if v.person_id == actor.person_id]
         if mine and mine[-1].decision == decision:
@@ -133,7 +134,8 @@ def override(ctx: Context, cmd: Command, change_id: int, reason: str) -> Reply:
     with ctx.change(cmd) as work:
         change = find(work.session, change_id, "change list", lock=True)
         if change.state not in ("awaiting-approval", "scheduled"):
-            raise UserError(f"{number(change)} is {change.state}; only a change still to run can be overridden.",
+            raise UserError(f"{number(change)} is {change.state}; only a change awaiting approval or scheduled can be "
+                            "overridden.",
                             f"change show {number(change)}")
         found = rules.issues(work.session, ctx.config, change, services_of(work.session, change))
         if not rules.blocking(change, found):
@@ -215,7 +217,8 @@ def edit(ctx: Context, cmd: Command, change_id: int) -> Reply:
         if not may_run(ctx, cmd.actor.person_id, change):
             raise Refused(f"Only {number(change)}'s requester, its implementer or a service manager can edit it.")
         if change.state not in ("awaiting-approval", "scheduled"):
-            raise UserError(f"{number(change)} is {change.state}; only a change still to run can be edited.",
+            raise UserError(f"{number(change)} is {change.state}; only a change awaiting approval or scheduled can be "
+                            "edited.",
                             f"change show {number(change)}")
         plan = plan_from(ctx, cmd.actor, values, work.now, base=change, example=example)
         plan.pop("kind", None)
