@@ -1,4 +1,4 @@
-"""Business-calendar arithmetic (handlers/core/business_time.py): the calendar cases of /work/shared/SLA-CASES.md,
+"""Business-calendar arithmetic (handlers/core/business_time.py): the calendar cases of ../shared/SLA-CASES.md,
 the building blocks the pause and priority cases need, DST changes, holidays, closures, quiet hours and
 property checks. Every expected value is worked out by hand in the comment beside it (or taken from
 SLA-CASES.md); none is computed by the code under test.
