@@ -45,7 +45,8 @@ def _env() -> Environment:
     env = Environment(loader=PackageLoader("bot", "templates"), undefined=StrictUndefined, autoescape=True,
                       trim_blocks=True, lstrip_blocks=True, auto_reload=False)  # built-in: never change
     env.filters.update(pct=report_model.pct, duration=report_model.duration, target_name=report_model.target_name,
-                       target_detail=report_model.target_detail, achieved=report_model.achieved_text, goal=report_model.goal_text,
+                       target_detail=report_model.target_detail, achieved=report_model.achieved_text,
+                       goal=report_model.goal_text,
                        satisfaction=report_model.satisfaction_text, attainment=report_model.attainment_text)
     return env
 
@@ -147,7 +148,8 @@ def pdf(report: Report, images: list[Image], *, compress: bool = True) -> bytes:
         [0.38, 0.2, 0.12, 0.3])]
     story += [Paragraph("Availability", h2), *table(
         "Availability per service", ["Service", "Achieved", "Downtime", "Agreed", "Result"],
-        [[a.name, report_model.pct(a.achieved, 3), report_model.duration(a.downtime_seconds), report_model.goal_text(a.goal),
+        [[a.name, report_model.pct(a.achieved, 3), report_model.duration(a.downtime_seconds),
+          report_model.goal_text(a.goal),
           mark(a.ok) if a.goal is not None else "—"] for a in r.availability], [0.36, 0.16, 0.16, 0.16, 0.16])]
     t = r.tickets
     story += [Paragraph("Tickets", h2), *table(
@@ -161,7 +163,8 @@ def pdf(report: Report, images: list[Image], *, compress: bool = True) -> bytes:
     story += [Paragraph("Changes", h2), *table(
         "Changes implemented in the month", ["Implemented", "Successful", "Success rate", "Emergency",
                                              "Emergency share"],
-        [[c.implemented, c.successful, report_model.pct(c.success_rate), c.emergency, report_model.pct(c.emergency_share)]])]
+        [[c.implemented, c.successful, report_model.pct(c.success_rate), c.emergency,
+          report_model.pct(c.emergency_share)]])]
     story += [Paragraph("Satisfaction", h2), *table(
         "CSAT per month", ["Month", "Answers", "Satisfied", "CSAT"],
         [[m.label, m.answers, m.satisfied, report_model.pct(m.csat)] for m in r.satisfaction_trend],

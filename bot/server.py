@@ -86,7 +86,8 @@ def build_app(runtime: Runtime) -> web.Application:
                           id="changes", max_instances=1, coalesce=True, misfire_grace_time=300)
         scheduler.add_job(_in_thread, "interval", seconds=delivery.sweep_seconds, args=[asking.sweep, runtime.ctx],
                           id="surveys", max_instances=1, coalesce=True, misfire_grace_time=300)
-        # Digest and report slots are rows (handlers/reporting/schedule.py): a sweep at start posts one missed while stopped.
+        # Digest and report slots are rows (handlers/reporting/schedule.py): a sweep at start posts one missed
+        # while stopped.
         scheduler.add_job(_in_thread, "interval", seconds=delivery.sweep_seconds, args=[digests.sweep, runtime.ctx],
                           id="digests", max_instances=1, coalesce=True, misfire_grace_time=300,
                           next_run_time=datetime.now(timezone.utc))

@@ -35,8 +35,10 @@ class SlaRoutes(Routes):
             "period": period_view(period), "service": service.id if service else None,
             "by": "group" if by_group else None,
             "targets": [{**plain(r), "ok": r.ok} for r in rows if isinstance(r, attainment.TargetAttainment)],
-            "availability": [{**plain(r), "ok": r.ok} for r in rows if isinstance(r, attainment.AvailabilityAttainment)],
-            "satisfaction": [{**plain(r), "ok": r.ok} for r in rows if isinstance(r, attainment.SatisfactionAttainment)]})
+            "availability": [{**plain(r), "ok": r.ok} for r in rows
+                             if isinstance(r, attainment.AvailabilityAttainment)],
+            "satisfaction": [{**plain(r), "ok": r.ok} for r in rows
+                             if isinstance(r, attainment.SatisfactionAttainment)]})
 
     async def sla_breaches(self, request: web.Request) -> web.Response:
         period = read_query(request, "sla_breaches", self.ctx)["period"]

@@ -2,13 +2,14 @@
 
 Each ``*.md`` file is one article, its source the path relative to the folder — except Hugo's ``_index.md``
 section pages, hidden folders, and the repository's own papers at the top of the folder (README, LICENSE,
-CONTRIBUTING, CHANGELOG, SECURITY, CODE_OF_CONDUCT, SOURCE: what the repository is, not what to do). Its YAML front matter may give title, kind, services, owner, review, alerts,
-tags and ``draft: true``; other keys (Hugo's weight …) are ignored. Without a title the first heading, then
-the file name, is the title; a runbook without ``alerts`` answers the alert its file is named after
-(``KubePodCrashLooping.md``); without tags, the folder it is in is its tag. New files become published
-articles, changed files new versions, deleted files retired articles, and a file that comes back is
-published again. A file whose text is as last synced is not read further: a second sync changes nothing.
-A file with a fault is named in the answer and left as it was in the library. All of it is one transaction.
+CONTRIBUTING, CHANGELOG, SECURITY, CODE_OF_CONDUCT, SOURCE: what the repository is, not what to do). Its YAML
+front matter may give title, kind, services, owner, review, alerts, tags and ``draft: true``; other keys
+(Hugo's weight …) are ignored. Without a title the first heading, then the file name, is the title; a runbook
+without ``alerts`` answers the alert its file is named after (``KubePodCrashLooping.md``); without tags, the
+folder it is in is its tag. New files become published articles, changed files new versions, deleted files
+retired articles, and a file that comes back is published again. A file whose text is as last synced is not
+read further: a second sync changes nothing. A file with a fault is named in the answer and left as it was in
+the library. All of it is one transaction.
 """
 from __future__ import annotations
 

@@ -171,7 +171,8 @@ def _cause_counts(ctx: Context, rows: list[BreachRow]) -> list[CauseCount]:
     return [CauseCount(cause, label(cause), n) for cause, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))]
 
 
-def _availability(ctx: Context, session: Session, scope: str | None, period: attainment.Period) -> list[ServiceAvailability]:
+def _availability(ctx: Context, session: Session, scope: str | None,
+                  period: attainment.Period) -> list[ServiceAvailability]:
     goals: dict[str, float] = {}
     for _, service_id, goal in outages.availability_targets(ctx):
         goals.setdefault(service_id, goal)
