@@ -154,6 +154,14 @@ def test_the_handover_is_posted_once_at_the_shift_end_with_what_is_open_and_due(
     assert handover.post_due(ctx) == 0 and len(handovers(ctx)) == 1
 
 
+def test_a_shift_that_ended_before_svcbot_first_saw_the_handover_is_not_owed(open_work, end):
+    ctx, clock, _ = open_work
+    clock.to(end + timedelta(minutes=5))  # a new install, or handover_to just added
+    assert handover.sweep(ctx) == 0
+    clock.advance(minutes=1)
+    assert handover.sweep(ctx) == 0 and handovers(ctx) == []
+
+
 def _notice_of(ctx, ticket_id: int) -> int:
     with ctx.sessions() as s:
         return s.scalar(select(ClockNotice.id).join(SlaClock, SlaClock.id == ClockNotice.clock_id)
@@ -162,7 +170,7 @@ def _notice_of(ctx, ticket_id: int) -> int:
 
 def test_take_over_reassigns_the_listed_tickets_once_and_says_who_took_it(open_work, end):
     ctx, clock, ids = open_work
-    clock.to(end + timedelta(minutes=1))
+    clock.to(end + timedelta(seconds=30))
     handover.sweep(ctx)
     [h] = handovers(ctx)
     clock.advance(minutes=5)

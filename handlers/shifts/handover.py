@@ -26,7 +26,7 @@ from handlers.core.context import (SYSTEM, Command, Context, Field, Refused, Rep
 from handlers.shifts import content as contents
 from handlers.sla import breaches, tickets
 from handlers.sla.clocks import OPEN_STATES
-from storage.models import Handover, Ticket
+from storage.models import Handover, ScheduledRun, Ticket
 
 log = logging.getLogger("svcbot")
 
@@ -58,9 +58,29 @@ def post_due(ctx: Context) -> int:
     done = 0
     for group in ctx.config.groups:
         if group.handover_to:
-            for shift_end in on_shift.shift_ends(ctx.config, group, now - GRACE, now):
+            since = max(now - GRACE, _first_seen(ctx, group.id, now))
+            for shift_end in on_shift.shift_ends(ctx.config, group, since, now):
                 done += _post(ctx, group, shift_end, now)
     return done
+
+
+def _first_seen(ctx: Context, group_id: str, now: datetime) -> datetime:
+    """Since when this store owes the group's handovers. As with digests (handlers/reporting/schedule.py),
+    a new install or a handover just configured owes none for shifts that ended before it was first seen,
+    save one that ended within a sweep before."""
+    job = f"handover:{group_id}"
+    query = select(ScheduledRun.slot_at).where(ScheduledRun.job == job, ScheduledRun.outcome == "start")
+    with ctx.reader() as session:
+        since = session.scalar(query.order_by(ScheduledRun.slot_at).limit(1))
+    if since is not None:
+        return since
+    try:
+        with ctx.sessions.begin() as session:
+            session.add(ScheduledRun(job=job, slot_at=now - ON_TIME, outcome="start", decided_at=now,
+                                     note="first seen; handovers of earlier shift ends are not owed"))
+    except IntegrityError:
+        pass  # another replica saw it first, in the same instant
+    return now - ON_TIME
 
 
 def _post(ctx: Context, group, shift_end: datetime, now: datetime) -> int:
