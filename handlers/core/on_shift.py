@@ -14,7 +14,7 @@ that names none is matched by the skill of its own id (``payments``).
 """
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 
 from handlers.core.business_time import MIDNIGHT, UNTIL_MIDNIGHT, BusinessCalendar
 from handlers.core.config import AppConfig
@@ -73,8 +73,7 @@ def spans(config: AppConfig, group: Group, start: datetime, end: datetime) -> li
 def _day_shifts(cal: BusinessCalendar, group: Group, day: date) -> list[Span]:
     """The shifts that start on one local date."""
     if not group.shifts:
-        midnight = cal._to_utc(datetime.combine(day, MIDNIGHT))
-        opened = list(cal.open_intervals(midnight, cal._to_utc(datetime.combine(day + ONE_DAY, MIDNIGHT))))
+        opened = list(cal.open_intervals(_instant(cal, day, MIDNIGHT), _instant(cal, day + ONE_DAY, MIDNIGHT)))
         return [(opened[0][0], opened[-1][1])] if opened else []
     if cal.closed_on(day):
         return []
@@ -84,11 +83,17 @@ def _day_shifts(cal: BusinessCalendar, group: Group, day: date) -> list[Span]:
             continue
         start, end = shift.hours.start, shift.hours.end
         end_day = day + ONE_DAY if end == UNTIL_MIDNIGHT or end <= start else day
-        a = cal._to_utc(datetime.combine(day, start))
-        b = cal._to_utc(datetime.combine(end_day, MIDNIGHT if end == UNTIL_MIDNIGHT else end))
+        a = _instant(cal, day, start)
+        b = _instant(cal, end_day, MIDNIGHT if end == UNTIL_MIDNIGHT else end)
         if a < b:
             out.append((a, b))
     return out
+
+
+def _instant(cal: BusinessCalendar, day: date, wall: time) -> datetime:
+    """A local wall-clock time as a UTC instant, read as the calendars read it (a skipped time lands past
+    the jump, a repeated one is its first occurrence)."""
+    return datetime.combine(day, wall).replace(tzinfo=cal.zone).astimezone(UTC)
 
 
 def _local(cal: BusinessCalendar, at: datetime) -> date:

@@ -117,11 +117,13 @@ def build(ctx: Context, session: Session, sender: Group, shift_end: datetime, no
     owner_of = owners(session, config, list(by_id))
     content.urgent = [(t, owner_of.get(t.id), lines.get(t.id, [])) for t in tickets if t.priority in URGENT]
     content.due.sort(key=lambda pair: pair[1])
-    notices = session.execute(
-        select(ClockNotice, SlaClock).join(SlaClock, SlaClock.id == ClockNotice.clock_id)
-        .where(SlaClock.ticket_id.in_(list(by_id) or [-1]), ClockNotice.level >= breaches.BREACH,
-               ClockNotice.acknowledged_by.is_(None)).order_by(ClockNotice.at)).all()
-    for notice, clock in notices:
+    notices = []
+    for chunk in batches(list(by_id), breaches.BATCH):
+        notices += session.execute(
+            select(ClockNotice, SlaClock).join(SlaClock, SlaClock.id == ClockNotice.clock_id)
+            .where(SlaClock.ticket_id.in_(chunk), ClockNotice.level >= breaches.BREACH,
+                   ClockNotice.acknowledged_by.is_(None))).all()
+    for notice, clock in sorted(notices, key=lambda pair: (pair[0].at, pair[0].id)):
         content.unacknowledged.append((by_id[clock.ticket_id], f"{clock.kind.upper()} {clock.agreement_id} "
                                        f"{clock.metric} breached {_at(notice.at, zone)}: `sla ack {notice.id}`"))
     teams = {sender.id, receiver.id}
