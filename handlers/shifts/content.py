@@ -1,7 +1,8 @@
 """What a handover says: read from the store as it stands, for one group going off shift.
 
-- *Open P1/P2*: the group's open P1 and P2 tickets, each with its owner (the last person of app.yaml who
-  recorded a step of it: acknowledged it, assigned it, took it over) and its clocks still running or paused.
+- *Open P1/P2*: the group's open P1 and P2 tickets, each with its owner (the last member of the group that
+  has it who recorded a step of it: opened, acknowledged, moved on or took it over) and its clocks still
+  running or paused.
 - *Falls due on your shift*: clocks of the group's open tickets (any priority) whose next unannounced
   warning or breach comes before the next handover, i.e. before the receiving group's shift ends.
 - *Changes before the next handover*: changes awaiting approval or scheduled that start before then, on
@@ -68,16 +69,17 @@ def zone_of(config: AppConfig, group: Group) -> ZoneInfo:
     return ZoneInfo(cal.timezone if cal else config.bot.timezone)
 
 
-def owners(session: Session, config: AppConfig, ticket_ids: list[int]) -> dict[int, str]:
-    """Each ticket's owner: the last person of app.yaml who recorded a step of it."""
-    known = {p.id for p in config.people}
+def owners(session: Session, config: AppConfig, tickets: list[Ticket]) -> dict[int, str]:
+    """Each ticket's owner: the last member of its assignment group who recorded a step of it. Whoever
+    else opened it (a requester) or moved it (a manager) does not own it."""
+    members = {t.id: set(g.members) if (g := config.group(t.assignment_group or "")) else set() for t in tickets}
     out: dict[int, str] = {}
-    for chunk in batches(sorted(set(ticket_ids)), breaches.BATCH):
+    for chunk in batches(sorted(members), breaches.BATCH):
         rows = session.execute(select(TicketEvent.ticket_id, TicketEvent.person_id)
                                .where(TicketEvent.ticket_id.in_(chunk), TicketEvent.person_id.is_not(None))
                                .order_by(TicketEvent.at, TicketEvent.id))
         for ticket_id, person_id in rows:
-            if person_id in known:
+            if person_id in members[ticket_id]:
                 out[ticket_id] = person_id
     return out
 
@@ -114,7 +116,7 @@ def build(ctx: Context, session: Session, sender: Group, shift_end: datetime, no
             said = ([f"warns ({warning[1]:g} % used) {_at(warning[0], zone)}"] if warning else []) + \
                 ([f"breaches {_at(breach, zone)}"] if breach else [])
             content.due.append((by_id[clock.ticket_id], f"{what} {', '.join(said)}"))
-    owner_of = owners(session, config, list(by_id))
+    owner_of = owners(session, config, tickets)
     content.urgent = [(t, owner_of.get(t.id), lines.get(t.id, [])) for t in tickets if t.priority in URGENT]
     content.due.sort(key=lambda pair: pair[1])
     notices = []
@@ -151,8 +153,8 @@ def describe(ctx: Context, content: Content, number: str | None = None, late_for
     zone = zone_of(config, receiver)
     where = lambda g: f"{g.name}" + (f" ({g.location})" if g.location else "")  # noqa: E731
     title = f"🌗 Handover{' ' + number if number else ''}: {where(sender)} → {where(receiver)}"
-    text = (f"{sender.name}'s shift ended {_at(content.shift_end, zone)}; the next handover is "
-            f"{_at(content.until, zone)}.")
+    text = (f"{sender.name}'s shift ended {_at(content.shift_end, zone)}; what falls due is looked for until "
+            f"{_at(content.until, zone)}, the end of the receiving team's shift (a day at most).")
     if late_for:
         text += " ⏰ Posted late: svcbot was not running when the shift ended."
     sections = []

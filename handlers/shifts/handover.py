@@ -204,7 +204,8 @@ def take(ctx: Context, cmd: Command, words: list[str]) -> Reply:
         work.session.execute(update(Handover).where(Handover.id == handover.id).values(taken_tickets=moved)
                              .execution_options(synchronize_session=False))
         work.audit("handover.take", number(handover), from_group=handover.from_group,
-                   to_group=handover.to_group, tickets=moved, not_moved=kept, via=cmd.via)
+                   to_group=handover.to_group, tickets=moved, via=cmd.via,
+                   not_moved={f"INC-{t}": why for t, why in kept.items()})
         _mark_taken(work, handover, cmd.actor.person_id)
     receiver = ctx.config.group(handover.to_group)
     lines = [f"INC-{t} now with {_name(receiver, handover.to_group)}" for t in moved]

@@ -1,7 +1,8 @@
 """``team [GROUP]``: the workload of each internal team — open tickets by location, group and person, how
 old they are in the group's business time, the group's OLA attainment this month, and who is on shift now.
 
-A ticket's person is its owner as a handover names it (handlers/shifts/content.py); age is counted on the
+A ticket's person is its owner as a handover names it (handlers/shifts/content.py: the last member of the
+group who worked on it); age is counted on the
 group's calendar (clock time for a group without one) from the ticket's opening. OLA attainment is
 ``attainment.attainment_data`` for this month (in the bot's time zone), over the OLAs the group is party to.
 """
@@ -43,7 +44,7 @@ def team_cmd(ctx: Context, cmd: Command, args: list[str]) -> Reply:
         ids = [g.id for g in internal]
         tickets = session.scalars(select(Ticket).where(Ticket.assignment_group.in_(ids),
                                                        Ticket.state.in_(OPEN_STATES))).all()
-        owner_of = owners(session, ctx.config, [t.id for t in tickets])
+        owner_of = owners(session, ctx.config, tickets)
         period = attainment.parse_period("this-month", now, ctx.config.bot.timezone)
         ola = [r for r in attainment.attainment_data(ctx, None, period, session=session)
                if isinstance(r, attainment.TargetAttainment) and r.agreement_kind == "ola"]
@@ -57,7 +58,7 @@ def team_cmd(ctx: Context, cmd: Command, args: list[str]) -> Reply:
     text = "Open tickets by location: " + " · ".join(f"{where} {n}" for where, n in by_location.items())
     return Reply(title=f"Workload{' — ' + internal[0].name if args else ''}", text=text, sections=sections,
                  footer="Ages in each group's business hours since opening; a ticket's person is the last "
-                        "one who worked on it.")
+                        "member of its group who worked on it.")
 
 
 def _group_section(ctx: Context, group: Group, open_tickets: list[Ticket], owner_of: dict[int, str],
