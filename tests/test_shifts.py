@@ -4,6 +4,7 @@ shift runs from an hour before END to eight hours after it, both on calendars th
 (24x7, so no holiday of any year closes them)."""
 from __future__ import annotations
 
+import threading
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -168,7 +169,7 @@ def _notice_of(ctx, ticket_id: int) -> int:
                         .where(SlaClock.ticket_id == ticket_id, ClockNotice.level >= 100))
 
 
-def test_take_over_reassigns_the_listed_tickets_once_and_says_who_took_it(open_work, end):
+def test_take_over_reassigns_the_listed_tickets_once_and_says_who_took_it(open_work, shift_ctx, end):
     ctx, clock, ids = open_work
     clock.to(end + timedelta(seconds=30))
     handover.sweep(ctx)
@@ -178,7 +179,8 @@ def test_take_over_reassigns_the_listed_tickets_once_and_says_who_took_it(open_w
     assert refused.title == "Not allowed" and handovers(ctx)[0].taken_by is None
     taken = run(ctx, person(ctx, "arjun", "teams"), f"handover take HND-{h.id}", key="press-1")
     assert taken.title == f"HND-{h.id} taken over: 1 ticket reassigned"
-    again = run(ctx, person(ctx, "meera"), f"handover take HND-{h.id}", key="press-2")
+    replica = shift_ctx(clock)  # the second press reaches another replica
+    again = run(replica, person(replica, "meera"), f"handover take HND-{h.id}", key="press-2")
     assert again.title == f"HND-{h.id} was already taken over by Arjun Mehta"
     [h] = handovers(ctx)
     assert (h.taken_by, h.taken_at, h.taken_tickets, h.due_at) == ("arjun", clock(), [ids["p1"]], None)
@@ -195,6 +197,33 @@ def test_take_over_reassigns_the_listed_tickets_once_and_says_who_took_it(open_w
     # the post itself goes out so; a delivered one is edited in place).
     [post] = outbox(ctx, f"handover:{h.id}:slack:")
     assert "Taken over by Arjun Mehta" in all_text(Reply.from_dict(post.message)) and post.message["buttons"] == []
+
+
+def test_two_presses_at_once_on_two_replicas_take_it_over_once(open_work, shift_ctx, end):
+    ctx, clock, ids = open_work
+    clock.to(end + timedelta(seconds=30))
+    handover.sweep(ctx)
+    [h] = handovers(ctx)
+    replicas = [ctx, shift_ctx(clock)]
+    actors = [person(replicas[0], "arjun"), person(replicas[1], "meera")]
+    barrier = threading.Barrier(2)
+    titles = [None, None]
+
+    def press(i: int) -> None:
+        barrier.wait()
+        titles[i] = run(replicas[i], actors[i], f"handover take HND-{h.id}", key=f"press-{i}").title
+
+    threads = [threading.Thread(target=press, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted("taken over: 1 ticket" in t for t in titles) == [False, True], titles
+    [h] = handovers(ctx)
+    with ctx.sessions() as s:
+        assigns = s.scalar(select(func.count()).where(TicketEvent.ticket_id == ids["p1"],
+                                                      TicketEvent.kind == "assign"))
+    assert assigns == 2 and h.taken_by in ("arjun", "meera")  # the opening one, and the take-over's
 
 
 def test_a_ticket_closed_or_moved_meanwhile_is_left_as_it_is(open_work, end):
