@@ -22,6 +22,7 @@ from handlers.home import published as home
 from handlers.knowledge import reviews as kb_reviews
 from handlers.reporting import digests, reports
 from handlers.services import catalogue_review
+from handlers.shifts import handover
 from handlers.sla import breaches, outages
 from handlers.surveys import asking
 from storage.db import read_only
@@ -103,6 +104,11 @@ def build_app(runtime: Runtime) -> web.Application:
                           max_instances=1, coalesce=True, misfire_grace_time=300)
         scheduler.add_job(_in_thread, "interval", minutes=1, args=[catalogue_review.sweep, runtime.ctx],
                           id="catalogue", max_instances=1, coalesce=True, misfire_grace_time=300)
+        # Handovers at each shift's end, once across replicas, and to the service managers when not taken over
+        # within the hour (handlers/shifts/handover.py); shift ends are whole minutes.
+        scheduler.add_job(_in_thread, "interval", seconds=30, args=[handover.sweep, runtime.ctx], id="handovers",
+                          max_instances=1, coalesce=True, misfire_grace_time=300,
+                          next_run_time=datetime.now(timezone.utc))
         # Slack homes whose content changed are published again (handlers/home/published.py).
         scheduler.add_job(_in_thread, "interval", seconds=home.SWEEP_SECONDS, args=[home.sweep, runtime.ctx],
                           id="homes", max_instances=1, coalesce=True, misfire_grace_time=300)

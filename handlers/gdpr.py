@@ -4,9 +4,11 @@ The export lists what svcbot holds about a person. Erasure deletes what exists o
 named survey answers and their comments, subscriptions, and that they opened svcbot's home; surveys still
 waiting to ask them are cancelled. Records of governance (change requests and votes, tickets, knowledge
 articles they own or wrote and the versions they authored, their reviews of articles, the articles they linked
-to tickets, their confirmations of catalogue entries, the audit log) are kept, since they account for decisions
+to tickets, their confirmations of catalogue entries, the handovers they took over and the ticket assignments
+they made, the audit log) are kept, since they account for decisions
 and knowledge others rely on; the export lists them. Anonymous answers cannot be found or erased by anyone:
-nothing links them to a person.
+nothing links them to a person. Skills and team memberships are app.yaml's: the export shows them, and
+they are erased by taking them out of app.yaml.
 """
 from __future__ import annotations
 
@@ -14,9 +16,10 @@ from sqlalchemy import delete, func, or_, select, update
 
 from handlers.core.context import Actor, Command, Context, UserError
 from handlers.services.catalogue_review import confirmations_by
+from handlers.shifts.handover import taken_by
 from handlers.surveys import asking
 from storage.models import (AuditRecord, Change, ChangeVote, CsiItem, HomeView, Identity, KbArticle, KbReview,
-                            KbTicketLink, KbVersion, Person, Subscription, Ticket)
+                            KbTicketLink, KbVersion, Person, Subscription, Ticket, TicketEvent)
 
 CLI = Actor(person_id="cli", name="command line", platform="cli")
 
@@ -61,6 +64,10 @@ def export(ctx: Context, user: str) -> dict:
         links = s.execute(select(KbTicketLink.ticket_id, KbTicketLink.article_id, KbTicketLink.at)
                           .where(KbTicketLink.person_id == person_id).order_by(KbTicketLink.at)).all()
         confirmations = confirmations_by(s, person_id)
+        assigned = s.execute(select(TicketEvent.ticket_id, TicketEvent.value, TicketEvent.at)
+                             .where(TicketEvent.person_id == person_id, TicketEvent.kind == "assign")
+                             .order_by(TicketEvent.at, TicketEvent.id)).all()
+        handovers = taken_by(s, person_id)
         audit = s.scalar(select(func.count()).where(AuditRecord.person_id == person_id))
         return {
             "person": {"id": person_id, "name": row.name if row else ctx.config.person_name(person_id),
@@ -84,6 +91,11 @@ def export(ctx: Context, user: str) -> dict:
             "knowledge_linked_to_tickets": [{"ticket": f"INC-{t}", "article": f"KB-{a}", "at": at.isoformat()}
                                             for t, a, at in links],
             "catalogue_confirmations": confirmations,
+            "skills": list(person.skills) if (person := ctx.config.person(person_id)) else [],
+            "team_memberships": [g.id for g in ctx.config.groups if person_id in g.members],
+            "ticket_assignments_made": [{"ticket": f"INC-{t}", "to": v, "at": at.isoformat()}
+                                        for t, v, at in assigned],
+            "handovers_taken": handovers,
             "audit_records": audit,
         }
 

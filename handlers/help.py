@@ -102,6 +102,18 @@ TOPICS = {
         ("report comment payments last-month Both P1 breaches waited on CardLink; CSI-4 follows up",
          "the manager's commentary; a later one replaces it"),
     ]),
+    "handover": ("Follow the sun: handovers between shifts", [
+        ("handover preview payments-eng", "what the group would hand over if its shift ended now: open P1/P2 "
+         "with owner and clocks, what falls due on the next shift, changes coming, breach notices not "
+         "acknowledged"),
+        ("handover take HND-12", "the Take over button: the listed tickets still the sender's are assigned to "
+         "your team (members of the receiving team, service managers)"),
+    ]),
+    "team": ("Workload", [
+        ("team", "open tickets by location, group and person, their age in business hours, OLA attainment "
+         "this month and who is on shift now"),
+        ("team payments-eng", "one team"),
+    ]),
 }
 TOPICS["unsubscribe"] = TOPICS["subscribe"]
 

@@ -119,6 +119,10 @@ class BusinessCalendar:
             day += ONE_DAY
         raise _no_open_time()
 
+    def closed_on(self, day: date) -> bool:
+        """Whether a holiday or a closure closes this local date (never on a 24x7 calendar)."""
+        return not self.always_open and (day in self._closures or day in self._holidays(day.year))
+
     def next_opening(self, at: datetime) -> datetime:
         """``at`` itself if open, else the next instant the calendar opens."""
         at = _utc(at)

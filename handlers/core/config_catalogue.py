@@ -91,6 +91,9 @@ class Person(Strict):
     quiet_hours: Interval | None = None
     # Where direct messages go for someone on both platforms; default Slack when it is connected.
     prefer: Literal["slack", "teams"] | None = None
+    # What they know (payments, linux, …): a new ticket suggests the people on shift whose skills match its
+    # service's (handlers/core/on_shift.py).
+    skills: list[Annotated[str, Field(pattern=ID_PATTERN)]] = []
 
     @model_validator(mode="after")
     def _prefer_a_platform_they_are_on(self):
@@ -104,6 +107,18 @@ class Person(Strict):
         lambda cls, v: _parse_interval(v, wraps=True) if isinstance(v, str) else v)
 
 
+class Shift(Strict):
+    """When a group is on shift, in its calendar's time zone; may pass midnight ("22:00-06:00")."""
+
+    days: Annotated[list[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]], Field(min_length=1)]
+    hours: Interval
+
+    @field_validator("hours", mode="before")
+    @classmethod
+    def _hours(cls, value):
+        return _parse_interval(value, wraps=True) if isinstance(value, str) else value
+
+
 class Group(Strict):
     """An internal team (party to OLAs) or a supplier (party to underpinning contracts)."""
 
@@ -114,6 +129,10 @@ class Group(Strict):
     calendar: str | None = None
     channel: str | None = None
     members: list[str] = []
+    # When its people are on shift; none: its calendar's working days, from opening to last closing.
+    shifts: list[Shift] = []
+    # The group that takes over its open work at the end of each of its shifts (follow the sun).
+    handover_to: str | None = None
 
 
 class Roles(Strict):
@@ -188,6 +207,8 @@ class Service(Strict):
     suppliers: list[str] = []
     description: str = ""
     maintenance: list[MaintenanceWindow] = []  # none: changes may run at any time
+    # The skills its tickets need; none: a person with the service's id among their skills matches.
+    skills: list[Annotated[str, Field(pattern=ID_PATTERN)]] = []
     ticket_survey: TicketSurvey | None = None  # none: no survey after its tickets are resolved
 
 

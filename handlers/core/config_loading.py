@@ -127,6 +127,7 @@ def _reference_problems(cfg: AppConfig) -> list[str]:
         ref(f"groups[{i}].channel", p.channel, cfg.channels, "channel")
         for j, m in enumerate(p.members):
             ref(f"groups[{i}].members[{j}]", m, people, "person")
+    problems += _shift_problems(cfg, groups)
     for role in ("service_managers", "cab", "emergency_cab"):
         for j, m in enumerate(getattr(cfg.roles, role)):
             ref(f"roles.{role}[{j}]", m, people, "person")
@@ -192,6 +193,33 @@ def _reference_problems(cfg: AppConfig) -> list[str]:
         for j, sid in enumerate(r.services):
             if sid != "all":
                 ref(f"reports[{i}].services[{j}]", sid, services, "service")
+    return problems
+
+
+def _shift_problems(cfg: AppConfig, groups: dict) -> list[str]:
+    """Shifts need a time zone, and a handover needs a group that ends shifts and one that can be posted to."""
+    problems = []
+    for i, g in enumerate(cfg.groups):
+        if g.shifts and g.calendar is None:
+            problems.append(f"groups[{i}].shifts: shifts are in the group's calendar's time zone; give it a calendar")
+        if g.handover_to is None:
+            continue
+        where, to = f"groups[{i}].handover_to", groups.get(g.handover_to)
+        if to is None:
+            problems.append(f"{where}: unknown group '{g.handover_to}'")
+        elif to.id == g.id:
+            problems.append(f"{where}: a group cannot hand over to itself")
+        elif to.kind != "internal" or g.kind != "internal":
+            problems.append(f"{where}: handovers pass work between internal teams; "
+                            f"'{g.id if g.kind != 'internal' else to.id}' is a supplier")
+        elif to.channel is None:
+            problems.append(f"{where}: '{to.id}' has no channel to post the handover to; give it a channel")
+        cal = cfg.calendars.get(g.calendar) if g.calendar else None
+        if cal is None and g.calendar is None:
+            problems.append(f"{where}: '{g.id}' has no shifts or calendar, so its shifts never end; give it shifts")
+        elif cal is not None and cal.always_open and not g.shifts:
+            problems.append(f"{where}: '{g.id}' works 24x7 on calendar '{g.calendar}', so its shifts never end; "
+                            "give it shifts")
     return problems
 
 

@@ -80,7 +80,7 @@ def submit_incident(ctx: Context, cmd: Command, values: dict, context: dict) -> 
         work.audit("incident.new", number(ticket), service=service.id, priority=priority, via=cmd.via,
                    permalink=where["permalink"])
         breaches.sync_clocks(work, ticket)
-        reply = with_suggestions(ticket_reply(ctx, work.session, ticket), work.session, ticket)
+        reply = with_suggestions(ticket_reply(ctx, work.session, ticket), work.session, ticket, ctx)
         _announce_in_thread(work, where, replace(reply, title=f"{number(ticket)} opened from this message by "
                                                              f"{cmd.actor.name}: {title}", private=False),
                             f"{number(ticket)}")

@@ -7,6 +7,7 @@ from datetime import datetime
 
 from sqlalchemy import select
 
+from handlers.core import on_shift
 from handlers.core.catalogue import find_service, may_set_status
 from handlers.core.context import (Button, Command, Context, Field, Refused, Reply, Section, UserError, Work,
                                    unknown_word)
@@ -196,16 +197,25 @@ def _new(ctx: Context, cmd: Command, args: list[str]) -> Reply:
                              at=work.now, group=service.team, opened_by=cmd.actor.person_id)
         work.audit("incident.new", number(ticket), service=service.id, priority=priority)
         breaches.sync_clocks(work, ticket)
-        reply = with_suggestions(ticket_reply(ctx, work.session, ticket), work.session, ticket)
+        reply = with_suggestions(ticket_reply(ctx, work.session, ticket), work.session, ticket, ctx)
     reply.title = f"{number(ticket)} opened: {ticket.title}"
     return reply
 
 
-def with_suggestions(reply: Reply, session, ticket: Ticket) -> Reply:
-    """The reply to a new incident, with the library's articles for its service and title."""
+def with_suggestions(reply: Reply, session, ticket: Ticket, ctx: Context | None = None) -> Reply:
+    """The reply to a new incident, with the library's articles for its service and title, and (given
+    ``ctx``) the people on shift whose skills match its service."""
     section = reuse.suggestions_section(reuse.suggest(session, ticket.service_id, ticket.title), number(ticket))
     if section is not None:
         reply.sections.append(section)
+    if ctx is not None:
+        # Who is on shift is worked out in the core (handlers/core/on_shift.py), from app.yaml alone: this
+        # layer may not import handlers/shifts, and a suggestion needs nothing from the store.
+        people = on_shift.suggested_people(ctx.config, ticket.service_id, ticket.opened_at)
+        if people:
+            reply.sections.append(Section(title="On shift now, with the skills for it", text="\n".join(
+                f"{person.name} ({', '.join(skills)})" for person, skills in people)
+                + "\nA suggestion only: svcbot assigns nobody."))
     return reply
 
 
