@@ -1,14 +1,14 @@
 """handovers: the open work a group hands to the next at the end of its shift, who took it over and when,
 and when it went to the service managers
 
-Revision ID: 0014
+Revision ID: 0012
 Revises: 0011
 """
 from alembic import op
 import sqlalchemy as sa
 
 
-revision = '0014'
+revision = '0012'
 down_revision = "0011"
 branch_labels = None
 depends_on = None
