@@ -102,6 +102,14 @@ TOPICS = {
         ("report comment payments last-month Both P1 breaches waited on CardLink; CSI-4 follows up",
          "the manager's commentary; a later one replaces it"),
     ]),
+    "supplier": ("Suppliers: scorecards, service credits", [
+        ("supplier list", "every supplier with its contracts, last month's breaches, tickets waiting on it now and "
+         "credits"),
+        ("supplier cardlink last-month", "its scorecard: each UC target agreed against achieved, breaches, time "
+         "waited on it, tickets still waiting, six months' trend, satisfaction, and the credits it owes"),
+        ("supplier claim cardlink 2026-10 note=\"Credit note CN-2291 requested\"", "service managers: mark the "
+         "month's credits claimed (or supplier waive … with the reason); audited"),
+    ]),
 }
 TOPICS["unsubscribe"] = TOPICS["subscribe"]
 

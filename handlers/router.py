@@ -16,6 +16,7 @@ from handlers.knowledge import commands as knowledge
 from handlers.reporting import digests, reports
 from handlers.services import catalogue_review, csi, status
 from handlers.sla import attainment, tickets
+from handlers.suppliers import commands as suppliers
 from handlers.surveys import asking
 from handlers.surveys import commands as surveys
 from handlers.surveys import record as survey_record
@@ -38,6 +39,7 @@ ROUTES = {
     "digest": digests.digest_cmd,
     "report": reports.report_cmd,
     "home": home.home_cmd,
+    "supplier": suppliers.supplier_cmd,
 }
 
 # Forms (a Slack modal, an Adaptive Card with inputs) and the handlers of their answers.
