@@ -20,6 +20,7 @@ from handlers.reporting.report_model import (ALL, NO_CAUSE, AttainmentMonth, Bre
 from handlers.reporting.report_knowledge import knowledge
 from handlers.reporting.spread import spread
 from handlers.sla import attainment, breaches, outages
+from handlers.suppliers import cost, credits
 from handlers.surveys import asking
 from storage.models import CsiItem, ReportComment, Ticket
 
@@ -74,7 +75,9 @@ def compute(ctx: Context, session: Session, scope: str | None, month: str) -> Re
         attainment_trend=attainment_trend,
         satisfaction_trend=[_satisfaction_month(ctx, session, scope, key) for key in trend_months],
         satisfaction_goal=_satisfaction_goal(ctx, scope), csi=_csi(ctx, session, scope, period),
-        commentary=_commentary(ctx, session, scope, month), knowledge=knowledge(ctx, session, scope, period))
+        commentary=_commentary(ctx, session, scope, month), knowledge=knowledge(ctx, session, scope, period),
+        credits=credits.month_statements(ctx, session, period, month, service=scope),
+        economics=cost.economics(ctx, session, period, scope))
 
 
 def _period(ctx: Context, month: str) -> attainment.Period:

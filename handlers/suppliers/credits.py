@@ -70,6 +70,7 @@ class Decision:
 class CreditStatement:
     agreement: str
     supplier: str
+    supplier_name: str
     service: str
     month: str
     currency: str
@@ -138,7 +139,9 @@ def statement(ctx: Context, agreement: Agreement, month: str, rows: list,
         cap = terms.cap.amount if terms.cap.amount is not None else \
             round_money(terms.charge * terms.cap.percent / 100, terms.currency)
     due = before_cap if cap is None else min(before_cap, cap)
-    return CreditStatement(agreement.id, agreement.party, agreement.service, month, terms.currency, terms.charge,
+    group = ctx.config.group(agreement.party)
+    return CreditStatement(agreement.id, agreement.party, group.name if group else agreement.party, agreement.service,
+                           month, terms.currency, terms.charge,
                            lines, before_cap, cap, round_money(due, terms.currency), decision)
 
 
