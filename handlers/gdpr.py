@@ -4,8 +4,8 @@ The export lists what svcbot holds about a person. Erasure deletes what exists o
 named survey answers and their comments, subscriptions, and that they opened svcbot's home; surveys still
 waiting to ask them are cancelled. Records of governance (change requests and votes, tickets, knowledge
 articles they own or wrote and the versions they authored, their reviews of articles, the articles they linked
-to tickets, their confirmations of catalogue entries, the audit log) are kept, since they account for decisions
-and knowledge others rely on; the export lists them. Anonymous answers cannot be found or erased by anyone:
+to tickets, their confirmations of catalogue entries, their decisions on suppliers' service credits, the audit
+log) are kept, since they account for decisions and knowledge others rely on; the export lists them. Anonymous answers cannot be found or erased by anyone:
 nothing links them to a person.
 """
 from __future__ import annotations
@@ -15,8 +15,8 @@ from sqlalchemy import delete, func, or_, select, update
 from handlers.core.context import Actor, Command, Context, UserError
 from handlers.services.catalogue_review import confirmations_by
 from handlers.surveys import asking
-from storage.models import (AuditRecord, Change, ChangeVote, CsiItem, HomeView, Identity, KbArticle, KbReview,
-                            KbTicketLink, KbVersion, Person, Subscription, Ticket)
+from storage.models import (AuditRecord, Change, ChangeVote, CreditDecision, CsiItem, HomeView, Identity, KbArticle,
+                            KbReview, KbTicketLink, KbVersion, Person, Subscription, Ticket)
 
 CLI = Actor(person_id="cli", name="command line", platform="cli")
 
@@ -61,6 +61,9 @@ def export(ctx: Context, user: str) -> dict:
         links = s.execute(select(KbTicketLink.ticket_id, KbTicketLink.article_id, KbTicketLink.at)
                           .where(KbTicketLink.person_id == person_id).order_by(KbTicketLink.at)).all()
         confirmations = confirmations_by(s, person_id)
+        credit_decisions = s.execute(select(CreditDecision.agreement_id, CreditDecision.month, CreditDecision.status,
+                                            CreditDecision.note, CreditDecision.decided_at)
+                                     .where(CreditDecision.decided_by == person_id).order_by(CreditDecision.id)).all()
         audit = s.scalar(select(func.count()).where(AuditRecord.person_id == person_id))
         return {
             "person": {"id": person_id, "name": row.name if row else ctx.config.person_name(person_id),
@@ -84,6 +87,8 @@ def export(ctx: Context, user: str) -> dict:
             "knowledge_linked_to_tickets": [{"ticket": f"INC-{t}", "article": f"KB-{a}", "at": at.isoformat()}
                                             for t, a, at in links],
             "catalogue_confirmations": confirmations,
+            "supplier_credit_decisions": [{"agreement": a, "month": m, "status": st, "note": n, "at": at.isoformat()}
+                                          for a, m, st, n, at in credit_decisions],
             "audit_records": audit,
         }
 
