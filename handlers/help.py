@@ -107,7 +107,7 @@ TOPICS = {
          "credits"),
         ("supplier cardlink last-month", "its scorecard: each UC target agreed against achieved, breaches, time "
          "waited on it, tickets still waiting, six months' trend, satisfaction, and the credits it owes"),
-        ("supplier claim cardlink 2026-10 note=\"Credit note CN-2291 requested\"", "service managers: mark the "
+        ("supplier claim cardlink last-month note=\"Credit note CN-2291 requested\"", "service managers: mark the "
          "month's credits claimed (or supplier waive … with the reason); audited"),
     ]),
 }
