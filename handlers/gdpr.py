@@ -5,8 +5,8 @@ named survey answers and their comments, subscriptions, and that they opened svc
 waiting to ask them are cancelled. Records of governance (change requests and votes, tickets, knowledge
 articles they own or wrote and the versions they authored, their reviews of articles, the articles they linked
 to tickets, their confirmations of catalogue entries, their decisions on suppliers' service credits, the audit
-log) are kept, since they account for decisions and knowledge others rely on; the export lists them. Anonymous answers cannot be found or erased by anyone:
-nothing links them to a person.
+log) are kept, since they account for decisions and knowledge others rely on; the export lists them. Anonymous
+answers cannot be found or erased by anyone: nothing links them to a person.
 """
 from __future__ import annotations
 

@@ -114,7 +114,8 @@ def _commercial_sections(report: Report) -> list[Section]:
         out.append(Section(title="Service delivery economics", text="\n".join(
             f"{e.name}: {money(e.total, e.currency)} a month · {e.resolved} resolved, "
             f"{money(e.per_ticket, e.currency)} per ticket · {e.agreed_hours:,} agreed hours, "
-            f"{money(e.per_hour, e.currency)} per hour · SLA clocks met {pct(e.attainment)}" for e in report.economics)))
+            f"{money(e.per_hour, e.currency)} per hour · SLA clocks met {pct(e.attainment)}"
+            for e in report.economics)))
     return out
 
 

@@ -138,7 +138,7 @@ def _decide(ctx: Context, cmd: Command, verb: str, words: list[str]) -> Reply:
         raise UserError(f"Keep the note under {NOTE_LIMIT} characters (it has {len(note)}).", CLAIM_EXAMPLE)
     if cmd.actor.person_id not in ctx.config.roles.service_managers:
         raise Refused(f"Only a service manager can {verb} {group.name}'s service credits.")
-    period = scorecard._period(ctx, month)
+    period = scorecard.month_period(ctx, month)
     if period.end > ctx.now():
         raise UserError(f"{period.name} is not over yet; credits are {verb}ed for a month that has ended.",
                         CLAIM_EXAMPLE)

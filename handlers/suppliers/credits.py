@@ -158,13 +158,16 @@ def decisions(ctx: Context, session: Session, month: str, agreements: list[str])
 
 
 def month_statements(ctx: Context, session: Session, period: attainment.Period, month: str,
-                     supplier: str | None = None, service: str | None = None) -> list[CreditStatement]:
+                     supplier: str | None = None, service: str | None = None,
+                     rows: list | None = None) -> list[CreditStatement]:
     """The credits of every contract with commercial terms (of one supplier, or under one service's
-    agreements, if given) for the month, each with its decision if one was made."""
+    agreements, if given) for the month, each with its decision if one was made. ``rows``: the month's
+    ``attainment_data`` (of every service, or of that one), when the caller has them already."""
     contracts = [a for a in contracts_with_terms(ctx, supplier) if service is None or a.service == service]
     if not contracts:
         return []
-    rows = attainment.attainment_data(ctx, service, period, session=session)
+    if rows is None:
+        rows = attainment.attainment_data(ctx, service, period, session=session)
     decided = decisions(ctx, session, month, [a.id for a in contracts])
     return [statement(ctx, a, month, rows, decided.get(a.id)) for a in contracts]
 

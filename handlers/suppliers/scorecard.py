@@ -133,7 +133,7 @@ def find_supplier(ctx: Context, key: str, example: str = EXAMPLE) -> Group:
     return found
 
 
-def _period(ctx: Context, month: str) -> attainment.Period:
+def month_period(ctx: Context, month: str) -> attainment.Period:
     return attainment.parse_period(month, ctx.now(), ctx.config.bot.timezone)
 
 
@@ -167,11 +167,11 @@ def _satisfaction(session: Session, ticket_ids: set[int], period: attainment.Per
 
 def _trend_month(ctx: Context, session: Session, month: str, contracts: dict[str, str],
                  all_waits: list[waiting.Wait], supplier: str) -> TrendMonth:
-    period = _period(ctx, month)
+    period = month_period(ctx, month)
     rows = attainment.attainment_data(ctx, None, period, session=session)
     targets = _targets(rows, contracts)
     end = min(period.end, ctx.now())
-    statements = credits.month_statements(ctx, session, period, month, supplier) if period.start < ctx.now() else []
+    statements = credits.month_statements(ctx, session, period, month, supplier, rows=rows)
     currencies = {s.currency for s in statements}
     due = sum((s.due for s in statements), Decimal(0)) if len(currencies) == 1 else None
     return TrendMonth(month, month_label(month), sum(t.ok for t in targets if t.goal is not None),
@@ -186,7 +186,7 @@ def scorecard(ctx: Context, session: Session, supplier_key: str, month_word: str
     group = find_supplier(ctx, supplier_key)
     month = resolve_month(month_word, ctx.now(), ctx.config.bot.timezone, EXAMPLE)
     now = ctx.now()
-    period = _period(ctx, month)
+    period = month_period(ctx, month)
     contracts = {a.id: a.service for a in ctx.config.agreements if a.kind == "uc" and a.party == group.id}
     year, number = map(int, month.split("-"))
     trend_keys = [month_key(*months_back(year, number, n)) for n in range(TREND_MONTHS - 1, -1, -1)]
@@ -205,14 +205,14 @@ def scorecard(ctx: Context, session: Session, supplier_key: str, month_word: str
         _breaches(ctx, session, list(contracts), period),
         sum(waiting.seconds_within(w, period.start, end) for w in in_month), len({w.ticket_id for w in in_month}),
         still, trend, csat.answers, csat.distribution[4] + csat.distribution[5], csat.share((4, 5)),
-        credits.month_statements(ctx, session, period, month, group.id))
+        credits.month_statements(ctx, session, period, month, group.id, rows=rows))
 
 
 def supplier_list(ctx: Context, session: Session, month_word: str | None = None) -> list[dict]:
     """Every supplier of app.yaml with its contracts, the services it serves, and the month's figures in
     brief: breaches, tickets waiting on it now, credits due."""
     month = resolve_month(month_word, ctx.now(), ctx.config.bot.timezone, "supplier list")
-    period = _period(ctx, month)
+    period = month_period(ctx, month)
     now = ctx.now()
     out = []
     for g in (g for g in ctx.config.groups if g.kind == "supplier"):
