@@ -290,8 +290,9 @@ def test_the_monthly_report_shows_credits_due_and_the_economics(seeded):
     month_name = datetime(YEAR, MONTH, 1).strftime("%B %Y")
     assert f"credits due from CardLink Acquiring Ltd for {month_name} under UC-CARDLINK: EUR 2,500.00" in text
     [e] = report.economics
-    # The london calendar: Mon–Thu 08:00–18:00, Fri 08:00–17:00, English bank holidays closed.
-    bank = holidays.country_holidays("GB", subdiv="ENG", years=YEAR)
+    # The london calendar: Mon–Thu 08:00–18:00, Fri 08:00–17:00; English bank holidays and its closures closed.
+    bank = set(holidays.country_holidays("GB", subdiv="ENG", years=YEAR))
+    bank |= {c["date"] for c in demo_config()["calendars"]["london"]["closures"]}
     days = [START.astimezone(LONDON).date() + timedelta(days=n) for n in range((END - START).days + 1)]
     hours = sum({0: 10, 1: 10, 2: 10, 3: 10, 4: 9}.get(d.weekday(), 0) for d in days
                 if d.month == MONTH and d not in bank)
