@@ -9,8 +9,8 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from handlers.changes import calendar
-from handlers.core.business_time import BusinessCalendar
 from handlers.core import months
+from handlers.core.business_time import BusinessCalendar
 from handlers.core.config import AppConfig
 from handlers.core.context import Context, UserError
 from handlers.core.months import is_month_word, month_key, month_label, months_back
