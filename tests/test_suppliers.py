@@ -305,6 +305,11 @@ def test_the_monthly_report_shows_credits_due_and_the_economics(seeded):
             if isinstance(r, attainment.TargetAttainment) and r.agreement == "SLA-PAY"]))
     assert "Service delivery economics" in text and "EUR 28,600.00 per ticket" in text
     assert json.loads(json.dumps(report.to_dict()))["credits"][0]["due"] == "2500.00"
+    from bot import report_export
+    page = report_export.html(report, [])
+    assert "Service delivery economics" in page and "EUR 28,600.00" in page and "EUR 2,500.00" in page
+    plain = report_export.pdf(report, [], compress=False)
+    assert b"Service delivery economics" in plain and b"EUR 2,500.00" in plain
 
 
 def test_the_review_pack_is_html_or_pdf_with_the_numbers_and_two_charts(seeded, tmp_path, monkeypatch, config_file,
