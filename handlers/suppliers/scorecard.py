@@ -165,10 +165,9 @@ def _satisfaction(session: Session, ticket_ids: set[int], period: attainment.Per
     return satisfaction.tally("csat", counts)
 
 
-def _trend_month(ctx: Context, session: Session, month: str, contracts: dict[str, str],
+def _trend_month(ctx: Context, session: Session, month: str, rows: list, contracts: dict[str, str],
                  all_waits: list[waiting.Wait], supplier: str) -> TrendMonth:
     period = month_period(ctx, month)
-    rows = attainment.attainment_data(ctx, None, period, session=session)
     targets = _targets(rows, contracts)
     end = min(period.end, ctx.now())
     statements = credits.month_statements(ctx, session, period, month, supplier, rows=rows)
@@ -192,8 +191,11 @@ def scorecard(ctx: Context, session: Session, supplier_key: str, month_word: str
     trend_keys = [month_key(*months_back(year, number, n)) for n in range(TREND_MONTHS - 1, -1, -1)]
     end = min(period.end, now)
     all_waits = waiting.waits(session, ctx.config, group.id, end)
-    trend = [_trend_month(ctx, session, key, contracts, all_waits, group.id) for key in trend_keys]
-    rows = attainment.attainment_data(ctx, None, period, session=session)
+    # Every service's attainment of each month, read once: the contracts' targets and their credits come from it.
+    by_month = {key: attainment.attainment_data(ctx, None, month_period(ctx, key), session=session)
+                for key in trend_keys}
+    trend = [_trend_month(ctx, session, key, by_month[key], contracts, all_waits, group.id) for key in trend_keys]
+    rows = by_month[month]
     in_month = [w for w in all_waits if waiting.seconds_within(w, period.start, end) > 0]
     still = [WaitLine(w.ticket_id, w.service, w.priority, w.title, w.start, (end - w.start).total_seconds())
              for w in waiting.waiting_at(all_waits, end)]
