@@ -108,8 +108,10 @@ def _commercial_sections(report: Report) -> list[Section]:
     """Credits due from suppliers and the economics of each service, where app.yaml gives their terms."""
     out = []
     if report.credits:
-        out.append(Section(title="Suppliers: service credits", text="\n".join(credit_line(report, s)
-                                                                            for s in report.credits)))
+        out.append(Section(title="Suppliers: service credits", text="\n".join(
+            [credit_line(report, s) for s in report.credits]
+            + ["Each rule's amount is rounded half up to the currency's minor unit; the total is at most the cap. "
+               "`supplier SUPPLIER MONTH` shows the working."])))
     if report.economics:
         out.append(Section(title="Service delivery economics", text="\n".join(
             f"{e.name}: {money(e.total, e.currency)} a month · {e.resolved} resolved, "
