@@ -88,6 +88,12 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--service", default="all", help="a service id or name, or all (default)")
     report.add_argument("--month", help="YYYY-MM, last-month (default) or this-month, in the bot's time zone")
     report.add_argument("--output", default=".", help="the folder to write into (default: the current one)")
+    pack = _command(sub, "supplier-pack", "a supplier's scorecard as HTML or PDF, for the supplier review meeting",
+                    "svcbot supplier-pack cardlink --month last-month --out cardlink.pdf")
+    pack.add_argument("supplier", help="a supplier's id or name (a group of kind supplier)")
+    pack.add_argument("--month", help="YYYY-MM, last-month (default) or this-month, in the bot's time zone")
+    pack.add_argument("--out", help="the file to write: .pdf (the default) or .html "
+                                    "(default: svcbot-supplier-SUPPLIER-MONTH.pdf here)")
     client = _command(sub, "api-client", "a new API client token, and its lines for app.yaml",
                       "svcbot api-client new monitoring --scopes alerts,read")
     client.add_argument("action", choices=["new"])
@@ -163,6 +169,8 @@ def main(argv: list[str] | None = None) -> int:
         return _gdpr(config, args)
     if args.command == "report":
         return _report(config, args)
+    if args.command == "supplier-pack":
+        return _supplier_pack(config, args)
     if args.command == "kb":
         return _kb_sync(config, args)
     if args.command == "digest":
@@ -285,6 +293,43 @@ def _digest(config, args) -> int:
     finally:
         runtime.engine.dispose()
     print(f"{render.plain(reply)}; the running server delivers it")
+    return 0
+
+
+def _supplier_pack(config, args) -> int:
+    from datetime import datetime, timezone
+
+    from handlers.core.context import UserError
+    from handlers.core.months import resolve_month
+    from handlers.suppliers import scorecard
+    try:  # every word is checked before the database is touched
+        month = resolve_month(args.month, datetime.now(timezone.utc), config.bot.timezone,
+                              "svcbot supplier-pack cardlink --month 2026-10")
+        supplier = next((g for g in config.groups if g.kind == "supplier"
+                         and args.supplier.lower() in (g.id, g.name.lower())), None)
+        if supplier is None:
+            known = ", ".join(g.id for g in config.groups if g.kind == "supplier")
+            raise UserError(f"There is no supplier '{args.supplier}'. Suppliers: {known}.")
+    except UserError as exc:
+        print(f"svcbot: {exc.message}", file=sys.stderr)
+        return 2
+    out = args.out or f"svcbot-supplier-{supplier.id}-{month}.pdf"
+    if not out.lower().endswith((".pdf", ".html", ".htm")):
+        print(f"svcbot: {out}: write a .pdf or an .html file", file=sys.stderr)
+        return 2
+    from bot import supplier_export
+    from bot.runtime import Runtime
+    from handlers.reporting import supplier_charts
+    runtime = Runtime(config)
+    try:
+        with runtime.ctx.reader() as session:
+            card = scorecard.scorecard(runtime.ctx, session, supplier.id, month)
+        print(supplier_export.write(card, supplier_charts.charts(card), out))
+    except OSError as exc:
+        print(f"svcbot: cannot write {out}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    finally:
+        runtime.engine.dispose()
     return 0
 
 

@@ -47,7 +47,8 @@ def _env() -> Environment:
     env.filters.update(pct=report_model.pct, duration=report_model.duration, target_name=report_model.target_name,
                        target_detail=report_model.target_detail, achieved=report_model.achieved_text,
                        goal=report_model.goal_text,
-                       satisfaction=report_model.satisfaction_text, attainment=report_model.attainment_text)
+                       satisfaction=report_model.satisfaction_text, attainment=report_model.attainment_text,
+                       money=report_model.money)
     return env
 
 
@@ -188,6 +189,7 @@ def pdf(report: Report, images: list[Image], *, compress: bool = True) -> bytes:
                      [[a.article, a.title, a.incidents] for a in k.top], [0.15, 0.7, 0.15]),
               *table("Articles overdue for review, per service", ["Service", "Articles", "Oldest due"],
                      [[s.service, s.articles, s.oldest_due.isoformat()] for s in k.stale], [0.5, 0.2, 0.3])]
+    story += commercial_story(r, table, h2)
     story += [Paragraph("Commentary", h2)]
     if r.commentary:
         story += [text(r.commentary.text),
@@ -205,3 +207,29 @@ def pdf(report: Report, images: list[Image], *, compress: bool = True) -> bytes:
                             pageCompression=1 if compress else 0)
     doc.build(story)
     return out.getvalue()
+
+
+def commercial_story(r: Report, table, h2) -> list:
+    """The report's credits and economics for the PDF, when app.yaml gives commercial terms or costs."""
+    from reportlab.platypus import Paragraph
+    money = report_model.money
+    story: list = []
+    if r.credits:
+        story += [Paragraph("Suppliers: service credits", h2), *table(
+            "Credits due under each contract (each rule rounded half up to the currency's minor unit; at most the cap)",
+            ["Contract", "Rule", "Working", "Amount"],
+            [row for s in r.credits for row in
+             [[f"{s.agreement}\n{s.supplier_name}", f"{line.target}: {line.rule}", line.working,
+               money(line.amount, s.currency)] for line in s.lines]
+             + [[s.agreement, "Due" + (f" (cap {money(s.cap, s.currency)})" if s.cap is not None else ""),
+                 f"{s.decision.status} by {s.decision.by_name}: {s.decision.note}" if s.decision
+                 else "not yet claimed or waived", money(s.due, s.currency)]]],
+            [0.2, 0.3, 0.32, 0.18])]
+    if r.economics:
+        story += [Paragraph("Service delivery economics", h2), *table(
+            "Cost a month, per ticket resolved and per hour of agreed service time, beside SLA attainment",
+            ["Service", "Cost", "Resolved", "Per ticket", "Agreed hours", "Per hour", "SLA clocks met"],
+            [[e.name, money(e.total, e.currency), e.resolved, money(e.per_ticket, e.currency), f"{e.agreed_hours}",
+              money(e.per_hour, e.currency), report_model.pct(e.attainment)] for e in r.economics],
+            [0.2, 0.16, 0.1, 0.14, 0.12, 0.14, 0.14])]
+    return story

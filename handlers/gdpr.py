@@ -5,9 +5,9 @@ named survey answers and their comments, subscriptions, and that they opened svc
 waiting to ask them are cancelled. Records of governance (change requests and votes, tickets, knowledge
 articles they own or wrote and the versions they authored, their reviews of articles, the articles they linked
 to tickets, their confirmations of catalogue entries, the handovers they took over and the ticket assignments
-they made, the audit log) are kept, since they account for decisions
-and knowledge others rely on; the export lists them. Anonymous answers cannot be found or erased by anyone:
-nothing links them to a person. Skills and team memberships are app.yaml's: the export shows them, and
+they made, their decisions on suppliers' service credits, the audit log) are kept, since they account for
+decisions and knowledge others rely on; the export lists them. Anonymous answers cannot be found or erased by
+anyone: nothing links them to a person. Skills and team memberships are app.yaml's: the export shows them, and
 they are erased by taking them out of app.yaml.
 """
 from __future__ import annotations
@@ -18,8 +18,8 @@ from handlers.core.context import Actor, Command, Context, UserError
 from handlers.services.catalogue_review import confirmations_by
 from handlers.shifts.handover import taken_by
 from handlers.surveys import asking
-from storage.models import (AuditRecord, Change, ChangeVote, CsiItem, HomeView, Identity, KbArticle, KbReview,
-                            KbTicketLink, KbVersion, Person, Subscription, Ticket, TicketEvent)
+from storage.models import (AuditRecord, Change, ChangeVote, CreditDecision, CsiItem, HomeView, Identity, KbArticle,
+                            KbReview, KbTicketLink, KbVersion, Person, Subscription, Ticket, TicketEvent)
 
 CLI = Actor(person_id="cli", name="command line", platform="cli")
 
@@ -68,6 +68,9 @@ def export(ctx: Context, user: str) -> dict:
                              .where(TicketEvent.person_id == person_id, TicketEvent.kind == "assign")
                              .order_by(TicketEvent.at, TicketEvent.id)).all()
         handovers = taken_by(s, person_id)
+        credit_decisions = s.execute(select(CreditDecision.agreement_id, CreditDecision.month, CreditDecision.status,
+                                            CreditDecision.note, CreditDecision.decided_at)
+                                     .where(CreditDecision.decided_by == person_id).order_by(CreditDecision.id)).all()
         audit = s.scalar(select(func.count()).where(AuditRecord.person_id == person_id))
         return {
             "person": {"id": person_id, "name": row.name if row else ctx.config.person_name(person_id),
@@ -96,6 +99,8 @@ def export(ctx: Context, user: str) -> dict:
             "ticket_assignments_made": [{"ticket": f"INC-{t}", "to": v, "at": at.isoformat()}
                                         for t, v, at in assigned],
             "handovers_taken": handovers,
+            "supplier_credit_decisions": [{"agreement": a, "month": m, "status": st, "note": n, "at": at.isoformat()}
+                                          for a, m, st, n, at in credit_decisions],
             "audit_records": audit,
         }
 

@@ -114,6 +114,14 @@ TOPICS = {
          "this month and who is on shift now"),
         ("team payments-eng", "one team"),
     ]),
+    "supplier": ("Suppliers: scorecards, service credits", [
+        ("supplier list", "every supplier with its contracts, last month's breaches, tickets waiting on it now and "
+         "credits"),
+        ("supplier cardlink last-month", "its scorecard: each UC target agreed against achieved, breaches, time "
+         "waited on it, tickets still waiting, six months' trend, satisfaction, and the credits it owes"),
+        ("supplier claim cardlink last-month note=\"Credit note CN-2291 requested\"", "service managers: mark the "
+         "month's credits claimed (or supplier waive … with the reason); audited"),
+    ]),
 }
 TOPICS["unsubscribe"] = TOPICS["subscribe"]
 

@@ -17,6 +17,7 @@ from handlers.reporting import digests, reports
 from handlers.services import catalogue_review, csi, status
 from handlers.shifts import handover, team
 from handlers.sla import attainment, tickets
+from handlers.suppliers import commands as suppliers
 from handlers.surveys import asking
 from handlers.surveys import commands as surveys
 from handlers.surveys import record as survey_record
@@ -41,6 +42,7 @@ ROUTES = {
     "home": home.home_cmd,
     "handover": handover.handover_cmd,
     "team": team.team_cmd,
+    "supplier": suppliers.supplier_cmd,
 }
 
 # Forms (a Slack modal, an Adaptive Card with inputs) and the handlers of their answers.

@@ -497,3 +497,4 @@ class KbReview(Base):
 
 from storage.models_knowledge import CatalogueConfirmation, CatalogueReview, KbTicketLink  # noqa: E402,F401
 from storage.models_shifts import Handover  # noqa: E402,F401
+from storage.models_suppliers import CreditDecision  # noqa: E402,F401

@@ -10,6 +10,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
+from handlers.core.config_commercial import Commercial, ServiceCost
+
 SERVICE_STATES = ("operational", "degraded", "partial-outage", "major-outage", "maintenance")
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 ID_PATTERN = r"^[a-z0-9][a-z0-9_-]*$"
@@ -210,6 +212,7 @@ class Service(Strict):
     # The skills its tickets need; none: a person with the service's id among their skills matches.
     skills: list[Annotated[str, Field(pattern=ID_PATTERN)]] = []
     ticket_survey: TicketSurvey | None = None  # none: no survey after its tickets are resolved
+    cost: ServiceCost | None = None  # what it costs a month, by line (people, hardware, software, suppliers)
 
 
 class Target(Strict):
@@ -237,6 +240,7 @@ class Agreement(Strict):
     calendar: str | None = None
     pause_states: list[str] = []
     targets: list[Target]
+    commercial: Commercial | None = None  # a UC's monthly charge and its service-credit rules
 
 
 class MaintenanceWindow(Strict):

@@ -12,7 +12,7 @@ import yaml
 from pydantic import ValidationError
 
 from handlers.core.config import RISKS, AppConfig
-from handlers.core.config_catalogue import Target
+from handlers.core.config_catalogue import Agreement, Target
 
 
 class ConfigError(Exception):
@@ -167,6 +167,7 @@ def _reference_problems(cfg: AppConfig) -> list[str]:
             if sorted(t.warn_at) != list(t.warn_at):
                 problems.append(f"{path}.warn_at: thresholds must rise")
             problems += lead_problems(path, t)
+        problems += commercial_problems(f"agreements[{i}]", a)
 
     ch = cfg.changes
     ref("changes.channel", ch.channel, cfg.channels, "channel")
@@ -345,3 +346,23 @@ def _lead_text(minutes: float) -> str:
         return f"{minutes:g} min"
     hours = minutes / 60
     return f"{hours:g} hour{'s' * (hours != 1)}"
+
+
+def commercial_problems(path: str, agreement: "Agreement") -> list[str]:
+    """check-config's objections to an agreement's commercial terms: only a UC carries them, and each credit
+    rule names a response or resolution target the contract has."""
+    terms = agreement.commercial
+    if terms is None:
+        return []
+    if agreement.kind != "uc":
+        return [f"{path}.commercial: commercial terms belong to an underpinning contract (kind: uc), "
+                f"not to an {agreement.kind.upper()}"]
+    problems = []
+    targets = {(t.metric, t.priority) for t in agreement.targets}
+    for j, rule in enumerate(terms.rules):
+        if (rule.metric, rule.priority) not in targets:
+            known = ", ".join(f"{m} {p}" if p else m for m, p in sorted(targets, key=str)
+                              if m in ("response", "resolution")) or "none"
+            problems.append(f"{path}.commercial.rules[{j}]: {agreement.id} has no {rule.target_name} target; "
+                            f"its targets: {known}")
+    return problems

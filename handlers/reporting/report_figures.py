@@ -1,34 +1,33 @@
 """Computing a month's report: the scope and month people typed, then each figure from the store."""
 from __future__ import annotations
 
-import re
 from collections import Counter
-from datetime import date, datetime
+from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from handlers.changes import calendar
+from handlers.core import months
 from handlers.core.business_time import BusinessCalendar
 from handlers.core.config import AppConfig
 from handlers.core.context import Context, UserError
+from handlers.core.months import is_month_word, month_key, month_label, months_back
 from handlers.reporting.report_model import (ALL, NO_CAUSE, AttainmentMonth, BreachRow, CauseCount, ChangeStats,
                                              Commentary, CsiLine, CsiStats, PriorityTickets, Report, SatisfactionMonth,
                                              ServiceAvailability, TargetRow, TicketStats)
 from handlers.reporting.report_knowledge import knowledge
 from handlers.reporting.spread import spread
 from handlers.sla import attainment, breaches, outages
+from handlers.suppliers import cost, credits
 from handlers.surveys import asking
 from storage.models import CsiItem, ReportComment, Ticket
 
 EXAMPLE = "report payments last-month"
-
-
-MONTH = re.compile(r"^(\d{4})-(\d{1,2})$")
-MONTH_WORDS = ("last-month", "this-month")
-FIRST_YEAR = 1970
 TREND_MONTHS = 6  # the month and the five before it
+# Months are named and counted in handlers/core/months.py (the supplier scorecards count them too).
+_months_back, _month_key, _month_label, _is_month_word = months_back, month_key, month_label, is_month_word
 
 
 def resolve_scope(config: AppConfig, word: str | None, example: str = EXAMPLE) -> str | None:
@@ -43,33 +42,8 @@ def resolve_scope(config: AppConfig, word: str | None, example: str = EXAMPLE) -
 
 
 def resolve_month(text: str | None, now: datetime, zone: str, example: str = EXAMPLE) -> str:
-    """``2026-10``, ``last-month`` or ``this-month`` (default: last month) as YYYY-MM, in the bot's zone.
-    A month that has not begun is refused: there is nothing to report yet."""
-    today = now.astimezone(ZoneInfo(zone)).date()
-    word = (text or "last-month").lower()
-    if word == "this-month":
-        year, month = today.year, today.month
-    elif word == "last-month":
-        year, month = _months_back(today.year, today.month, 1)
-    else:
-        m = MONTH.match(word)
-        if not m or not 1 <= int(m[2]) <= 12 or int(m[1]) < FIRST_YEAR:
-            raise UserError(f"'{text}' is not a month; give one like 2026-10, or last-month or this-month.",
-                            example)
-        year, month = int(m[1]), int(m[2])
-        if (year, month) > (today.year, today.month):
-            raise UserError(f"{date(year, month, 1):%B %Y} has not begun yet; a report covers a past month, or "
-                            "this month so far.", example)
-    return f"{year:04d}-{month:02d}"
-
-
-def _months_back(year: int, month: int, n: int) -> tuple[int, int]:
-    index = year * 12 + month - 1 - n
-    return index // 12, index % 12 + 1
-
-
-def _is_month_word(word: str) -> bool:
-    return word.lower() in MONTH_WORDS or bool(re.match(r"^\d{4}-\d+$", word))
+    """``2026-10``, ``last-month`` or ``this-month`` (default: last month) as YYYY-MM, in the bot's zone."""
+    return months.resolve_month(text, now, zone, example)
 
 
 def report_data(ctx: Context, scope: str | None, month: str) -> Report:
@@ -101,20 +75,13 @@ def compute(ctx: Context, session: Session, scope: str | None, month: str) -> Re
         attainment_trend=attainment_trend,
         satisfaction_trend=[_satisfaction_month(ctx, session, scope, key) for key in trend_months],
         satisfaction_goal=_satisfaction_goal(ctx, scope), csi=_csi(ctx, session, scope, period),
-        commentary=_commentary(ctx, session, scope, month), knowledge=knowledge(ctx, session, scope, period))
-
-
-def _month_key(year: int, month: int) -> str:
-    return f"{year:04d}-{month:02d}"
+        commentary=_commentary(ctx, session, scope, month), knowledge=knowledge(ctx, session, scope, period),
+        credits=credits.month_statements(ctx, session, period, month, service=scope),
+        economics=cost.economics(ctx, session, period, scope))
 
 
 def _period(ctx: Context, month: str) -> attainment.Period:
     return attainment.parse_period(month, ctx.now(), ctx.config.bot.timezone)
-
-
-def _month_label(month: str) -> str:
-    year, number = map(int, month.split("-"))
-    return f"{date(year, number, 1):%b %Y}"
 
 
 def _target_rows(ctx: Context, rows: list) -> list[TargetRow]:

@@ -4,10 +4,14 @@ target names), so that the chat, the charts and the files say the same.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime
+from decimal import Decimal
 
 from handlers.sla import breaches
+from handlers.suppliers.cost import ServiceEconomics
+from handlers.core.config_commercial import money_text
+from handlers.suppliers.credits import CreditStatement, summary
 
 ALL = "all"
 NO_CAUSE = "no OLA or UC"
@@ -208,6 +212,10 @@ class Report:
     csi: CsiStats
     commentary: Commentary | None
     knowledge: KnowledgeStats
+    # The service credits of the month's underpinning contracts with commercial terms, and each service's cost
+    # beside what it delivered (handlers/suppliers).
+    credits: list[CreditStatement] = field(default_factory=list)
+    economics: list[ServiceEconomics] = field(default_factory=list)
 
     @property
     def scope_key(self) -> str:
@@ -218,7 +226,7 @@ class Report:
         def plain(value):
             if dataclasses.is_dataclass(value):
                 out = {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
-                for name in ("ok", "targets_share", "clocks_share"):
+                for name in ("ok", "targets_share", "clocks_share", "capped", "attainment"):
                     if hasattr(type(value), name):
                         out[name] = getattr(value, name)
                 return out
@@ -226,6 +234,8 @@ class Report:
                 return [plain(v) for v in value]
             if isinstance(value, (datetime, date)):
                 return value.isoformat()
+            if isinstance(value, Decimal):
+                return str(value)  # money stays exact: decimal text, never a float
             return value
         return {**plain(self), "scope_key": self.scope_key}
 
@@ -291,6 +301,18 @@ def attainment_text(m: AttainmentMonth) -> str:
 
 def title_of(report: Report) -> str:
     return f"Service report: {report.scope_name}, {report.month_name}" + ("" if report.complete else " (so far)")
+
+
+def money(amount: Decimal | None, currency: str) -> str:
+    return "—" if amount is None else money_text(amount, currency)
+
+
+def credit_line(report: Report, s: CreditStatement) -> str:
+    """"credits due from CardLink Acquiring Ltd for October 2026 under UC-CARDLINK: EUR 1,000.00, 2 breaches of
+    resolution P1 — claimed"."""
+    decided = f" — {s.decision.status}" if s.decision else " — not yet claimed or waived"
+    return (f"credits due from {s.supplier_name} for {report.month_name} under {s.agreement}: {summary(s)}"
+            + decided)
 
 
 def _mark(row: TargetRow | ServiceAvailability) -> str:

@@ -13,8 +13,9 @@ from handlers.core.context import Button, Command, Context, Field, Refused, Repl
 from handlers.reporting import schedule
 from handlers.reporting.report_figures import (ALL, EXAMPLE, _is_month_word, _period, compute, report_data,
                                                resolve_month, resolve_scope)
-from handlers.reporting.report_model import (Report, _mark, achieved_text, business_ttr, clock_ttr, duration, goal_text,
-                                             pct, satisfaction_text, target_detail, target_name, title_of)
+from handlers.reporting.report_model import (Report, _mark, achieved_text, business_ttr, clock_ttr, credit_line,
+                                             duration, goal_text, money, pct, satisfaction_text, target_detail,
+                                             target_name, title_of)
 from storage.models import ReportComment
 
 POST_EXAMPLE = "report post payments last-month"
@@ -79,6 +80,7 @@ def report_reply(report: Report) -> Reply:
         Field("Opened", str(s.opened)), Field("Done", str(s.done)), Field("Open at month end", str(s.open)),
         Field("Overdue", str(s.overdue))]))
     sections.append(_knowledge_section(report))
+    sections += _commercial_sections(report)
     if report.commentary:
         sections.append(Section(title=f"Commentary — {report.commentary.person}",
                                 text=report.commentary.text))
@@ -100,6 +102,23 @@ def _knowledge_section(report: Report) -> Section:
         Field("Resolved with an article", f"{k.resolved_with_article} of {k.resolved}"),
         Field("Reviewed on time", f"{k.reviews_on_time} of {k.reviews_answered}"),
         Field("Unused for a year", str(k.unused))])
+
+
+def _commercial_sections(report: Report) -> list[Section]:
+    """Credits due from suppliers and the economics of each service, where app.yaml gives their terms."""
+    out = []
+    if report.credits:
+        out.append(Section(title="Suppliers: service credits", text="\n".join(
+            [credit_line(report, s) for s in report.credits]
+            + ["Each rule's amount is rounded half up to the currency's minor unit; the total is at most the cap. "
+               "`supplier SUPPLIER MONTH` shows the working."])))
+    if report.economics:
+        out.append(Section(title="Service delivery economics", text="\n".join(
+            f"{e.name}: {money(e.total, e.currency)} a month · {e.resolved} resolved, "
+            f"{money(e.per_ticket, e.currency)} per ticket · {e.agreed_hours:,} agreed hours, "
+            f"{money(e.per_hour, e.currency)} per hour · SLA clocks met {pct(e.attainment)}"
+            for e in report.economics)))
+    return out
 
 
 # ---- chat -------------------------------------------------------------------------------------------------
