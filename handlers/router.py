@@ -14,6 +14,8 @@ from handlers.home import shortcuts
 from handlers.home import view as home
 from handlers.knowledge import commands as knowledge
 from handlers.reporting import digests, reports
+from handlers.reviews import commands as reviews
+from handlers.reviews import record as review_record
 from handlers.services import catalogue_review, csi, status
 from handlers.sla import attainment, tickets
 from handlers.surveys import asking
@@ -38,6 +40,7 @@ ROUTES = {
     "digest": digests.digest_cmd,
     "report": reports.report_cmd,
     "home": home.home_cmd,
+    "review": reviews.review_cmd,
 }
 
 # Forms (a Slack modal, an Adaptive Card with inputs) and the handlers of their answers.
@@ -51,6 +54,7 @@ FORMS = {
     shortcuts.CHANGE_FORM: shortcuts.submit_change,
     "kb_new": knowledge.submit_new,
     "kb_edit": knowledge.submit_edit,
+    reviews.FORM: reviews.submit_edit,
 }
 
 
@@ -76,6 +80,9 @@ def dispatch(ctx: Context, cmd: Command) -> tuple[Reply, str]:
             raise unknown_word("", words[0], words[1:], ROUTES, "help")
         return handler(ctx, cmd, words[1:])
     reply, outcome, _ = guarded(ctx, cmd, run)
+    if outcome == "ok" and cmd.text.split(maxsplit=1)[:1] in (["incident"], ["Incident"]):
+        # A ticket resolved in chat gets its review now rather than at the next sweep (handlers/reviews).
+        review_record.sweep_quietly(ctx)
     return reply, outcome
 
 

@@ -16,6 +16,7 @@ from handlers.core.context import (Actor, Command, Context, Field, Refused, Repl
                                    retyped)
 from handlers.reporting import schedule
 from handlers.knowledge import reviews
+from handlers.reviews import record as incident_reviews
 from handlers.services import catalogue_review, csi, status
 from handlers.services.status import STATE_ICON
 from handlers.sla import attainment
@@ -208,6 +209,22 @@ def _knowledge(ctx: Context, s, digest: Digest, now: datetime, since: datetime) 
                 {"articles_overdue": len(articles), "catalogue_overdue": len(entries)})
 
 
+def _reviews(ctx: Context, s, digest: Digest, now: datetime, since: datetime) -> Part:
+    """Post-incident reviews past their due day, and their follow-up actions still open past theirs."""
+    today = incident_reviews.today(ctx, now)  # due days are the bot zone's, as the register's are
+    late = incident_reviews.overdue_reviews(s, today)
+    actions = incident_reviews.overdue_actions(s, today)
+    lines = [f"REV-{r.id} of INC-{r.ticket_id} {r.priority} — {ctx.config.person_name(r.owner)}, "
+             f"{_due_text(r.due, today)}" for r in late[:SHOWN]]
+    lines += [f"CSI-{i.id} {i.title} (REV-{review_id}) — {ctx.config.person_name(i.owner)}, "
+              f"{_due_text(i.due, today)}" for review_id, i in actions[:SHOWN]]
+    if late or actions:
+        lines.append("`review list overdue`")
+    return Part("reviews", Section(title="Post-incident reviews overdue", text="\n".join(lines)),
+                not late and not actions, "no post-incident reviews or follow-ups overdue",
+                {"reviews_overdue": len(late), "actions_overdue": len(actions)})
+
+
 def _due_text(due: date, today: date) -> str:
     if due < today:
         return f"overdue since {due:%d %b}"
@@ -216,7 +233,7 @@ def _due_text(due: date, today: date) -> str:
 
 SECTIONS = {"status": _status, "incidents": _incidents, "breaches": _breaches, "at-risk": _at_risk,
             "approvals": _approvals, "changes": _changes, "surveys": _surveys, "csi": _csi,
-            "knowledge": _knowledge}
+            "knowledge": _knowledge, "reviews": _reviews}
 
 
 # ------------------------------------------------------------------------------------------- the schedule

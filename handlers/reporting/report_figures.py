@@ -17,6 +17,7 @@ from handlers.reporting.report_model import (ALL, NO_CAUSE, AttainmentMonth, Bre
                                              Commentary, CsiLine, CsiStats, PriorityTickets, Report, SatisfactionMonth,
                                              ServiceAvailability, TargetRow, TicketStats)
 from handlers.reporting.report_knowledge import knowledge
+from handlers.reporting.report_reviews import review_stats
 from handlers.reporting.spread import spread
 from handlers.sla import attainment, breaches, outages
 from handlers.surveys import asking
@@ -101,7 +102,8 @@ def compute(ctx: Context, session: Session, scope: str | None, month: str) -> Re
         attainment_trend=attainment_trend,
         satisfaction_trend=[_satisfaction_month(ctx, session, scope, key) for key in trend_months],
         satisfaction_goal=_satisfaction_goal(ctx, scope), csi=_csi(ctx, session, scope, period),
-        commentary=_commentary(ctx, session, scope, month), knowledge=knowledge(ctx, session, scope, period))
+        commentary=_commentary(ctx, session, scope, month), knowledge=knowledge(ctx, session, scope, period),
+        reviews=review_stats(ctx, session, scope, period))
 
 
 def _month_key(year: int, month: int) -> str:

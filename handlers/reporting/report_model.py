@@ -178,6 +178,19 @@ class KnowledgeStats:
 
 
 @dataclass(frozen=True)
+class ReviewStats:
+    """Post-incident reviews: opened and done in the month, done by their due day, open and overdue at its end;
+    their follow-up actions open at its end, by age ("under 30 days", "30–90 days", "over 90 days")."""
+
+    opened: int
+    done: int
+    done_on_time: int
+    open: int
+    overdue: int
+    actions_open_by_age: dict[str, int]
+
+
+@dataclass(frozen=True)
 class Commentary:
     text: str
     person_id: str
@@ -208,6 +221,7 @@ class Report:
     csi: CsiStats
     commentary: Commentary | None
     knowledge: KnowledgeStats
+    reviews: ReviewStats | None = None
 
     @property
     def scope_key(self) -> str:

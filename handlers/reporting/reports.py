@@ -79,6 +79,8 @@ def report_reply(report: Report) -> Reply:
         Field("Opened", str(s.opened)), Field("Done", str(s.done)), Field("Open at month end", str(s.open)),
         Field("Overdue", str(s.overdue))]))
     sections.append(_knowledge_section(report))
+    if report.reviews is not None:
+        sections.append(_reviews_section(report))
     if report.commentary:
         sections.append(Section(title=f"Commentary — {report.commentary.person}",
                                 text=report.commentary.text))
@@ -100,6 +102,14 @@ def _knowledge_section(report: Report) -> Section:
         Field("Resolved with an article", f"{k.resolved_with_article} of {k.resolved}"),
         Field("Reviewed on time", f"{k.reviews_on_time} of {k.reviews_answered}"),
         Field("Unused for a year", str(k.unused))])
+
+
+def _reviews_section(report: Report) -> Section:
+    r = report.reviews
+    return Section(title="Post-incident reviews", fields=[
+        Field("Opened", str(r.opened)), Field("Done on time", f"{r.done_on_time} of {r.done}"),
+        Field("Open at month end", str(r.open)), Field("Overdue", str(r.overdue)),
+        Field("Follow-ups open", ", ".join(f"{n} {age}" for age, n in r.actions_open_by_age.items()))])
 
 
 # ---- chat -------------------------------------------------------------------------------------------------
