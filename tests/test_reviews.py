@@ -262,3 +262,18 @@ def test_the_monthly_report_counts_reviews_done_on_time_and_follow_ups_open_by_a
     assert r.actions_open_by_age == {"under 30 days": 1, "30–90 days": 0, "over 90 days": 0}
     from handlers.reporting.reports import report_reply
     assert "Done on time: 1 of 2" in text_of(report_reply(report))
+
+
+def test_gdpr_export_lists_review_authorship_and_erasure_keeps_it_as_governance(ctx, clock):
+    from handlers import gdpr
+    incident(ctx, clock)
+    ok(ctx, "priya", 'review edit REV-1 factors="No canary"')
+    ok(ctx, "tom", 'review note REV-1 "Rolled back" at="2026-03-02 09:40"')
+    held = gdpr.export(ctx, "tom")["incident_reviews"]
+    assert held["reviews"] == [{"review": "REV-1", "ticket": "INC-1", "owner": True, "opened": False, "done": False,
+                                "wrote": []}]
+    assert [(n["review"], n["text"]) for n in held["notes"]] == [("REV-1", "Rolled back")]
+    assert gdpr.export(ctx, "priya")["incident_reviews"]["reviews"][0]["wrote"] == ["Contributing factors"]
+    gdpr.erase(ctx, "priya")
+    [review] = reviews(ctx)
+    assert review.factors_by == "priya" and review.factors == "No canary"

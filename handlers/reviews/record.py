@@ -11,7 +11,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from handlers.core.context import SYSTEM, Actor, Button, Context, Refused, Reply, UserError, Work
-from storage.models import CsiItem, IncidentReview, ReviewAction, Ticket
+from storage.models import CsiItem, IncidentReview, ReviewAction, ReviewNote, Ticket
 
 log = logging.getLogger("svcbot")
 
@@ -165,3 +165,22 @@ def overdue_actions(session: Session, day: date, service_id: str | None = None) 
         query = query.join(IncidentReview, IncidentReview.id == ReviewAction.review_id) \
             .where(IncidentReview.service_id == service_id)
     return [(r, i) for r, i in session.execute(query.order_by(CsiItem.due, CsiItem.id)).all()]
+
+
+def held_about(session: Session, person_id: str) -> dict:
+    """What the reviews hold about a person (``svcbot gdpr export``): the reviews they own, opened or finished,
+    the parts they wrote and their notes on timelines. All of it is governance, kept on erasure."""
+    reviews = session.scalars(select(IncidentReview).where(
+        (IncidentReview.owner == person_id) | (IncidentReview.opened_by == person_id)
+        | (IncidentReview.done_by == person_id) | (IncidentReview.what_by == person_id)
+        | (IncidentReview.impact_by == person_id) | (IncidentReview.factors_by == person_id))
+        .order_by(IncidentReview.id)).all()
+    notes = session.execute(select(ReviewNote.review_id, ReviewNote.at, ReviewNote.text, ReviewNote.written_at)
+                            .where(ReviewNote.person_id == person_id).order_by(ReviewNote.id)).all()
+    return {
+        "reviews": [{"review": number(r), "ticket": f"INC-{r.ticket_id}", "owner": r.owner == person_id,
+                     "opened": r.opened_by == person_id, "done": r.done_by == person_id,
+                     "wrote": [PART_NAMES[w] for w in PARTS if getattr(r, f"{w}_by") == person_id]} for r in reviews],
+        "notes": [{"review": number(i), "at": at.isoformat(), "text": text, "written_at": written.isoformat()}
+                  for i, at, text, written in notes],
+    }
