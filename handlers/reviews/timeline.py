@@ -58,25 +58,29 @@ EVENT_TEXT = {
 def timeline(ctx: Context, session: Session, review: IncidentReview, ticket: Ticket, now: datetime) -> list[Entry]:
     """Every entry, oldest first."""
     start, end = window(ticket, now)
+    connection = session.connection()
+
+    def read(statement):  # plain rows, fetched at once: the ORM's result machinery cost more than the SQL
+        return connection.execute(statement).all()
     entries: list[Entry] = []
     inc = f"INC-{ticket.id}"
-    for at, kind, value, person in session.execute(
+    for at, kind, value, person in read(
             select(TicketEvent.at, TicketEvent.kind, TicketEvent.value, TicketEvent.person_id)
             .where(TicketEvent.ticket_id == ticket.id).order_by(TicketEvent.at, TicketEvent.id)):
         text = EVENT_TEXT.get(kind, kind + " {value}").format(value=value or "")
         entries.append(Entry(at, "ticket", text, person, inc))
-    for at, level, kind, agreement, metric in session.execute(
+    for at, level, kind, agreement, metric in read(
             select(ClockNotice.at, ClockNotice.level, SlaClock.kind, SlaClock.agreement_id, SlaClock.metric)
             .join(SlaClock, SlaClock.id == ClockNotice.clock_id).where(SlaClock.ticket_id == ticket.id)):
         what = "Breached" if level >= breaches.BREACH else f"Warning: {level:g} % used of"
         entries.append(Entry(at, "notice", f"{what} {kind.upper()} {agreement} {metric}", None, inc))
-    for at, before, state, message, person in session.execute(
+    for at, before, state, message, person in read(
             select(StatusChange.at, StatusChange.previous_state, StatusChange.state, StatusChange.message,
                    StatusChange.person_id)
             .where(StatusChange.service_id == ticket.service_id, StatusChange.at >= start, StatusChange.at <= end)):
         entries.append(Entry(at, "status", f"{ctx.config.service_names([ticket.service_id])}: {before} → {state}"
                              + (f" — {message}" if message else ""), person, ticket.service_id))
-    for oid, kind, summary, started, ended in session.execute(
+    for oid, kind, summary, started, ended in read(
             select(Outage.id, Outage.kind, Outage.summary, Outage.started_at, Outage.ended_at)
             .where(Outage.service_id == ticket.service_id, Outage.started_at <= end,
                    or_(Outage.ended_at.is_(None), Outage.ended_at >= start))):
@@ -85,7 +89,7 @@ def timeline(ctx: Context, session: Session, review: IncidentReview, ticket: Tic
                              f"OUT-{oid}"))
         if ended is not None and ended <= end:
             entries.append(Entry(ended, "outage", f"{what} ended", None, f"OUT-{oid}"))
-    for cid, title, state, outcome, p_start, a_start, a_end, implementer in session.execute(
+    for cid, title, state, outcome, p_start, a_start, a_end, implementer in read(
             select(Change.id, Change.title, Change.state, Change.outcome, Change.planned_start, Change.actual_start,
                    Change.actual_end, Change.implementer)
             .join(ChangeService, ChangeService.change_id == Change.id)
@@ -98,7 +102,7 @@ def timeline(ctx: Context, session: Session, review: IncidentReview, ticket: Tic
         if a_end is not None and a_end <= end:
             entries.append(Entry(a_end, "change", f"CHG-{cid} ended" + (f": {outcome}" if outcome else ""),
                                  implementer, f"CHG-{cid}"))
-    for nid, at, text, person in session.execute(
+    for nid, at, text, person in read(
             select(ReviewNote.id, ReviewNote.at, ReviewNote.text, ReviewNote.person_id)
             .where(ReviewNote.review_id == review.id)):
         entries.append(Entry(at, "note", text, person, f"note {nid}"))
