@@ -15,7 +15,7 @@ from handlers.core.people import resolve_actor
 from handlers.reporting import digests
 from handlers.reporting.report_figures import compute
 from handlers.reviews import record
-from handlers.router import dispatch, submit_form
+from handlers.router import dispatch
 from handlers.sla import breaches
 from storage.models import (AuditRecord, Change, ChangeService, CsiItem, IncidentReview, OutboxMessage,
                             ReviewAction, Ticket)
@@ -206,26 +206,39 @@ def test_export_is_markdown_with_every_part_the_timeline_and_the_follow_ups(ctx,
     assert "| CSI-1 | Alert on Amex declines | Tom Hughes | 2026-04-01 | open |" in md
 
 
-def test_the_teams_form_writes_the_review_and_raises_two_follow_ups_that_reach_the_register_and_digest(ctx, clock):
+async def test_the_teams_card_form_writes_the_review_and_raises_two_follow_ups_for_the_register_and_digest(
+        ctx, clock, runtime):
+    from bot import render
     incident(ctx, clock)
-    reply = ok(ctx, "tom", "review edit REV-1", platform="teams")
-    assert reply.form.name == "review_edit" and reply.form.context == {"review": 1}
-    tom = actor(ctx, "tom", "teams")
+    teams_id = ctx.config.person("tom").teams
+    # `review edit REV-1` in Teams answers with a card form; its Save carries the form's name and the review.
+    asked = await runtime.execute("teams", teams_id, "review edit REV-1", name="Tom Hughes")
+    card = render.teams_card(asked.reply)
+    [save] = card["actions"]
+    assert save["type"] == "Action.Execute" and save["data"] == {"form": "review_edit", "context": {"review": 1}}
+    assert {b["id"] for b in card["body"] if b["type"] == "Input.Text"} == {"what", "impact", "factors", "actions"}
     values = {"what": "Amex authorisations timed out", "impact": "", "factors": "No canary",
               "actions": "Canary certificate changes | arjun | in 3 days\nAlert on Amex declines | | 2026-03-04"}
-    bad, outcome, invalid = submit_form(ctx, Command(actor=tom, text="form review_edit", via="form"), "review_edit",
-                                        {**values, "actions": "Alert | nobody"}, {"review": 1})
-    assert outcome == "user_error" and "actions" in invalid.errors and bad.form.inputs[0].value == values["what"]
+
+    async def submit(inputs):  # what bot/teams.py does with an Action.Execute of a form card
+        data = {**save["data"], **inputs}
+        return await runtime.submit("teams", teams_id, data["form"], {k: v for k, v in data.items()
+                                                                    if k not in ("form", "context")},
+                                    data["context"], name="Tom Hughes")
+    bad = await submit({**values, "actions": "Alert | nobody"})
+    assert bad.outcome == "user_error" and "owner unknown person 'nobody'" in bad.invalid.errors["actions"]
+    assert bad.reply.form.inputs[0].value == values["what"]  # shown again, as typed
     with ctx.sessions() as s:
         assert s.scalar(select(func.count()).select_from(CsiItem)) == 0  # nothing half-written
-    done, outcome, _ = submit_form(ctx, Command(actor=tom, text="form review_edit", via="form"), "review_edit",
-                                   values, {"review": 1})
-    assert outcome == "ok", text_of(done)
-    assert "CSI-1" in done.text and "CSI-2" in done.text
-    assert "CSI-1" in text_of(ok(ctx, "priya", "csi list")) and "CSI-2" in text_of(ok(ctx, "priya", "csi list"))
+    done = await submit(values)
+    assert done.outcome == "ok", text_of(done.reply)
+    assert "CSI-1" in done.reply.text and "CSI-2" in done.reply.text
+    register = text_of(ok(ctx, "priya", "csi list"))
+    assert "Canary certificate changes — Arjun Mehta" in register and "Alert on Amex declines — Tom Hughes" in register
+    [review] = reviews(ctx)
+    assert (review.what_by, review.factors_by, review.impact_by) == ("tom", "tom", None)
     clock.advance(days=4)
-    digest = next(d for d in ctx.config.digests)
-    digest = digest.model_copy(update={"sections": ["reviews"]})
+    digest = ctx.config.digests[0].model_copy(update={"sections": ["reviews"]})
     with ctx.sessions() as s:
         got = digests.compose(ctx, s, digest, clock(), clock() - timedelta(days=1))
     body = text_of(got)
