@@ -188,6 +188,12 @@ def pdf(report: Report, images: list[Image], *, compress: bool = True) -> bytes:
                      [[a.article, a.title, a.incidents] for a in k.top], [0.15, 0.7, 0.15]),
               *table("Articles overdue for review, per service", ["Service", "Articles", "Oldest due"],
                      [[s.service, s.articles, s.oldest_due.isoformat()] for s in k.stale], [0.5, 0.2, 0.3])]
+    if r.reviews is not None:
+        v = r.reviews
+        story += [Paragraph("Post-incident reviews", h2),
+                  text(f"Opened {v.opened} · done on time {v.done_on_time} of {v.done} · open at month end {v.open} · "
+                       f"overdue {v.overdue} · follow-ups open: "
+                       + ", ".join(f"{n} {age}" for age, n in v.actions_open_by_age.items()))]
     story += [Paragraph("Commentary", h2)]
     if r.commentary:
         story += [text(r.commentary.text),

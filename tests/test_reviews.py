@@ -275,6 +275,8 @@ def test_the_monthly_report_counts_reviews_done_on_time_and_follow_ups_open_by_a
     assert r.actions_open_by_age == {"under 30 days": 1, "30–90 days": 0, "over 90 days": 0}
     from handlers.reporting.reports import report_reply
     assert "Done on time: 1 of 2" in text_of(report_reply(report))
+    from bot import report_export
+    assert "done on time 1 of 2" in report_export.html(report, [])
 
 
 def test_gdpr_export_lists_review_authorship_and_erasure_keeps_it_as_governance(ctx, clock):
