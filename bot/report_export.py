@@ -191,8 +191,8 @@ def pdf(report: Report, images: list[Image], *, compress: bool = True) -> bytes:
     if r.reviews is not None:
         v = r.reviews
         story += [Paragraph("Post-incident reviews", h2),
-                  text(f"Opened {v.opened} · done on time {v.done_on_time} of {v.done} · open at month end {v.open} · "
-                       f"overdue {v.overdue} · follow-ups open: "
+                  text(f"Opened {v.opened} · done on time {v.done_on_time} of {v.done} · open at month end "
+                       f"{v.open} · overdue {v.overdue} · follow-ups open: "
                        + ", ".join(f"{n} {age}" for age, n in v.actions_open_by_age.items()))]
     story += [Paragraph("Commentary", h2)]
     if r.commentary:
