@@ -293,3 +293,14 @@ def test_gdpr_export_lists_review_authorship_and_erasure_keeps_it_as_governance(
     gdpr.erase(ctx, "priya")
     [review] = reviews(ctx)
     assert review.factors_by == "priya" and review.factors == "No canary"
+
+
+def test_a_long_export_shows_its_first_part_in_chat_and_says_where_the_whole_file_is(ctx, clock):
+    from storage.models import TicketEvent
+    inc = incident(ctx, clock)
+    with ctx.sessions.begin() as s:
+        s.add_all(TicketEvent(ticket_id=inc, at=T0 + timedelta(seconds=n), kind="assign", value="payments-eng",
+                              person_id="tom", recorded_at=clock()) for n in range(100))
+    reply = ok(ctx, "tom", "review export REV-1")
+    assert reply.title == "REV-1 as Markdown (the first part)" and len(reply.text) < 3000
+    assert reply.text.endswith("\n…\n```") and "GET /api/v1/reviews/REV-1/markdown gives it all" in reply.footer

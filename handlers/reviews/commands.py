@@ -28,6 +28,7 @@ NOTE_LIMIT = 1000
 SHOWN = 30  # reviews in a list; timeline entries in chat (the export has them all)
 FORM = "review_edit"
 ACTION_DUE = "in 30 days"  # a follow-up's due date when none is given
+EXPORT_SHOWN = 2800  # characters of the Markdown shown in chat: a Slack section holds 3000
 
 
 def review_cmd(ctx: Context, cmd: Command, args: list[str]) -> Reply:
@@ -45,7 +46,7 @@ def review_cmd(ctx: Context, cmd: Command, args: list[str]) -> Reply:
         raise UserError("Say which review, like REV-3.", example)
     review_id = int(NUMBER.match(rest[0])[1])
     if verb in ("show", "export"):
-        with ctx.sessions() as s:
+        with ctx.reader() as s:
             review = find(s, rest[0], example)
             data = export.view(ctx, s, review, ctx.now())
         return show_reply(ctx, cmd, data) if verb == "show" else export_reply(data)
@@ -53,9 +54,10 @@ def review_cmd(ctx: Context, cmd: Command, args: list[str]) -> Reply:
     if verb == "edit":
         values = pairs(typed, EDIT_EXAMPLE)
         if not values and cmd.actor.platform in ("slack", "teams"):
-            with ctx.sessions() as s:
+            with ctx.reader() as s:
                 review = find(s, rest[0], example)
                 refuse_unless_may_run(ctx, cmd.actor, review, "write")
+                _refuse_if_done(review)
                 return Reply(title=f"{number(review)}: write the review", form=edit_form(ctx, review, {}))
         return edit(ctx, cmd, review_id, values)
     if verb == "note":
@@ -72,7 +74,8 @@ def _after_id(text: str, verb: str) -> str:
 
 
 def _locked(work: Work, review_id: int, example: str) -> IncidentReview:
-    return find(work.session, f"REV-{review_id}", example)
+    """The review, locked for this transaction on PostgreSQL (SQLite's transactions take the write lock at once)."""
+    return find(work.session, f"REV-{review_id}", example, lock=True)
 
 
 def _refuse_if_done(review: IncidentReview) -> None:
@@ -132,7 +135,7 @@ def list_reply(ctx: Context, cmd: Command, args: list[str]) -> Reply:
         raise UserError("Say `review list`, `review list mine`, `review list overdue` or `review list all`.",
                         "review list mine")
     day = today(ctx)
-    with ctx.sessions() as s:
+    with ctx.reader() as s:
         if word == "overdue":
             reviews = overdue_reviews(s, day)[:SHOWN]
         else:
@@ -191,8 +194,14 @@ def show_reply(ctx: Context, cmd: Command, data: dict) -> Reply:
 
 def export_reply(data: dict) -> Reply:
     text = export.markdown(data)
-    return Reply(title=f"{data['id']} as Markdown", text=f"```\n{text}\n```",
-                 footer="The API gives the same file: GET /api/v1/reviews/" + data["id"] + "/markdown")
+    api = f"GET /api/v1/reviews/{data['id']}/markdown"
+    if len(text) <= EXPORT_SHOWN:
+        return Reply(title=f"{data['id']} as Markdown", text=f"```\n{text}\n```",
+                     footer=f"The API gives the same file: {api}")
+    shown = text[:text.rfind("\n", 0, EXPORT_SHOWN)]
+    return Reply(title=f"{data['id']} as Markdown (the first part)", text=f"```\n{shown}\n…\n```",
+                 footer=f"The whole file is {len(text):,} characters, more than a chat message holds: {api} "
+                        "gives it all")
 
 
 # ---- writing ------------------------------------------------------------------------------------------------

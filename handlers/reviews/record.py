@@ -37,9 +37,9 @@ def due_for(ctx: Context, priority: str, resolved_at: datetime) -> date:
     return today(ctx, resolved_at) + timedelta(days=ctx.config.reviews.days_for(priority))
 
 
-def find(session: Session, key: str, example: str) -> IncidentReview:
+def find(session: Session, key: str, example: str, lock: bool = False) -> IncidentReview:
     m = NUMBER.match(key or "")
-    review = session.get(IncidentReview, int(m[1])) if m else None
+    review = session.get(IncidentReview, int(m[1]), with_for_update=lock or None) if m else None
     if review is None:
         raise UserError(f"There is no review '{key}'." if key else "Say which review, like REV-3.", example)
     return review
