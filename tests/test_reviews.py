@@ -5,6 +5,7 @@ and the monthly report. tom owns payments; priya is the service manager; meera h
 from __future__ import annotations
 
 import re
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 import pytest
@@ -80,9 +81,16 @@ def test_a_resolved_p1_opens_one_review_for_the_service_owner_and_asks_them(ctx,
     [ask] = outbox(ctx, f"review:{review.id}:ask")
     assert ask.target == ctx.config.person("tom").slack and "please review" in ask.message["title"]
     assert record.sweep(ctx) == 0 and record.sweep(ctx) == 0  # again and again: still one
-    assert len(reviews(ctx)) == 1 and len(outbox(ctx, "review:")) == 1
+    second = incident(ctx, clock, priority="P3", service="webshop")
+    with ctx.sessions.begin() as s:  # a P2 resolved through the API: no command runs the sweep
+        ticket = s.get(Ticket, second)
+        ticket.source, ticket.priority = "api", "P2"
+    with ThreadPoolExecutor(2) as pool:  # two replicas sweeping at once
+        assert sorted(pool.map(lambda _: record.sweep(ctx), range(2))) == [0, 1]
+    assert [r.ticket_id for r in reviews(ctx)] == [inc, second]
+    assert [o.target for o in outbox(ctx, "review:")] == [ctx.config.person(p).slack for p in ("tom", "grace")]
     with ctx.sessions() as s:
-        assert s.scalar(select(func.count()).where(AuditRecord.action == "review.open")) == 1
+        assert s.scalar(select(func.count()).where(AuditRecord.action == "review.open")) == 2
     assert "has its review already: REV-1" in fails(ctx, "priya", f"review new INC-{inc}")
 
 

@@ -105,25 +105,28 @@ def sweep(ctx: Context, batch: int = BATCH) -> int:
     if not policy.priorities:
         return 0
     now = ctx.now()
+    due = (Ticket.resolved_at >= now - timedelta(days=policy.lookback_days), Ticket.resolved_at <= now,
+           Ticket.kind == "incident", Ticket.priority.in_(policy.priorities), Ticket.source.in_(LIVE_SOURCES),
+           ~exists().where(IncidentReview.ticket_id == Ticket.id))
+    # Looked for without the write lock first: nearly every sweep finds nothing to do.
+    if not ctx.read(select(Ticket.id).where(*due).limit(1)):
+        return 0
     opened = 0
     with ctx.sessions.begin() as session:
-        query = (select(Ticket).where(Ticket.resolved_at >= now - timedelta(days=policy.lookback_days),
-                                      Ticket.resolved_at <= now, Ticket.kind == "incident",
-                                      Ticket.priority.in_(policy.priorities), Ticket.source.in_(LIVE_SOURCES),
-                                      ~exists().where(IncidentReview.ticket_id == Ticket.id))
-                 .order_by(Ticket.resolved_at, Ticket.id).limit(batch))
+        query = select(Ticket).where(*due).order_by(Ticket.resolved_at, Ticket.id).limit(batch)
         if session.bind.dialect.name == "postgresql":
             query = query.with_for_update(of=Ticket, skip_locked=True)
         work = Work(ctx, session, SYSTEM)
         for ticket in session.scalars(query).all():
             ticket_id = ticket.id
             try:
-                with session.begin_nested():
+                with session.begin_nested():  # the outbox row is flushed when the savepoint is released
                     open_review(work, ticket, default_owner(ctx, ticket), due_for(ctx, ticket.priority,
                                                                                   ticket.resolved_at))
-                    opened += 1
             except IntegrityError:  # another sweep opened it first
                 log.info("the review of INC-%s was opened by another sweep", ticket_id)
+            else:
+                opened += 1
     if opened:
         ctx.on_outbox()
     return opened
