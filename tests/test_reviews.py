@@ -246,26 +246,38 @@ async def test_the_teams_card_form_writes_the_review_and_raises_two_follow_ups_f
     assert "Alert on Amex declines — Tom Hughes" in register
     [review] = reviews(ctx)
     assert (review.what_by, review.factors_by, review.impact_by) == ("tom", "tom", None)
-    clock.advance(days=4)
     digest = ctx.config.digests[0].model_copy(update={"sections": ["reviews"]})
-    with ctx.sessions() as s:
-        got = digests.compose(ctx, s, digest, clock(), clock() - timedelta(days=1))
+
+    def compose():
+        with ctx.sessions() as s:
+            return digests.compose(ctx, s, digest, clock(), clock() - timedelta(days=1))
+    got = compose()  # at once: the review and both follow-ups fall due within two weeks
     body = text_of(got)
+    assert "REV-1 of INC-1 P1 — Tom Hughes, due " in body
+    assert "CSI-1 Canary certificate changes (REV-1) — Arjun Mehta, due " in body
+    assert "CSI-2 Alert on Amex declines (REV-1) — Tom Hughes, due " in body
+    assert got.data["sections"]["reviews"] == {"quiet": False, "reviews_due": 1, "reviews_overdue": 0,
+                                               "actions_due": 2, "actions_overdue": 0}
+    clock.advance(days=4)
+    body = text_of(compose())
     assert "CSI-1 Canary certificate changes (REV-1) — Arjun Mehta, overdue since" in body
     assert "CSI-2 Alert on Amex declines (REV-1) — Tom Hughes, overdue since" in body
-    assert got.data["sections"]["reviews"] == {"quiet": False, "reviews_overdue": 0, "actions_overdue": 2}
+    assert "REV-1 of INC-1 P1 — Tom Hughes, due " in body
     clock.advance(days=2)  # the review itself is due five days after the resolution
-    with ctx.sessions() as s:
-        got = digests.compose(ctx, s, digest, clock(), clock() - timedelta(days=1))
+    got = compose()
     assert "REV-1 of INC-1 P1 — Tom Hughes, overdue since" in text_of(got)
+    assert got.data["sections"]["reviews"]["reviews_overdue"] == 1
 
 
-def test_a_quiet_digest_says_no_reviews_are_overdue(ctx, clock):
+def test_a_quiet_digest_says_no_reviews_are_due(ctx, clock):
     incident(ctx, clock)
+    ok(ctx, "tom", 'review edit REV-1 what="x" factors="y"')
+    ok(ctx, "tom", 'review action REV-1 "Later" due="in 3 weeks"')  # beyond the two weeks the section looks
+    ok(ctx, "tom", "review done REV-1")
     digest = ctx.config.digests[0].model_copy(update={"sections": ["reviews"]})
     with ctx.sessions() as s:
         got = digests.compose(ctx, s, digest, clock(), clock() - timedelta(days=1))
-    assert got.text == "No post-incident reviews or follow-ups overdue."
+    assert got.text == "No post-incident reviews or follow-ups due in the next two weeks."
 
 
 def test_the_monthly_report_counts_reviews_done_on_time_and_follow_ups_open_by_age(ctx, clock):

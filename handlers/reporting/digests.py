@@ -210,19 +210,22 @@ def _knowledge(ctx: Context, s, digest: Digest, now: datetime, since: datetime) 
 
 
 def _reviews(ctx: Context, s, digest: Digest, now: datetime, since: datetime) -> Part:
-    """Post-incident reviews past their due day, and their follow-up actions still open past theirs."""
+    """Post-incident reviews and their follow-up actions overdue or due within two weeks, as the CSI section
+    counts them; the overdue first."""
     today = incident_reviews.today(ctx, now)  # due days are the bot zone's, as the register's are
-    late = incident_reviews.overdue_reviews(s, today)
-    actions = incident_reviews.overdue_actions(s, today)
+    horizon = today + CSI_HORIZON + timedelta(days=1)
+    due = incident_reviews.overdue_reviews(s, horizon)
+    actions = incident_reviews.overdue_actions(s, horizon)
     lines = [f"REV-{r.id} of INC-{r.ticket_id} {r.priority} — {ctx.config.person_name(r.owner)}, "
-             f"{_due_text(r.due, today)}" for r in late[:SHOWN]]
+             f"{_due_text(r.due, today)}" for r in due[:SHOWN]]
     lines += [f"CSI-{i.id} {i.title} (REV-{review_id}) — {ctx.config.person_name(i.owner)}, "
               f"{_due_text(i.due, today)}" for review_id, i in actions[:SHOWN]]
-    if late or actions:
-        lines.append("`review list overdue`")
-    return Part("reviews", Section(title="Post-incident reviews overdue", text="\n".join(lines)),
-                not late and not actions, "no post-incident reviews or follow-ups overdue",
-                {"reviews_overdue": len(late), "actions_overdue": len(actions)})
+    if due or actions:
+        lines.append("`review list` · `review list overdue`")
+    return Part("reviews", Section(title="Post-incident reviews due", text="\n".join(lines)),
+                not due and not actions, "no post-incident reviews or follow-ups due in the next two weeks",
+                {"reviews_due": len(due), "reviews_overdue": sum(r.due < today for r in due),
+                 "actions_due": len(actions), "actions_overdue": sum(i.due < today for _, i in actions)})
 
 
 def _due_text(due: date, today: date) -> str:

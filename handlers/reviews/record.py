@@ -153,7 +153,7 @@ def actions_of(session: Session, review_ids: list[int]) -> dict[int, list[CsiIte
 
 
 def overdue_reviews(session: Session, day: date, service_id: str | None = None) -> list[IncidentReview]:
-    """Open reviews past their due day, the oldest due first."""
+    """Open reviews due before ``day`` (today: those overdue), the oldest due first."""
     query = select(IncidentReview).where(IncidentReview.state == "open", IncidentReview.due < day)
     if service_id:
         query = query.where(IncidentReview.service_id == service_id)
@@ -161,7 +161,7 @@ def overdue_reviews(session: Session, day: date, service_id: str | None = None) 
 
 
 def overdue_actions(session: Session, day: date, service_id: str | None = None) -> list[tuple[int, CsiItem]]:
-    """(review id, item) of the follow-up actions still open past their due day, the oldest due first."""
+    """(review id, item) of the follow-up actions still open and due before ``day``, the oldest due first."""
     query = (select(ReviewAction.review_id, CsiItem).join(CsiItem, CsiItem.id == ReviewAction.csi_item_id)
              .where(CsiItem.state == "open", CsiItem.due < day))
     if service_id:
