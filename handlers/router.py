@@ -80,7 +80,8 @@ def dispatch(ctx: Context, cmd: Command) -> tuple[Reply, str]:
             raise unknown_word("", words[0], words[1:], ROUTES, "help")
         return handler(ctx, cmd, words[1:])
     reply, outcome, _ = guarded(ctx, cmd, run)
-    if outcome == "ok" and cmd.text.split(maxsplit=1)[:1] in (["incident"], ["Incident"]):
+    first = cmd.text.split(maxsplit=1)
+    if outcome == "ok" and first and first[0].lower() == "incident":
         # A ticket resolved in chat gets its review now rather than at the next sweep (handlers/reviews).
         review_record.sweep_quietly(ctx)
     return reply, outcome
