@@ -190,6 +190,12 @@ def pdf(report: Report, images: list[Image], *, compress: bool = True) -> bytes:
               *table("Articles overdue for review, per service", ["Service", "Articles", "Oldest due"],
                      [[s.service, s.articles, s.oldest_due.isoformat()] for s in k.stale], [0.5, 0.2, 0.3])]
     story += commercial_story(r, table, h2)
+    if r.reviews is not None:
+        v = r.reviews
+        story += [Paragraph("Post-incident reviews", h2),
+                  text(f"Opened {v.opened} · done on time {v.done_on_time} of {v.done} · open at month end "
+                       f"{v.open} · overdue {v.overdue} · follow-ups open: "
+                       + ", ".join(f"{n} {age}" for age, n in v.actions_open_by_age.items()))]
     story += [Paragraph("Commentary", h2)]
     if r.commentary:
         story += [text(r.commentary.text),

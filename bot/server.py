@@ -21,6 +21,7 @@ from handlers.core.retention import prune
 from handlers.home import published as home
 from handlers.knowledge import reviews as kb_reviews
 from handlers.reporting import digests, reports
+from handlers.reviews import record as reviews
 from handlers.services import catalogue_review
 from handlers.shifts import handover
 from handlers.sla import breaches, outages
@@ -99,6 +100,9 @@ def build_app(runtime: Runtime) -> web.Application:
                           max_instances=1, coalesce=True, next_run_time=datetime.now(timezone.utc))
         scheduler.add_job(_in_thread, "interval", minutes=1, args=[outages.burn_sweep, runtime.ctx], id="burn",
                           max_instances=1, coalesce=True, misfire_grace_time=300)
+        # A P1 or P2 resolved through the API gets its review at the next sweep (handlers/reviews).
+        scheduler.add_job(_in_thread, "interval", seconds=delivery.sweep_seconds, args=[reviews.sweep, runtime.ctx],
+                          id="incident-reviews", max_instances=1, coalesce=True, misfire_grace_time=300)
         # Reviews and confirmations fall due by the day: a sweep a minute asks, reminds and tells in time.
         scheduler.add_job(_in_thread, "interval", minutes=1, args=[kb_reviews.sweep, runtime.ctx], id="kb-reviews",
                           max_instances=1, coalesce=True, misfire_grace_time=300)

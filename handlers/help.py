@@ -122,6 +122,16 @@ TOPICS = {
         ("supplier claim cardlink last-month note=\"Credit note CN-2291 requested\"", "service managers: mark the "
          "month's credits claimed (or supplier waive … with the reason); audited"),
     ]),
+    "review": ("Post-incident reviews (opened when a P1 or P2 is resolved)", [
+        ("review list mine", "your open reviews; also review list, review list overdue, review list all"),
+        ("review show REV-12", "the timeline svcbot assembled, the impact measured, what was written and by whom"),
+        ('review edit REV-12 what="Card authorisations timed out" factors="No canary for TLS changes"',
+         "write what happened, impact or factors; review edit REV-12 alone opens the form (follow-ups too)"),
+        ('review note REV-12 "Rolled back CHG-8" at=10:40', "annotate the timeline at a moment of the incident"),
+        ('review action REV-12 "Canary TLS changes" owner=tom due="in 2 weeks"', "a follow-up: a CSI item"),
+        ("review new INC-12 owner=tom", "open a review of any resolved ticket (its service's owner, service "
+         "managers); review done REV-12 finishes one, review export REV-12 gives it as Markdown"),
+    ]),
 }
 TOPICS["unsubscribe"] = TOPICS["subscribe"]
 

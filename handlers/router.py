@@ -14,6 +14,8 @@ from handlers.home import shortcuts
 from handlers.home import view as home
 from handlers.knowledge import commands as knowledge
 from handlers.reporting import digests, reports
+from handlers.reviews import commands as reviews
+from handlers.reviews import record as review_record
 from handlers.services import catalogue_review, csi, status
 from handlers.shifts import handover, team
 from handlers.sla import attainment, tickets
@@ -43,6 +45,7 @@ ROUTES = {
     "handover": handover.handover_cmd,
     "team": team.team_cmd,
     "supplier": suppliers.supplier_cmd,
+    "review": reviews.review_cmd,
 }
 
 # Forms (a Slack modal, an Adaptive Card with inputs) and the handlers of their answers.
@@ -56,6 +59,7 @@ FORMS = {
     shortcuts.CHANGE_FORM: shortcuts.submit_change,
     "kb_new": knowledge.submit_new,
     "kb_edit": knowledge.submit_edit,
+    reviews.FORM: reviews.submit_edit,
 }
 
 
@@ -81,6 +85,10 @@ def dispatch(ctx: Context, cmd: Command) -> tuple[Reply, str]:
             raise unknown_word("", words[0], words[1:], ROUTES, "help")
         return handler(ctx, cmd, words[1:])
     reply, outcome, _ = guarded(ctx, cmd, run)
+    first = cmd.text.split(maxsplit=1)
+    if outcome == "ok" and first and first[0].lower() == "incident":
+        # A ticket resolved in chat gets its review now rather than at the next sweep (handlers/reviews).
+        review_record.sweep_quietly(ctx)
     return reply, outcome
 
 

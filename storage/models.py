@@ -421,80 +421,9 @@ class HomeView(Base):
     published_at: Mapped[datetime | None]
 
 
-class KbArticle(Base):
-    """An article of the knowledge library (a runbook, a known error, a how-to, an FAQ). KB-<id>.
-
-    The full-text index follows these columns inside the same transaction: an FTS5 table kept by triggers
-    on SQLite, a generated tsvector column (not mapped here) with a GIN index on PostgreSQL."""
-
-    __tablename__ = "kb_articles"
-    __table_args__ = (Index("ix_kb_articles_review", "state", "next_review_at"),)
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    kind: Mapped[str] = mapped_column(String(16))  # runbook | known-error | how-to | faq
-    title: Mapped[str] = mapped_column(String(300))
-    body: Mapped[str] = mapped_column(Text, default="")  # Markdown
-    # A known error's parts; empty for other kinds.
-    symptom: Mapped[str] = mapped_column(Text, default="")
-    workaround: Mapped[str] = mapped_column(Text, default="")
-    cause: Mapped[str] = mapped_column(Text, default="")
-    fixed_by: Mapped[str] = mapped_column(String(64), default="")  # the problem or change that fixes it
-    services: Mapped[list[str]] = mapped_column(JSON, default=list)
-    tags: Mapped[list[str]] = mapped_column(JSON, default=list)
-    alerts: Mapped[list[str]] = mapped_column(JSON, default=list)  # the Prometheus alerts it answers
-    owner: Mapped[str | None] = mapped_column(String(64))
-    review_days: Mapped[int] = mapped_column(Integer)
-    state: Mapped[str] = mapped_column(String(16))  # draft → published → retired
-    version: Mapped[int] = mapped_column(Integer, default=1)
-    # From git: the file's path relative to the synced folder, and the hash of its text as last synced.
-    source: Mapped[str | None] = mapped_column(String(500), unique=True)
-    source_hash: Mapped[str | None] = mapped_column(String(64))
-    created_by: Mapped[str | None] = mapped_column(String(64), index=True)
-    created_at: Mapped[datetime]
-    updated_at: Mapped[datetime]
-    published_at: Mapped[datetime | None]
-    retired_at: Mapped[datetime | None]
-    reviewed_at: Mapped[datetime | None]  # last verified by its owner (or published)
-    next_review_at: Mapped[datetime | None]  # when its owner is asked next; None unless published
-    review_stage: Mapped[int] = mapped_column(Integer, default=0)  # 1 asked, 2 reminded, 3 managers told
-
-
-class KbAlert(Base):
-    """Which article answers a Prometheus alert: the alert's name looked up by index."""
-
-    __tablename__ = "kb_article_alerts"
-    article_id: Mapped[int] = mapped_column(ForeignKey("kb_articles.id", ondelete="CASCADE"), primary_key=True)
-    alert: Mapped[str] = mapped_column(String(200), primary_key=True, index=True)
-
-
-class KbVersion(Base):
-    """One version of an article as it was written: every edit (chat or git) adds one."""
-
-    __tablename__ = "kb_versions"
-    __table_args__ = (UniqueConstraint("article_id", "version"),)
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    article_id: Mapped[int] = mapped_column(ForeignKey("kb_articles.id", ondelete="CASCADE"))
-    version: Mapped[int] = mapped_column(Integer)
-    title: Mapped[str] = mapped_column(String(300))
-    body: Mapped[str] = mapped_column(Text, default="")
-    fields: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # the other fields as they were
-    author: Mapped[str | None] = mapped_column(String(64), index=True)  # a person; None for git
-    via: Mapped[str] = mapped_column(String(16))  # text | form | git | api
-    at: Mapped[datetime]
-    changed: Mapped[list[str]] = mapped_column(JSON, default=list)  # which fields this version changed
-
-
-class KbReview(Base):
-    """An owner's answer when an article's review fell due: verified, needs-work or retire."""
-
-    __tablename__ = "kb_reviews"
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    article_id: Mapped[int] = mapped_column(ForeignKey("kb_articles.id", ondelete="CASCADE"), index=True)
-    person_id: Mapped[str] = mapped_column(String(64), index=True)
-    outcome: Mapped[str] = mapped_column(String(16))
-    note: Mapped[str] = mapped_column(Text, default="")
-    at: Mapped[datetime]
-
-
-from storage.models_knowledge import CatalogueConfirmation, CatalogueReview, KbTicketLink  # noqa: E402,F401
+# Tables kept in modules of their own, named here too so that storage.models names every table.
+from storage.models_knowledge import (CatalogueConfirmation, CatalogueReview, KbAlert, KbArticle,  # noqa: E402,F401
+                                      KbReview, KbTicketLink, KbVersion)
 from storage.models_shifts import Handover  # noqa: E402,F401
 from storage.models_suppliers import CreditDecision  # noqa: E402,F401
+from storage.models_reviews import IncidentReview, ReviewAction, ReviewNote  # noqa: E402,F401

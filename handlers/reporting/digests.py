@@ -16,6 +16,7 @@ from handlers.core.context import (Actor, Command, Context, Field, Refused, Repl
                                    retyped)
 from handlers.reporting import schedule
 from handlers.knowledge import reviews
+from handlers.reviews import record as incident_reviews
 from handlers.services import catalogue_review, csi, status
 from handlers.services.status import STATE_ICON
 from handlers.sla import attainment
@@ -208,6 +209,25 @@ def _knowledge(ctx: Context, s, digest: Digest, now: datetime, since: datetime) 
                 {"articles_overdue": len(articles), "catalogue_overdue": len(entries)})
 
 
+def _reviews(ctx: Context, s, digest: Digest, now: datetime, since: datetime) -> Part:
+    """Post-incident reviews and their follow-up actions overdue or due within two weeks, as the CSI section
+    counts them; the overdue first."""
+    today = incident_reviews.today(ctx, now)  # due days are the bot zone's, as the register's are
+    horizon = today + CSI_HORIZON + timedelta(days=1)
+    due = incident_reviews.overdue_reviews(s, horizon)
+    actions = incident_reviews.overdue_actions(s, horizon)
+    lines = [f"REV-{r.id} of INC-{r.ticket_id} {r.priority} — {ctx.config.person_name(r.owner)}, "
+             f"{_due_text(r.due, today)}" for r in due[:SHOWN]]
+    lines += [f"CSI-{i.id} {i.title} (REV-{review_id}) — {ctx.config.person_name(i.owner)}, "
+              f"{_due_text(i.due, today)}" for review_id, i in actions[:SHOWN]]
+    if due or actions:
+        lines.append("`review list` · `review list overdue`")
+    return Part("reviews", Section(title="Post-incident reviews due", text="\n".join(lines)),
+                not due and not actions, "no post-incident reviews or follow-ups due in the next two weeks",
+                {"reviews_due": len(due), "reviews_overdue": sum(r.due < today for r in due),
+                 "actions_due": len(actions), "actions_overdue": sum(i.due < today for _, i in actions)})
+
+
 def _due_text(due: date, today: date) -> str:
     if due < today:
         return f"overdue since {due:%d %b}"
@@ -216,7 +236,7 @@ def _due_text(due: date, today: date) -> str:
 
 SECTIONS = {"status": _status, "incidents": _incidents, "breaches": _breaches, "at-risk": _at_risk,
             "approvals": _approvals, "changes": _changes, "surveys": _surveys, "csi": _csi,
-            "knowledge": _knowledge}
+            "knowledge": _knowledge, "reviews": _reviews}
 
 
 # ------------------------------------------------------------------------------------------- the schedule

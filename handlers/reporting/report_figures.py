@@ -18,6 +18,7 @@ from handlers.reporting.report_model import (ALL, NO_CAUSE, AttainmentMonth, Bre
                                              Commentary, CsiLine, CsiStats, PriorityTickets, Report, SatisfactionMonth,
                                              ServiceAvailability, TargetRow, TicketStats)
 from handlers.reporting.report_knowledge import knowledge
+from handlers.reporting.report_reviews import review_stats
 from handlers.reporting.spread import spread
 from handlers.sla import attainment, breaches, outages
 from handlers.suppliers import cost, credits
@@ -77,7 +78,8 @@ def compute(ctx: Context, session: Session, scope: str | None, month: str) -> Re
         satisfaction_goal=_satisfaction_goal(ctx, scope), csi=_csi(ctx, session, scope, period),
         commentary=_commentary(ctx, session, scope, month), knowledge=knowledge(ctx, session, scope, period),
         credits=credits.month_statements(ctx, session, period, month, service=scope),
-        economics=cost.economics(ctx, session, period, scope))
+        economics=cost.economics(ctx, session, period, scope),
+        reviews=review_stats(ctx, session, scope, period))
 
 
 def _period(ctx: Context, month: str) -> attainment.Period:

@@ -182,6 +182,19 @@ class KnowledgeStats:
 
 
 @dataclass(frozen=True)
+class ReviewStats:
+    """Post-incident reviews: opened and done in the month, done by their due day, open and overdue at its end;
+    their follow-up actions open at its end, by age ("under 30 days", "30–90 days", "over 90 days")."""
+
+    opened: int
+    done: int
+    done_on_time: int
+    open: int
+    overdue: int
+    actions_open_by_age: dict[str, int]
+
+
+@dataclass(frozen=True)
 class Commentary:
     text: str
     person_id: str
@@ -216,6 +229,7 @@ class Report:
     # beside what it delivered (handlers/suppliers).
     credits: list[CreditStatement] = field(default_factory=list)
     economics: list[ServiceEconomics] = field(default_factory=list)
+    reviews: ReviewStats | None = None
 
     @property
     def scope_key(self) -> str:

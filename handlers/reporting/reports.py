@@ -81,6 +81,8 @@ def report_reply(report: Report) -> Reply:
         Field("Overdue", str(s.overdue))]))
     sections.append(_knowledge_section(report))
     sections += _commercial_sections(report)
+    if report.reviews is not None:
+        sections.append(_reviews_section(report))
     if report.commentary:
         sections.append(Section(title=f"Commentary — {report.commentary.person}",
                                 text=report.commentary.text))
@@ -119,6 +121,12 @@ def _commercial_sections(report: Report) -> list[Section]:
             f"{money(e.per_hour, e.currency)} per hour · SLA clocks met {pct(e.attainment)}"
             for e in report.economics)))
     return out
+def _reviews_section(report: Report) -> Section:
+    r = report.reviews
+    return Section(title="Post-incident reviews", fields=[
+        Field("Opened", str(r.opened)), Field("Done on time", f"{r.done_on_time} of {r.done}"),
+        Field("Open at month end", str(r.open)), Field("Overdue", str(r.overdue)),
+        Field("Follow-ups open", ", ".join(f"{n} {age}" for age, n in r.actions_open_by_age.items()))])
 
 
 # ---- chat -------------------------------------------------------------------------------------------------

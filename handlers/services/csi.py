@@ -14,7 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from handlers.core.context import (Button, Choice, Command, Context, Form, FormInvalid, Input, Refused, Reply, Section,
-                                   UserError, unknown_word)
+                                   UserError, Work, unknown_word)
 from handlers.core.words import after_verb, pairs, parse_ahead
 from storage.models import CsiItem, Survey, Ticket
 
@@ -135,21 +135,29 @@ def due_date(text: str, now: datetime, zone: str) -> date:
 
 def add(ctx: Context, cmd: Command, values: dict) -> tuple[int, Reply]:
     with ctx.change(cmd) as work:
-        attrs, errors = _validate(ctx, work.session, cmd, values)
-        if errors:
-            raise FormInvalid(errors, example=ADD_EXAMPLE)
-        item = CsiItem(**attrs, state="open", created_by=cmd.actor.person_id, created_at=work.now, note="")
-        work.session.add(item)
-        work.session.flush()
-        work.audit("csi.add", number(item), title=item.title, owner=item.owner,
-                   due=item.due.isoformat() if item.due else None, service=item.service_id,
-                   survey=attrs["survey_id"], ticket=attrs["ticket_id"])
-        if item.owner != cmd.actor.person_id:
-            work.message_person(item.owner, Reply(
-                title=f"{number(item)} is yours: {item.title}", text=_line(ctx, item),
-                buttons=[Button("Mark done", f"csi done {number(item)}", "primary")]),
-                f"csi:{item.id}:owner", number(item))
+        item = add_in(work, cmd, values)
         return item.id, Reply(title=f"{number(item)} added to the register", text=_line(ctx, item), tone="ok")
+
+
+def add_in(work: Work, cmd: Command, values: dict, **audit) -> CsiItem:
+    """An item added inside a transaction the caller holds (a review's follow-up action, say); ``audit`` adds
+    to its audit record. Raises FormInvalid, naming each bad field, before anything is written."""
+    ctx = work.ctx
+    attrs, errors = _validate(ctx, work.session, cmd, values)
+    if errors:
+        raise FormInvalid(errors, example=ADD_EXAMPLE)
+    item = CsiItem(**attrs, state="open", created_by=cmd.actor.person_id, created_at=work.now, note="")
+    work.session.add(item)
+    work.session.flush()
+    work.audit("csi.add", number(item), title=item.title, owner=item.owner,
+               due=item.due.isoformat() if item.due else None, service=item.service_id,
+               survey=attrs["survey_id"], ticket=attrs["ticket_id"], **audit)
+    if item.owner != cmd.actor.person_id:
+        work.message_person(item.owner, Reply(
+            title=f"{number(item)} is yours: {item.title}", text=_line(ctx, item),
+            buttons=[Button("Mark done", f"csi done {number(item)}", "primary")]),
+            f"csi:{item.id}:owner", number(item))
+    return item
 
 
 def _line(ctx: Context, item: CsiItem) -> str:
