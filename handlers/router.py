@@ -13,6 +13,7 @@ from handlers.core.context import (AlreadyHandled, Command, Context, FormInvalid
 from handlers.home import shortcuts
 from handlers.home import view as home
 from handlers.knowledge import commands as knowledge
+from handlers.problems import commands as problems
 from handlers.reporting import digests, reports
 from handlers.services import catalogue_review, csi, status
 from handlers.sla import attainment, tickets
@@ -38,6 +39,7 @@ ROUTES = {
     "digest": digests.digest_cmd,
     "report": reports.report_cmd,
     "home": home.home_cmd,
+    "problem": problems.problem_cmd,
 }
 
 # Forms (a Slack modal, an Adaptive Card with inputs) and the handlers of their answers.

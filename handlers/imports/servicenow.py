@@ -33,6 +33,7 @@ from sqlalchemy import DateTime, select, type_coerce
 from handlers.core.context import Actor, Command, Context, UserError, batches
 from handlers.imports.csv_files import collector_paused
 from handlers.imports.servicenow_rows import Event, Row, history, read_incidents
+from handlers.problems import imported as problems
 from handlers.sla import breaches, tickets
 from handlers.sla.clocks import Event as ClockEvent
 from storage.bulk import insert_rows
@@ -54,6 +55,7 @@ class ImportResult:
     rows_read: int = 0  # rows of the incidents taken (all of them when there is no limit), skipped ones too
     rows_skipped: int = 0
     skip_reasons: dict[str, int] = field(default_factory=dict)  # why rows were skipped → how many
+    problem_links: int = 0  # incidents linked to the problem the export names (handlers/problems/imported.py)
 
     @property
     def tickets(self) -> int:
@@ -64,6 +66,7 @@ class ImportResult:
                f"tickets unchanged: {self.tickets_unchanged}", f"events added: {self.events_added}",
                f"rows read: {self.rows_read}", f"rows skipped: {self.rows_skipped}"]
         out += [f"  {reason}: {n}" for reason, n in sorted(self.skip_reasons.items())]
+        out += [f"incidents linked to problems: {self.problem_links}"] if self.problem_links else []
         return out
 
 
@@ -134,6 +137,7 @@ def import_servicenow(ctx: Context, path: str | Path, service_id: str, timezone:
         stored_times: dict = {}  # each instant in the store's form, worked out once for the whole file
         for numbers in batches(list(incidents), batch):
             _import_batch(ctx, cmd, service.id, path.name, numbers, incidents, result, stored_times)
+    result.problem_links = problems.link_servicenow(ctx, path, service.id, cmd.actor)
     return result
 
 
