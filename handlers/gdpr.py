@@ -4,7 +4,8 @@ The export lists what svcbot holds about a person. Erasure deletes what exists o
 named survey answers and their comments, subscriptions, and that they opened svcbot's home; surveys still
 waiting to ask them are cancelled. Records of governance (change requests and votes, tickets, knowledge
 articles they own or wrote and the versions they authored, their reviews of articles, the articles they linked
-to tickets, their confirmations of catalogue entries, the audit log) are kept, since they account for decisions
+to tickets, their confirmations of catalogue entries, the problems they own or opened and the incidents they
+linked to one, the audit log) are kept, since they account for decisions
 and knowledge others rely on; the export lists them. Anonymous answers cannot be found or erased by anyone:
 nothing links them to a person.
 """
@@ -13,6 +14,7 @@ from __future__ import annotations
 from sqlalchemy import delete, func, or_, select, update
 
 from handlers.core.context import Actor, Command, Context, UserError
+from handlers.problems.record import personal_data as problem_data
 from handlers.services.catalogue_review import confirmations_by
 from handlers.surveys import asking
 from storage.models import (AuditRecord, Change, ChangeVote, CsiItem, HomeView, Identity, KbArticle, KbReview,
@@ -84,6 +86,7 @@ def export(ctx: Context, user: str) -> dict:
             "knowledge_linked_to_tickets": [{"ticket": f"INC-{t}", "article": f"KB-{a}", "at": at.isoformat()}
                                             for t, a, at in links],
             "catalogue_confirmations": confirmations,
+            **problem_data(s, person_id),
             "audit_records": audit,
         }
 

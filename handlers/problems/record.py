@@ -163,3 +163,16 @@ def impact(ctx: Context, session: Session, problem_id: int, now: datetime) -> Im
 
 def hours(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
+
+
+def personal_data(session: Session, person_id: str) -> dict:
+    """For ``svcbot gdpr export``: the problems a person owns or opened, and the incidents they linked to one.
+    Kept on erasure, as every governance record is."""
+    problems = session.execute(select(Problem.id, Problem.title, Problem.owner, Problem.created_by).where(
+        (Problem.owner == person_id) | (Problem.created_by == person_id)).order_by(Problem.id)).all()
+    links = session.execute(select(ProblemIncident.problem_id, ProblemIncident.ticket_id, ProblemIncident.at)
+                            .where(ProblemIncident.person_id == person_id).order_by(ProblemIncident.at)).all()
+    return {"problems": [{"problem": number(i), "title": t, "owner": o == person_id, "opened_it": c == person_id}
+                         for i, t, o, c in problems],
+            "incidents_linked_to_problems": [{"problem": number(p), "ticket": f"INC-{t}", "at": at.isoformat()}
+                                             for p, t, at in links]}
