@@ -12,8 +12,8 @@
 - ``suggestions``: three or more unlinked incidents of one service within seven days whose titles match each
   other in the store's own full-text engine (FTS5 on SQLite, tsvector on PostgreSQL, as the library's search)
   are suggested to the service's owner once, by a sweep or ``problem suggest``.
-- ``imported``: after a ServiceNow import, the export's ``problem_id`` links its incidents to problems (made
-  from those ids), idempotently.
+- ``imported``: a ServiceNow import links its incidents to problems (made from the export's ``problem_id``),
+  batch by batch in the import's own transactions, idempotently.
 
 Every state change is audited in its transaction; every message goes through the outbox.
 """

@@ -106,6 +106,9 @@ def clusters(session: Session, candidates: list[tuple[int, str]]) -> list[list[t
 def suggest(ctx: Context, actor: Actor = SYSTEM) -> int:
     """Tell each service owner of the clusters of similar incidents not told before; returns how many clusters."""
     told = 0
+    with ctx.reader() as reading:  # most sweeps find nothing: they need not wait for the write lock
+        if not _candidates(reading, ctx.now() - WINDOW):
+            return 0
     with ctx.sessions.begin() as session:
         work = Work(ctx, session, actor)
         for service_id, candidates in _candidates(session, work.now - WINDOW).items():
