@@ -147,7 +147,7 @@ class Ticket(Base):
     state: Mapped[str] = mapped_column(String(32))
     assignment_group: Mapped[str | None] = mapped_column(String(128))
     supplier: Mapped[str | None] = mapped_column(String(64))  # the supplier it waits on, if any
-    opened_at: Mapped[datetime] = mapped_column(index=True)
+    opened_at: Mapped[datetime]
     responded_at: Mapped[datetime | None]
     resolved_at: Mapped[datetime | None]
     closed_at: Mapped[datetime | None]

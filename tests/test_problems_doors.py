@@ -11,8 +11,10 @@ import pytest
 import yaml
 from sqlalchemy import select
 
+from bot.api import spec
 from bot.api_clients import hash_token
 from handlers.imports.servicenow import import_servicenow
+from handlers.problems.record import STATES
 from storage.models import AuditRecord, Problem, ProblemIncident, Ticket
 from tests.test_api_clients import LEGACY, READER, _client, bearer, clients_config
 from tests.test_knowledge import ok
@@ -130,3 +132,9 @@ def test_an_incident_a_person_linked_elsewhere_stays_there_when_imported_again(c
     assert import_servicenow(ctx, _export(tmp_path, False), "payments").problem_links == 0
     with ctx.sessions() as s:
         assert s.get(ProblemIncident, chat_incident).problem_id == int(prb[4:])  # where the person put it
+
+
+def test_the_api_document_knows_the_states_the_code_knows():
+    doc = spec.document()["components"]
+    assert doc["parameters"]["ProblemState"]["schema"]["enum"] == list(STATES)
+    assert doc["schemas"]["ProblemSummary"]["properties"]["state"]["enum"] == list(STATES)

@@ -11,7 +11,10 @@ kept (and no import pays for one). A title of one word needs that word.
 
 The incidents of a cluster told are rows of ``problem_suggestions`` (one per incident, its primary key), written
 with the outbox row of the message: a second sweep, or another replica, fails to insert them and tells nobody.
-An incident is suggested once; a later cluster needs three incidents not told before.
+An incident is suggested once; a later cluster needs three incidents not told before. The sweep runs every five
+minutes and reads the tickets table through once (no index of ``opened_at``: every import and every ticket
+would pay for one, to save a scan of tens of milliseconds), and takes the write lock only when some service has
+enough incidents to look at.
 """
 from __future__ import annotations
 

@@ -1,6 +1,5 @@
 """problems, problem_incidents and problem_suggestions: problems with their known errors and fixes, the
-incidents of each, and the incidents already suggested to a service owner as a cluster; tickets.opened_at
-indexed for the sweep that looks for clusters among the last days' incidents
+incidents of each, and the incidents already suggested to a service owner as a cluster
 
 Revision ID: 0017
 Revises: 0011
@@ -67,11 +66,9 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint('ticket_id'),
     )
     op.create_index('ix_problem_suggestions_cluster', 'problem_suggestions', ['cluster'])
-    op.create_index('ix_tickets_opened_at', 'tickets', ['opened_at'])
 
 
 def downgrade() -> None:
-    op.drop_index('ix_tickets_opened_at', table_name='tickets')
     op.drop_index('ix_problem_suggestions_cluster', table_name='problem_suggestions')
     op.drop_table('problem_suggestions')
     op.drop_index('ix_problem_incidents_person_id', table_name='problem_incidents')
