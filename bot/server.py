@@ -20,6 +20,7 @@ from handlers.changes import messages
 from handlers.core.retention import prune
 from handlers.home import published as home
 from handlers.knowledge import reviews as kb_reviews
+from handlers.problems import suggestions as problem_suggestions
 from handlers.reporting import digests, reports
 from handlers.reviews import record as reviews
 from handlers.services import catalogue_review
@@ -113,6 +114,9 @@ def build_app(runtime: Runtime) -> web.Application:
         scheduler.add_job(_in_thread, "interval", seconds=30, args=[handover.sweep, runtime.ctx], id="handovers",
                           max_instances=1, coalesce=True, misfire_grace_time=300,
                           next_run_time=datetime.now(timezone.utc))
+        # Clusters of similar incidents suggested to their service owners as problems, once each.
+        scheduler.add_job(_in_thread, "interval", minutes=5, args=[problem_suggestions.suggest, runtime.ctx],
+                          id="problem-suggestions", max_instances=1, coalesce=True, misfire_grace_time=300)
         # Slack homes whose content changed are published again (handlers/home/published.py).
         scheduler.add_job(_in_thread, "interval", seconds=home.SWEEP_SECONDS, args=[home.sweep, runtime.ctx],
                           id="homes", max_instances=1, coalesce=True, misfire_grace_time=300)

@@ -6,16 +6,18 @@ waiting to ask them are cancelled. Records of governance (change requests and vo
 articles they own or wrote and the versions they authored, their reviews of articles, the articles they linked
 to tickets, their confirmations of catalogue entries, the handovers they took over and the ticket assignments
 they made, their decisions on suppliers' service credits, the post-incident reviews they own, opened, finished
-or wrote parts of and their notes on those reviews' timelines, the audit log) are kept, since they account for
-decisions and knowledge others rely on; the export lists them. Anonymous answers cannot be found or erased by
-anyone: nothing links them to a person. Skills and team memberships are app.yaml's: the export shows them, and
-they are erased by taking them out of app.yaml.
+or wrote parts of and their notes on those reviews' timelines, the problems they own or opened and the
+incidents they linked to one, the audit log) are kept, since they account for decisions and knowledge others
+rely on; the export lists them. Anonymous answers cannot be found or erased by anyone: nothing links them to a
+person. Skills and team memberships are app.yaml's: the export shows them, and they are erased by taking them
+out of app.yaml.
 """
 from __future__ import annotations
 
 from sqlalchemy import delete, func, or_, select, update
 
 from handlers.core.context import Actor, Command, Context, UserError
+from handlers.problems.record import personal_data as problem_data
 from handlers.reviews.record import held_about
 from handlers.services.catalogue_review import confirmations_by
 from handlers.shifts.handover import taken_by
@@ -104,6 +106,7 @@ def export(ctx: Context, user: str) -> dict:
             "supplier_credit_decisions": [{"agreement": a, "month": m, "status": st, "note": n, "at": at.isoformat()}
                                           for a, m, st, n, at in credit_decisions],
             "incident_reviews": held_about(s, person_id),
+            **problem_data(s, person_id),
             "audit_records": audit,
         }
 

@@ -84,6 +84,17 @@ TOPICS = {
         ("kb review KB-12 verified", "answer a due review (the direct message's buttons): verified, needs-work "
          "or retire"),
     ]),
+    "problem": ("Problems and known errors: one cause behind repeated incidents", [
+        ('problem new title="VPN drops every 30 minutes" services=vpn owner=sanne', "open a problem (the owners of "
+         "its services and service managers); problem list, problem list resolved"),
+        ("problem link PRB-12 INC-12 INC-14", "its incidents (problem unlink takes one off); an incident opened "
+         "within 30 days after the fix reopens it and tells its owner"),
+        ('problem known-error PRB-12 workaround="Reconnect with the TCP profile"', "publish the known error as a "
+         "known-error article; every incident linked from then on hears the workaround"),
+        ("problem fix PRB-12 CHG-12", "resolved by a change that was carried out"),
+        ("problem show PRB-12", "its incidents, their business-time impact and breaches, the known error and fix"),
+        ("problem suggest", "tell service owners of three or more similar incidents in 7 days (also swept)"),
+    ]),
     "catalogue": ("Keeping the service catalogue true", [
         ("catalogue confirm payments", "its owner confirms the service's catalogue entry (asked by direct "
          "message every catalogue.review_days); catalogue change payments says it needs change"),

@@ -13,6 +13,7 @@ from handlers.core.context import (AlreadyHandled, Command, Context, FormInvalid
 from handlers.home import shortcuts
 from handlers.home import view as home
 from handlers.knowledge import commands as knowledge
+from handlers.problems import commands as problems
 from handlers.reporting import digests, reports
 from handlers.reviews import commands as reviews
 from handlers.reviews import record as review_record
@@ -46,6 +47,7 @@ ROUTES = {
     "team": team.team_cmd,
     "supplier": suppliers.supplier_cmd,
     "review": reviews.review_cmd,
+    "problem": problems.problem_cmd,
 }
 
 # Forms (a Slack modal, an Adaptive Card with inputs) and the handlers of their answers.

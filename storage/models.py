@@ -427,3 +427,4 @@ from storage.models_knowledge import (CatalogueConfirmation, CatalogueReview, Kb
 from storage.models_shifts import Handover  # noqa: E402,F401
 from storage.models_suppliers import CreditDecision  # noqa: E402,F401
 from storage.models_reviews import IncidentReview, ReviewAction, ReviewNote  # noqa: E402,F401
+from storage.models_problems import Problem, ProblemIncident, ProblemSuggestion  # noqa: E402,F401

@@ -22,7 +22,7 @@ change as iCalendar.
   the scopes each operation wants are its ``security``, and request bodies and query parameters are checked
   against its schemas (``spec.py``, with jsonschema). Each resource has its module: ``tickets``, ``services``
   (and outages), ``sla``, ``changes`` (and ``/changes.ics``), ``surveys``, ``csi``, ``kb``, ``suppliers``,
-  ``alertmanager``, ``reviews`` (post-incident reviews, read only);
+  ``problems``, ``alertmanager``, ``reviews`` (post-incident reviews, read only);
   what they share is in ``common``.
 - A bad request gets ``{"error": ..., "problems": [...]}`` and changes nothing: 400 (not JSON, a bad query
   parameter, a malformed Alertmanager payload), 403 (a token without the scope, a person the client may not
@@ -45,6 +45,7 @@ from bot.api.common import OPENAPI_PATH, PREFIX, plain
 from bot.api.csi import CsiRoutes, csi_view
 from bot.api.kb import KbRoutes
 from bot.api.reviews import ReviewRoutes
+from bot.api.problems import ProblemRoutes
 from bot.api.services import ServiceRoutes, outage_view
 from bot.api.sla import SlaRoutes
 from bot.api.spec import check, document, json_type, operation, resolve
@@ -60,7 +61,7 @@ log = logging.getLogger("svcbot.api")
 
 
 class Api(TicketRoutes, ServiceRoutes, SlaRoutes, ChangeRoutes, SurveyRoutes, CsiRoutes, KbRoutes,
-          SupplierRoutes, AlertmanagerRoutes, ReviewRoutes):
+          SupplierRoutes, ProblemRoutes, AlertmanagerRoutes, ReviewRoutes):
     """Every route of the API; each operation is the method named by its operationId."""
 
 

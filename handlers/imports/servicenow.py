@@ -33,6 +33,7 @@ from sqlalchemy import DateTime, select, type_coerce
 from handlers.core.context import Actor, Command, Context, UserError, batches
 from handlers.imports.csv_files import collector_paused
 from handlers.imports.servicenow_rows import Event, Row, history, read_incidents
+from handlers.problems import imported as problems
 from handlers.sla import breaches, tickets
 from handlers.sla.clocks import Event as ClockEvent
 from storage.bulk import insert_rows
@@ -54,6 +55,7 @@ class ImportResult:
     rows_read: int = 0  # rows of the incidents taken (all of them when there is no limit), skipped ones too
     rows_skipped: int = 0
     skip_reasons: dict[str, int] = field(default_factory=dict)  # why rows were skipped → how many
+    problem_links: int = 0  # incidents linked to the problem the export names (handlers/problems/imported.py)
 
     @property
     def tickets(self) -> int:
@@ -64,6 +66,7 @@ class ImportResult:
                f"tickets unchanged: {self.tickets_unchanged}", f"events added: {self.events_added}",
                f"rows read: {self.rows_read}", f"rows skipped: {self.rows_skipped}"]
         out += [f"  {reason}: {n}" for reason, n in sorted(self.skip_reasons.items())]
+        out += [f"incidents linked to problems: {self.problem_links}"] if self.problem_links else []
         return out
 
 
@@ -129,16 +132,18 @@ def import_servicenow(ctx: Context, path: str | Path, service_id: str, timezone:
     path = Path(path)
     with collector_paused():
         incidents, skipped, rows_read = read_incidents(path, zone, limit)
+        named = problems.problem_ids(path)  # incident number → the problem it names
         result = ImportResult(rows_read=rows_read, rows_skipped=sum(skipped.values()), skip_reasons=dict(skipped))
         cmd = Command(actor=actor or IMPORTER, text=f"import servicenow {path.name} --service {service.id}")
         stored_times: dict = {}  # each instant in the store's form, worked out once for the whole file
         for numbers in batches(list(incidents), batch):
-            _import_batch(ctx, cmd, service.id, path.name, numbers, incidents, result, stored_times)
+            _import_batch(ctx, cmd, service.id, path.name, numbers, incidents, result, stored_times, named)
     return result
 
 
 def _import_batch(ctx: Context, cmd: Command, service_id: str, file_name: str, numbers: list[str],
-                  incidents: dict[str, list[Row]], result: ImportResult, stored_times: dict) -> None:
+                  incidents: dict[str, list[Row]], result: ImportResult, stored_times: dict,
+                  named: dict[str, str]) -> None:
     built = {n: history(incidents[n]) for n in numbers}
     with ctx.change(cmd) as work:
         session = work.session
@@ -182,6 +187,10 @@ def _import_batch(ctx: Context, cmd: Command, service_id: str, file_name: str, n
                             + [(at, 1, k, kind, value) for k, (at, kind, value) in enumerate(missing)])
             changed.append((ticket_id, missing, [(at, kind, value) for at, _, _, kind, value in merged]))
         if not created and not changed:
+            linked = problems.link_imported(work, service_id, numbers, named)  # a store imported before problems
+            if linked:
+                work.audit("import.problems", f"{SOURCE}:{file_name}"[:128], service=service_id, linked=linked)
+            result.problem_links += linked
             return
 
         if changed:
@@ -204,9 +213,11 @@ def _import_batch(ctx: Context, cmd: Command, service_id: str, file_name: str, n
         breaches.sync_clocks_of_histories(
             work, [(ticket_id, service_id, [ClockEvent(*e) for e in whole]) for ticket_id, _, whole in added],
             announce_past=False, stored_times=stored_times)
+        linked = problems.link_imported(work, service_id, numbers, named)
         work.audit("import.servicenow", f"{SOURCE}:{file_name}"[:128], service=service_id,
                    created=len(created), updated=len(changed), events=len(rows_out),
-                   first=numbers[0], last=numbers[-1])
+                   first=numbers[0], last=numbers[-1], problems_linked=linked)
     result.tickets_created += len(created)
     result.tickets_updated += len(changed)
+    result.problem_links += linked
     result.events_added += len(rows_out)
