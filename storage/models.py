@@ -496,3 +496,4 @@ class KbReview(Base):
 
 
 from storage.models_knowledge import CatalogueConfirmation, CatalogueReview, KbTicketLink  # noqa: E402,F401
+from storage.models_answers import StoreVersion  # noqa: E402,F401
