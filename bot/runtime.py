@@ -52,6 +52,9 @@ class Runtime:
         self.deliverer = Deliverer(self.ctx, {}, self.metrics)
         self.ctx.on_outbox = self.deliverer.kick
         self._version_reader: sqlite3.Connection | None = None  # see version_now
+        url = self.engine.url
+        self._version_readable = url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:")
+        self._remembered_metrics: dict[tuple[str, str], tuple] = {}  # see answer_from_memory
 
     @classmethod
     def from_file(cls, path: str, database_url: str | None = None) -> "Runtime":
@@ -111,25 +114,35 @@ class Runtime:
         found = from_memory(self.ctx, platform, user_id, text, version, address, tenant)
         if found is None:
             return None
-        reply, actor = found
-        self.metrics.latency.labels(platform=platform).observe(time.perf_counter() - started)
-        self.metrics.commands.labels(platform=platform, command=command_name(text), outcome="ok").inc()
-        return Outcome(reply, "ok", actor.person_id, delivery_key=key)
+        reply, person_id = found
+        # The metrics' children, looked up once (a look-up by labels takes a lock), for each of a few commands.
+        name = text.strip().lower()
+        children = self._remembered_metrics.get((platform, name))
+        if children is None:
+            children = self._remembered_metrics[(platform, name)] = (
+                self.metrics.commands.labels(platform=platform, command=name, outcome="ok"),
+                self.metrics.latency.labels(platform=platform))
+        children[0].inc()
+        children[1].observe(time.perf_counter() - started)
+        return Outcome(reply, "ok", person_id, delivery_key=key)
 
     def version_now(self) -> int | None:
         """The store's version row, read on the calling thread (the event loop): on SQLite only, where it is
         a read of one row of a local file on a connection of its own that never waits for a lock (WAL: a
-        reader does not wait for writers; when it would wait, None). Elsewhere None: a query over the
+        reader does not wait for writers; when it would have to, None). Elsewhere None: a query over the
         network would hold up the event loop."""
-        url = self.engine.url
-        if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
-            return None
-        try:
-            if self._version_reader is None:
-                reader = sqlite3.connect(url.database, isolation_level=None, check_same_thread=False)
+        if self._version_reader is None:
+            if not self._version_readable:
+                return None
+            try:
+                reader = sqlite3.connect(self.engine.url.database, isolation_level=None, check_same_thread=False)
                 reader.execute("PRAGMA busy_timeout=0")
                 reader.execute("PRAGMA query_only=ON")
-                self._version_reader = reader
+            except sqlite3.Error as exc:
+                log.debug("no connection to read the version row on: %s", exc)
+                return None
+            self._version_reader = reader
+        try:
             row = self._version_reader.execute(VERSION_SQL).fetchone()
         except sqlite3.Error as exc:
             log.debug("the version row could not be read at once (%s): the command runs in a thread", exc)

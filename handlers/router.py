@@ -8,9 +8,9 @@ import uuid
 from handlers import help
 from handlers.changes import approvals
 from handlers.changes import commands as changes
-from handlers.core.context import (Actor, AlreadyHandled, Command, Context, FormInvalid, Refused, Reply, UserError,
+from handlers.core.context import (AlreadyHandled, Command, Context, FormInvalid, Refused, Reply, UserError,
                                    error_reply, unknown_word)
-from handlers.core.people import remembered_actor
+from handlers.core.people import remembered_person
 from handlers.home import shortcuts
 from handlers.home import view as home
 from handlers.knowledge import commands as knowledge
@@ -65,13 +65,13 @@ def remembered(text: str) -> bool:
 
 
 def from_memory(ctx: Context, platform: str, user_id: str, text: str, version: int, address: str | None = None,
-                tenant: str | None = None) -> tuple[Reply, Actor] | None:
-    """A command's answer and who asked, both kept in memory at this version of the store: nothing to read
-    and nothing to write. None when either is not kept: run the command (``dispatch``)."""
+                tenant: str | None = None) -> tuple[Reply, str] | None:
+    """A command's answer and the id of who asked, both kept in memory at this version of the store:
+    nothing to read and nothing to write. None when either is not kept: run the command (``dispatch``)."""
     key = REMEMBERED.get(text.strip().lower())
     reply = ctx.remembered.get(key, version) if key else None
-    actor = remembered_actor(ctx, platform, user_id, version, address, tenant) if reply is not None else None
-    return (reply, actor) if actor is not None else None
+    person_id = remembered_person(ctx, platform, user_id, version, address, tenant) if reply is not None else None
+    return (reply, person_id) if person_id is not None else None
 
 
 # Double quotes group words; apostrophes are ordinary letters, so "We're on it" needs no quoting.

@@ -72,15 +72,14 @@ def _stored(ctx: Context, platform: str, user_id: str, version: int | None = Non
     return row
 
 
-def remembered_actor(ctx: Context, platform: str, user_id: str, version: int, address: str | None = None,
-                     tenant: str | None = None) -> Actor | None:
-    """The person behind a platform account as kept in memory at this version of the store, with nothing
-    to write (known, at the same address); None otherwise: ask ``resolve_actor``."""
+def remembered_person(ctx: Context, platform: str, user_id: str, version: int, address: str | None = None,
+                      tenant: str | None = None) -> str | None:
+    """The id of the person behind a platform account as kept in memory at this version of the store, with
+    nothing to write (known, at the same address); None otherwise: ask ``resolve_actor``."""
     row = ctx.remembered.get(("person", platform, user_id), version)
     if row is None or (address and (row.address, row.tenant_id) != (address, tenant)):
         return None
-    return Actor(person_id=row.id, name=row.name, platform=platform, roles=ctx.roles_of(row.id),
-                 timezone=row.timezone or ctx.config.bot.timezone)
+    return row.id
 
 
 def _look_up(ctx: Context, platform: str, user_id: str, display_name: str) -> Actor:
