@@ -142,7 +142,11 @@ def start(cmd: list[str], env: dict, cwd: Path) -> tuple[subprocess.Popen, str]:
     proc = subprocess.Popen(cmd, env={**os.environ, **env, "PORT": str(port)}, cwd=cwd,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
-    wait_healthy(url, proc)
+    try:
+        wait_healthy(url, proc)
+    except BaseException:
+        proc.kill()
+        raise
     return proc, url
 
 
