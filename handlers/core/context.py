@@ -20,8 +20,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from handlers.core import quiet_hours
-from handlers.core.remembered import VERSION, Remembered
 from handlers.core.config import AppConfig
+from handlers.core.remembered import VERSION, Remembered
 from storage.db import read_only, utcnow
 from storage.models import AuditRecord, Identity, OutboxMessage, ProcessedDelivery
 
