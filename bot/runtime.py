@@ -5,6 +5,7 @@ import asyncio
 import logging
 import os
 import secrets
+import sqlite3
 import time
 from dataclasses import dataclass
 
@@ -18,7 +19,8 @@ from handlers.core.config import AppConfig
 from handlers.core.config_loading import load_config
 from handlers.core.context import Command, Context, FormInvalid, Reply, UserError, Work
 from handlers.core.people import resolve_actor, sync_people
-from handlers.router import ROUTES, dispatch, split_words, submit_form
+from handlers.core.remembered import VERSION_SQL
+from handlers.router import ROUTES, dispatch, from_memory, remembered, split_words, submit_form
 from handlers.surveys import privacy, record
 from storage.db import make_engine, session_factory, startup_lock, upgrade
 from storage.models import Setting
@@ -49,6 +51,10 @@ class Runtime:
         self.metrics = Metrics(self.ctx.sessions)
         self.deliverer = Deliverer(self.ctx, {}, self.metrics)
         self.ctx.on_outbox = self.deliverer.kick
+        self._version_reader: sqlite3.Connection | None = None  # see version_now
+        url = self.engine.url
+        self._version_readable = url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:")
+        self._remembered_metrics: dict[tuple[str, str], tuple] = {}  # see answer_from_memory
 
     @classmethod
     def from_file(cls, path: str, database_url: str | None = None) -> "Runtime":
@@ -58,10 +64,12 @@ class Runtime:
              address: str | None, tenant: str | None, via: str, form: tuple | None) -> Outcome:
         # An answer to a survey registers nobody: if it is anonymous, no row may say who gave it.
         register = not record.is_answer(text, form[0] if form else None)
-        actor = resolve_actor(self.ctx, platform, user_id, name, address, tenant, register=register)
+        # Read first: what is read after it and kept in memory is at least as new as this version.
+        version = self.ctx.store_version() if form is None and remembered(text) else None
+        actor = resolve_actor(self.ctx, platform, user_id, name, address, tenant, register=register, version=version)
         if not register:  # the platform's key may name the person: keep a hash, filed under the survey
             key = privacy.delivery_key(self.ctx, key, text, form)
-        cmd = Command(actor=actor, text=text, delivery_key=key, via=via)
+        cmd = Command(actor=actor, text=text, delivery_key=key, via=via, store_version=version)
         if form is not None:
             reply, outcome, invalid = submit_form(self.ctx, cmd, *form)
             return Outcome(reply, outcome, actor.person_id, invalid, key)
@@ -71,7 +79,11 @@ class Runtime:
     async def execute(self, platform: str, user_id: str, text: str, *, name: str = "",
                       key: str | None = None, address: str | None = None, tenant: str | None = None,
                       via: str = "text") -> Outcome:
-        """Run one command for a platform user, off the event loop (the store is synchronous)."""
+        """Run one command for a platform user, off the event loop (the store is synchronous); or at once,
+        when its answer is kept in memory (``answer_from_memory``)."""
+        found = self.answer_from_memory(platform, user_id, text, key=key, address=address, tenant=tenant)
+        if found is not None:
+            return found
         return await self._timed(platform, command_name(text), user_id, name, text, key, address, tenant, via, None)
 
     async def submit(self, platform: str, user_id: str, form: str, values: dict, context: dict, *,
@@ -87,6 +99,62 @@ class Runtime:
         self.metrics.latency.labels(platform=platform).observe(time.perf_counter() - started)
         self.metrics.commands.labels(platform=platform, command=label, outcome=result.outcome).inc()
         return result
+
+    def answer_from_memory(self, platform: str, user_id: str, text: str, *, key: str | None = None,
+                           address: str | None = None, tenant: str | None = None) -> Outcome | None:
+        """The answer to a command kept in memory (`status`, handlers.core.remembered) for someone already
+        known, given on the event loop without the hop to a worker thread; None when it is not kept, or the
+        store is not SQLite: the command then runs as any other (``execute``)."""
+        if not remembered(text):
+            return None
+        started = time.perf_counter()
+        version = self.version_now()
+        if version is None:
+            return None
+        found = from_memory(self.ctx, platform, user_id, text, version, address, tenant)
+        if found is None:
+            return None
+        reply, person_id = found
+        # The metrics' children, looked up once (a look-up by labels takes a lock), for each of a few commands.
+        name = text.strip().lower()
+        children = self._remembered_metrics.get((platform, name))
+        if children is None:
+            children = self._remembered_metrics[(platform, name)] = (
+                self.metrics.commands.labels(platform=platform, command=name, outcome="ok"),
+                self.metrics.latency.labels(platform=platform))
+        children[0].inc()
+        children[1].observe(time.perf_counter() - started)
+        return Outcome(reply, "ok", person_id, delivery_key=key)
+
+    def version_now(self) -> int | None:
+        """The store's version row, read on the calling thread (the event loop): on SQLite only, where it is
+        a read of one row of a local file on a connection of its own that never waits for a lock (WAL: a
+        reader does not wait for writers; when it would have to, None). Elsewhere None: a query over the
+        network would hold up the event loop."""
+        if self._version_reader is None:
+            if not self._version_readable:
+                return None
+            try:
+                reader = sqlite3.connect(self.engine.url.database, isolation_level=None, check_same_thread=False)
+                reader.execute("PRAGMA busy_timeout=0")
+                reader.execute("PRAGMA query_only=ON")
+            except sqlite3.Error as exc:
+                log.debug("no connection to read the version row on: %s", exc)
+                return None
+            self._version_reader = reader
+        try:
+            row = self._version_reader.execute(VERSION_SQL).fetchone()
+        except sqlite3.Error as exc:
+            log.debug("the version row could not be read at once (%s): the command runs in a thread", exc)
+            return None
+        return row[0] if row else None
+
+    def close(self) -> None:
+        """Close the store's connections (the server's end)."""
+        if self._version_reader is not None:
+            self._version_reader.close()
+            self._version_reader = None
+        self.engine.dispose()
 
     async def queue_reply(self, platform: str, target_kind: str, target: str, reply: Reply, key: str,
                           thread_id: str | None = None) -> bool:

@@ -150,7 +150,7 @@ def build_app(runtime: Runtime) -> web.Application:
         scheduler.shutdown(wait=False)
         if "handler" in socket_mode:
             await socket_mode["handler"].close_async()
-        runtime.engine.dispose()
+        runtime.close()
 
     app.on_startup.append(start)
     app.on_cleanup.append(stop)

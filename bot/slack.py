@@ -59,6 +59,7 @@ class SlackFront:
         self.signing_secret = signing_secret
         self._app: AsyncApp | None = None
         self.home = SlackHome(self)
+        self._last_remembered: tuple[Reply, dict] | None = None  # see _remembered_response
 
     @property
     def app(self) -> AsyncApp:
@@ -96,6 +97,10 @@ class SlackFront:
 
     async def on_command(self, ack, command):
         key = f"slack:command:{command['trigger_id']}" if command.get("trigger_id") else None
+        found = self.runtime.answer_from_memory("slack", command["user_id"], command.get("text", ""), key=key)
+        if found is not None:  # `status`, kept in memory: answered at once, with no task or thread to wait for
+            await ack(**self._remembered_response(found.reply))
+            return
         task = asyncio.ensure_future(self.runtime.execute(
             "slack", command["user_id"], command.get("text", ""), name=command.get("user_name", ""), key=key))
         done, _ = await asyncio.wait({task}, timeout=ANSWER_BUDGET_SECONDS)
@@ -110,6 +115,12 @@ class SlackFront:
         result = await task
         await self.runtime.queue_reply("slack", "response_url", command["response_url"], result.reply,
                                        f"reply:{result.delivery_key or key or command['response_url']}")
+
+    def _remembered_response(self, reply: Reply) -> dict:
+        """The response to a reply kept in memory: rendered once for as long as the same reply is kept."""
+        if self._last_remembered is None or self._last_remembered[0] is not reply:
+            self._last_remembered = (reply, _response(reply))
+        return self._last_remembered[1]
 
     async def on_button(self, ack, body, action):
         await ack()

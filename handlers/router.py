@@ -10,6 +10,7 @@ from handlers.changes import approvals
 from handlers.changes import commands as changes
 from handlers.core.context import (AlreadyHandled, Command, Context, FormInvalid, Refused, Reply, UserError,
                                    error_reply, unknown_word)
+from handlers.core.people import remembered_person
 from handlers.home import shortcuts
 from handlers.home import view as home
 from handlers.knowledge import commands as knowledge
@@ -63,6 +64,25 @@ FORMS = {
     "kb_edit": knowledge.submit_edit,
     reviews.FORM: reviews.submit_edit,
 }
+
+# Commands whose whole answer may be kept in memory (handlers.core.remembered), and under what key: the
+# same for everyone who asks, and read only from what the store's version row follows.
+REMEMBERED = {"status": status.OVERVIEW_KEY}
+
+
+def remembered(text: str) -> bool:
+    """Whether the command's answer may come from memory: ``from_memory`` may find it there."""
+    return text.strip().lower() in REMEMBERED
+
+
+def from_memory(ctx: Context, platform: str, user_id: str, text: str, version: int, address: str | None = None,
+                tenant: str | None = None) -> tuple[Reply, str] | None:
+    """A command's answer and the id of who asked, both kept in memory at this version of the store:
+    nothing to read and nothing to write. None when either is not kept: run the command (``dispatch``)."""
+    key = REMEMBERED.get(text.strip().lower())
+    reply = ctx.remembered.get(key, version) if key else None
+    person_id = remembered_person(ctx, platform, user_id, version, address, tenant) if reply is not None else None
+    return (reply, person_id) if person_id is not None else None
 
 
 # Double quotes group words; apostrophes are ordinary letters, so "We're on it" needs no quoting.

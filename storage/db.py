@@ -19,7 +19,7 @@ log = logging.getLogger("svcbot")
 DEFAULT_URL = "sqlite:///svcbot.db"
 MIGRATIONS = Path(__file__).parent / "migrations"
 # The newest migration in migrations/versions; a new migration moves it on (tests/test_startup.py checks).
-HEAD_REVISION = "0015"
+HEAD_REVISION = "0016"
 # The tables SQLite's full-text engine keeps for the knowledge library's index (FTS5 and its shadow
 # tables): made by migration 0009, not models of their own.
 FULL_TEXT_TABLES = frozenset({"kb_search", "kb_search_data", "kb_search_idx", "kb_search_docsize", "kb_search_config"})

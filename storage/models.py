@@ -428,3 +428,4 @@ from storage.models_shifts import Handover  # noqa: E402,F401
 from storage.models_suppliers import CreditDecision  # noqa: E402,F401
 from storage.models_reviews import IncidentReview, ReviewAction, ReviewNote  # noqa: E402,F401
 from storage.models_problems import Problem, ProblemIncident, ProblemSuggestion  # noqa: E402,F401
+from storage.models_answers import StoreVersion  # noqa: E402,F401

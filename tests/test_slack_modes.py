@@ -101,6 +101,9 @@ class SlowRuntime:
         self.ctx, self.metrics, self.delay = runtime.ctx, runtime.metrics, delay
         self.queued = []
 
+    def answer_from_memory(self, *args, **kw):
+        return None  # nothing kept in memory: every command takes its time
+
     async def execute(self, platform, user_id, text, **kw):
         await asyncio.sleep(self.delay)
         return Outcome(Reply(title=f"done: {text}"), "ok", "tom")

@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from handlers.core import quiet_hours
 from handlers.core.config import AppConfig
+from handlers.core.remembered import VERSION, Remembered
 from storage.db import read_only, utcnow
 from storage.models import AuditRecord, Identity, OutboxMessage, ProcessedDelivery
 
@@ -76,6 +77,9 @@ class Command:
     # the same key changes nothing a second time.
     delivery_key: str | None = None
     via: str = "text"  # text | button | reaction | card | form | api: how it was given, for the audit
+    # The store's version row as read when the command began, for an answer kept in memory (ctx.remembered);
+    # None: read the store.
+    store_version: int | None = None
 
 
 @dataclass
@@ -223,6 +227,8 @@ class Context:
     # The chat platforms this deployment is connected to: direct messages prefer them.
     connected: frozenset[str] = frozenset(PLATFORMS)
     _readers: sessionmaker[Session] | None = field(default=None, init=False, repr=False, compare=False)
+    # Answers kept in memory, each good for one version of the store (handlers.core.remembered).
+    remembered: Remembered = field(default_factory=Remembered, repr=False, compare=False)
 
     def pseudonym(self, *parts: object) -> str:
         """A keyed hash of the parts: equal for equal parts, and no way back to them without the key."""
@@ -240,6 +246,12 @@ class Context:
         statement built once (with ``bindparam``) also saves building it again each time."""
         with self._read_only().kw["bind"].connect() as conn:
             return conn.execute(statement, params).all()
+
+    def store_version(self) -> int | None:
+        """The number of the store's version row: it moves on with every committed write to the service
+        states or the people (storage.models_answers)."""
+        rows = self.read(VERSION)
+        return rows[0][0] if rows else None
 
     def _read_only(self) -> sessionmaker[Session]:
         if self._readers is None:

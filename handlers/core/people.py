@@ -33,14 +33,16 @@ def sync_people(ctx: Context) -> None:
 
 
 def resolve_actor(ctx: Context, platform: str, user_id: str, display_name: str = "",
-                  address: str | None = None, tenant: str | None = None, register: bool = True) -> Actor:
+                  address: str | None = None, tenant: str | None = None, register: bool = True,
+                  version: int | None = None) -> Actor:
     """The person behind a platform account; someone not in app.yaml is remembered on first contact.
     ``address`` and ``tenant``: where Teams can reach them (their "29:…" id and tenant). Without
-    ``register`` nothing is written: an anonymous answer must leave no trace of who gave it."""
+    ``register`` nothing is written: an anonymous answer must leave no trace of who gave it. With the
+    store's ``version`` as the request read it, a person already known may come from memory."""
     if not register:
         return _look_up(ctx, platform, user_id, display_name)
     # Most requests come from someone already known, at the same address: a read, with no write lock.
-    row = _stored(ctx, platform, user_id)
+    row = _stored(ctx, platform, user_id, version)
     if row is not None and not (address and (row.address, row.tenant_id) != (address, tenant)):
         person_id, name, tz = row.id, row.name, row.timezone
     else:
@@ -58,11 +60,26 @@ STORED_PERSON = (select(Person.id, Person.name, Person.timezone, Identity.addres
                  .where(Identity.platform == bindparam("platform"), Identity.external_id == bindparam("user_id")))
 
 
-def _stored(ctx: Context, platform: str, user_id: str) -> Row | None:
+def _stored(ctx: Context, platform: str, user_id: str, version: int | None = None) -> Row | None:
     """The person behind a platform account and where Teams reaches them, if stored: one query, as
-    plain columns (id, name, timezone, address, tenant_id)."""
-    rows = ctx.read(STORED_PERSON, {"platform": platform, "user_id": user_id})
-    return rows[0] if rows else None
+    plain columns (id, name, timezone, address, tenant_id); none when kept in memory at ``version``."""
+    row = ctx.remembered.get(("person", platform, user_id), version)
+    if row is None:
+        rows = ctx.read(STORED_PERSON, {"platform": platform, "user_id": user_id})
+        row = rows[0] if rows else None
+        if row is not None:
+            ctx.remembered.keep(("person", platform, user_id), version, row)
+    return row
+
+
+def remembered_person(ctx: Context, platform: str, user_id: str, version: int, address: str | None = None,
+                      tenant: str | None = None) -> str | None:
+    """The id of the person behind a platform account as kept in memory at this version of the store, with
+    nothing to write (known, at the same address); None otherwise: ask ``resolve_actor``."""
+    row = ctx.remembered.get(("person", platform, user_id), version)
+    if row is None or (address and (row.address, row.tenant_id) != (address, tenant)):
+        return None
+    return row.id
 
 
 def _look_up(ctx: Context, platform: str, user_id: str, display_name: str) -> Actor:

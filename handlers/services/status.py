@@ -83,11 +83,25 @@ def show(ctx: Context, cmd: Command, args: list[str]) -> Reply:
         raise UserError("`status` takes at most one service.", "status payments")
     if args:
         return _one(ctx, cmd, find_service(ctx, args[0], "status payments"))
+    return overview_reply(ctx, cmd.store_version)
+
+
+OVERVIEW_KEY = ("status",)  # what `status` alone answers, in ctx.remembered
+
+
+def overview_reply(ctx: Context, version: int | None = None) -> Reply:
+    """`status` alone, the same for everyone: kept in memory at the store's ``version`` as the request read
+    it (it changes only with service_status, which the version follows), else read and kept."""
+    reply = ctx.remembered.get(OVERVIEW_KEY, version)
+    if reply is not None:
+        return reply
     view = overview(ctx)
     sections = [Section(text=f"{STATE_ICON[s.state]} *{s.name}* (`{s.id}`, tier {s.tier}) — {s.state}"
                         + (f": {s.message}" if s.message else "")) for s in view.services]
-    return Reply(title=view.title, sections=sections, tone=view.tone,
-                 footer=f"{len(view.services)} services · `status SERVICE` for one")
+    reply = Reply(title=view.title, sections=sections, tone=view.tone,
+                  footer=f"{len(view.services)} services · `status SERVICE` for one")
+    ctx.remembered.keep(OVERVIEW_KEY, version, reply)
+    return reply
 
 
 def _one(ctx: Context, cmd: Command, svc: Service) -> Reply:
