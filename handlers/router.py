@@ -14,7 +14,7 @@ from handlers.home import shortcuts
 from handlers.home import view as home
 from handlers.knowledge import commands as knowledge
 from handlers.reporting import digests, reports
-from handlers.services import catalogue_review, csi, status
+from handlers.services import catalogue_review, csi, impact, status
 from handlers.sla import attainment, tickets
 from handlers.surveys import asking
 from handlers.surveys import commands as surveys
@@ -38,6 +38,7 @@ ROUTES = {
     "digest": digests.digest_cmd,
     "report": reports.report_cmd,
     "home": home.home_cmd,
+    "impact": impact.impact_cmd,
 }
 
 # Forms (a Slack modal, an Adaptive Card with inputs) and the handlers of their answers.

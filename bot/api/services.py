@@ -16,6 +16,7 @@ from handlers.core.context import Actor, Command
 from handlers.sla import attainment, outages
 from handlers.sla import availability as availability_math
 from handlers.sla.alertmanager import parse_rfc3339
+from handlers.sla.dependents import StateWatch
 from storage.models import Outage, ServiceStatus
 
 OUTAGE_NUMBER = re.compile(r"^OUT-?(\d+)$", re.IGNORECASE)
@@ -139,12 +140,14 @@ class ServiceRoutes(Routes):
         cmd = Command(actor, f"api: {body['kind']} outage of {service_id}" + (f" ({key})" if key else ""))
         try:
             with self.ctx.change(cmd) as work:
+                watch = StateWatch(work, service_id)
                 outage = outages.open_outage(work, service_id, body["kind"], "api", key or
                                              AUTO_FINGERPRINT + uuid.uuid4().hex, started_at, body.get("summary", ""))
                 if outage is None:
                     raise _Raced(key)
                 if ended_at is not None:
                     outages.close_outage(work, outage, ended_at)
+                watch.settle(f"outage:{outage.id}:open", body.get("summary", ""))
                 view = {**outage_view(outage), "duplicate": False}
         except (IntegrityError, _Raced):
             existing = self._existing_outage(key)  # the same id, posted twice at once
@@ -168,6 +171,7 @@ class ServiceRoutes(Routes):
         cmd = Command(actor, f"api: end outage {key}")
         with self.ctx.change(cmd) as work:
             outage = _find_outage(work.session, key)
+            watch = StateWatch(work, outage.service_id)
             name = f"OUT-{outage.id}"
             if outage.source != "api":
                 raise ApiError(409, f"{name} came from {outage.source}; it ends there",
@@ -181,4 +185,5 @@ class ServiceRoutes(Routes):
                 raise ApiError(409, f"{name} has ended already",
                                [f"id: {name} ended at {iso(outage.ended_at)}"])
             outages.close_outage(work, outage, ended_at)
+            watch.settle(f"outage:{outage.id}:end")
             return {**outage_view(outage), "duplicate": False}
