@@ -39,7 +39,10 @@ class DependencyGraph:
 
     def __init__(self, services: Iterable[Service]):
         services = list(services)
-        known = {s.id for s in services}
+        self.services: dict[str, Service] = {}  # by id: app.yaml's own look-up reads the list through
+        for s in services:
+            self.services.setdefault(s.id, s)
+        known = self.services.keys()
         self.uses: dict[str, list[tuple[str, str]]] = {}  # a service → what it depends on
         self.used_by: dict[str, list[tuple[str, str]]] = {}  # a service → what depends on it
         for s in services:

@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from handlers.core.catalogue import find_service
 from handlers.core.config_catalogue import Service
-from handlers.core.context import Command, Context, Field, Reply, Section, UserError, batches
+from handlers.core.context import Command, Context, Field, Reply, Section, UserError
 from handlers.core.dependencies import Reach, dependency_graph
 from handlers.sla import at_stake, attainment, dependents
 from storage.models import Subscription
@@ -22,7 +22,7 @@ SERVICES_SHOWN = 25
 AGREEMENTS_SHOWN = 15
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Reached:
     """A service a failure would reach: the one failing itself, or one that depends on it."""
 
@@ -43,7 +43,8 @@ class Impact:
     service: Reached
     dependents: list[Reached]  # nearest first
     period: str
-    agreements: list[at_stake.AgreementAtStake]
+    agreements: list[at_stake.AgreementAtStake]  # the first measured, in order of concern
+    more_agreements: int  # on the same services, beyond those measured
     channels: list[str]  # logical channels that would be told
     owners: list[str]  # people ids
     teams: list[str]  # group ids
@@ -51,29 +52,36 @@ class Impact:
     people: int  # distinct people in all: owners, team members and subscribers
 
 
-def impact_data(ctx: Context, svc: Service) -> Impact:
+def impact_data(ctx: Context, svc: Service, measure: int | None = None) -> Impact:
+    """What a failure of ``svc`` would reach; the attainment of the first ``measure`` agreements only (all if
+    None), the rest counted in ``more_agreements``."""
     cfg = ctx.config
-    reach = [Reach(svc.id, "full", (svc.id,)), *dependency_graph(cfg).dependents(svc.id)]
+    graph = dependency_graph(cfg)
+    reach = [Reach(svc.id, "full", (svc.id,)), *graph.dependents(svc.id)]
     ids = [r.service for r in reach]
     period = attainment.parse_period("this-month", ctx.now(), cfg.bot.timezone)
-    with ctx.reader() as s:
-        states = dependents.current_states(ctx, ctx.now(), ids, s)
-        following: dict[str, set[str]] = {}
-        for chunk in batches(ids, 500):
-            for pid, sid in s.execute(select(Subscription.person_id, Subscription.service_id)
-                                      .where(Subscription.service_id.in_(chunk))):
-                following.setdefault(sid, set()).add(pid)
-        agreements = at_stake.at_stake(ctx, ids, period, s)
+    # Plain reads on connections that only read: an ORM session costs more than these queries.
+    states = dependents.current_states(ctx, ctx.now(), ids)
+    following: dict[str, set[str]] = {}
+    for pid, sid in dependents.among(ctx, None, select(Subscription.person_id, Subscription.service_id),
+                                     Subscription.service_id, ids):
+        following.setdefault(sid, set()).add(pid)
+    # The agreements of the nearest and most critical services first: the service itself, then those that
+    # stop with it before those that limp on, by tier, the nearest first.
+    ordered = [reach[0].service] + [r.service for r in sorted(
+        reach[1:], key=lambda r: (r.impact != "full", graph.services[r.service].tier, len(r.path)))]
+    on = at_stake.agreements_on(ctx, ordered)
+    agreements = at_stake.at_stake(ctx, on if measure is None else on[:measure], period)
     reached = []
     for r in reach:
-        x = cfg.service(r.service)
+        x = graph.services[r.service]
         reached.append(Reached(x.id, x.name, x.tier, r.impact, list(r.path), states.get(x.id, "operational"),
                                x.channel, x.owner, x.team, len(following.get(x.id, ()))))
     owners = list(dict.fromkeys(x.owner for x in reached))
     teams = list(dict.fromkeys(x.team for x in reached if x.team))
     followers = set().union(*following.values()) if following else set()
     members = {m for t in teams for m in cfg.group(t).members}
-    return Impact(reached[0], reached[1:], period.name, agreements,
+    return Impact(reached[0], reached[1:], period.name, agreements, len(on) - len(agreements),
                   list(dict.fromkeys(x.channel for x in reached if x.channel)), owners, teams, len(followers),
                   len(set(owners) | members | followers))
 
@@ -81,11 +89,12 @@ def impact_data(ctx: Context, svc: Service) -> Impact:
 def impact_cmd(ctx: Context, cmd: Command, args: list[str]) -> Reply:
     if len(args) != 1:
         raise UserError("Say which one service: `impact SERVICE`.", EXAMPLE)
-    return impact_reply(ctx, impact_data(ctx, find_service(ctx, args[0], EXAMPLE)))
+    return impact_reply(ctx, impact_data(ctx, find_service(ctx, args[0], EXAMPLE), AGREEMENTS_SHOWN))
 
 
 def impact_reply(ctx: Context, data: Impact) -> Reply:
     cfg, svc = ctx.config, data.service
+    names = dependency_graph(cfg).services
     full = sum(1 for d in data.dependents if d.impact == "full")
     plural = "s" * (len(data.dependents) != 1)
     title = (f"If {svc.name} fails: {len(data.dependents)} service{plural} depend{'s' * (not plural)} on it"
@@ -93,28 +102,27 @@ def impact_reply(ctx: Context, data: Impact) -> Reply:
     summary = [f"{full} fully, {len(data.dependents) - full} partly"] if data.dependents else []
     if svc.state != "operational":
         summary.append(f"{svc.name} is {dependents.STATE_WORDS[svc.state]} now")
-    summary += [f"{len(data.agreements)} agreement{'s' * (len(data.agreements) != 1)}",
+    total = len(data.agreements) + data.more_agreements
+    summary += [f"{total} agreement{'s' * (total != 1)}",
                 f"{len(data.channels)} channel{'s' * (len(data.channels) != 1)}",
                 f"{data.people} {'person' if data.people == 1 else 'people'}"]
     sections = []
     if data.dependents:
         lines = [f"{dependents.STATE_ICON[d.state]} *{d.name}* (`{d.id}`, tier {d.tier}) — "
                  + ("fully" if d.impact == "full" else "partly")
-                 + (f", through {dependents.path_text(ctx, d.path[1:-1])}" if len(d.path) > 2 else "")
+                 + (f", through {' → '.join(names[p].name for p in d.path[1:-1])}" if len(d.path) > 2 else "")
                  + (f"; {d.state}" if d.state != "operational" else "")
                  for d in data.dependents[:SERVICES_SHOWN]]
         if len(data.dependents) > SERVICES_SHOWN:
             lines.append(f"… and {len(data.dependents) - SERVICES_SHOWN} more (the JSON API lists them all)")
         sections.append(Section(title="Services that depend on it", text="\n".join(lines)))
-    if data.agreements:
-        shown = sorted(data.agreements, key=lambda a: not a.missed)[:AGREEMENTS_SHOWN]
-        for a in shown:
-            sections.append(Section(title=f"{a.kind.upper()} {a.id} — {a.party} · {cfg.service_names([a.service])}",
-                                    text="\n".join(t.text for t in a.targets)))
-        if len(data.agreements) > AGREEMENTS_SHOWN:
-            missed = sum(1 for a in data.agreements[AGREEMENTS_SHOWN:] if a.missed)
-            sections.append(Section(text=f"… and {len(data.agreements) - AGREEMENTS_SHOWN} more agreements, "
-                                         f"{missed} of them below a goal"))
+    for a in data.agreements[:AGREEMENTS_SHOWN]:
+        sections.append(Section(title=f"{a.kind.upper()} {a.id} — {a.party} · {names[a.service].name}",
+                                text="\n".join(t.text for t in a.targets)))
+    more = total - min(len(data.agreements), AGREEMENTS_SHOWN)
+    if more:
+        sections.append(Section(text=f"… and {more} more agreement{'s' * (more != 1)} on the services it carries "
+                                     f"(GET /api/v1/services/{svc.id}/impact measures them all)"))
     team_names = [f"{cfg.group(t).name} ({len(cfg.group(t).members)})" for t in data.teams]
     sections.append(Section(title="Who would hear of it", fields=[
         Field("Channels", ", ".join(f"#{c}" for c in data.channels) or "—"),

@@ -11,10 +11,11 @@ from dataclasses import dataclass
 from sqlalchemy import case, func, or_, select
 from sqlalchemy.orm import Session
 
-from handlers.core.config_catalogue import Duration
-from handlers.core.context import Context, batches
+from handlers.core.config_catalogue import Agreement, Duration
+from handlers.core.context import Context, reading
 from handlers.sla import availability
 from handlers.sla.attainment import Period, late_condition
+from handlers.sla.dependents import among
 from handlers.surveys import asking
 from storage.models import Outage, SlaClock
 
@@ -71,16 +72,22 @@ def within_text(duration: Duration | None) -> str | None:
     return f"{hours:g} {business}hour{'s' * (hours != 1)}"
 
 
-def at_stake(ctx: Context, service_ids: Collection[str], period: Period, session: Session) -> list[AgreementAtStake]:
+def agreements_on(ctx: Context, service_ids: Collection[str]) -> list[Agreement]:
     """The agreements on these services, in the order of ``service_ids`` and then of app.yaml."""
     order = {sid: i for i, sid in enumerate(service_ids)}
-    agreements = sorted((a for a in ctx.config.agreements if a.service in order), key=lambda a: order[a.service])
+    return sorted((a for a in ctx.config.agreements if a.service in order), key=lambda a: order[a.service])
+
+
+def at_stake(ctx: Context, agreements: list[Agreement], period: Period,
+             session: Session | None = None) -> list[AgreementAtStake]:
+    """These agreements, each target measured. Read through ``session`` if given, else on connections that
+    only read."""
     if not agreements:
         return []
     now = ctx.now()
-    clocks = _clock_counts(session, [a.id for a in agreements], period, now)
+    clocks = _clock_counts(ctx, session, [a.id for a in agreements], period, now)
     measured_services = {a.service for a in agreements for t in a.targets if t.metric == "availability"}
-    up = _availability(session, measured_services, period, now)
+    up = _availability(ctx, session, measured_services, period, now)
     out = []
     for a in agreements:
         targets = []
@@ -89,14 +96,15 @@ def at_stake(ctx: Context, service_ids: Collection[str], period: Period, session
             if t.metric == "availability":
                 share = up.get(a.service)
             elif t.metric == "satisfaction":
-                csat = asking.service_satisfaction(ctx, session, a.service, period.start, period.end)
+                with reading(ctx, session) as s:
+                    csat = asking.service_satisfaction(ctx, s, a.service, period.start, period.end)
                 if csat.answers:
                     share, measured = csat.csat, csat.answers
             else:
                 # A target without a priority covers the priorities that have none of their own, as in `sla`.
                 own = {x.priority for x in a.targets if x.metric == t.metric and x.priority}
-                counted = [v for (aid, metric, priority), v in clocks.items() if aid == a.id and metric == t.metric
-                           and (priority == t.priority if t.priority else priority not in own)]
+                counted = [v for priority, v in clocks.get((a.id, t.metric), {}).items()
+                           if (priority == t.priority if t.priority else priority not in own)]
                 decided, late = sum(d for d, _ in counted), sum(n for _, n in counted)
                 if decided:
                     share, measured = 100 * (decided - late) / decided, decided
@@ -106,36 +114,39 @@ def at_stake(ctx: Context, service_ids: Collection[str], period: Period, session
     return out
 
 
-def _clock_counts(session: Session, agreement_ids: list[str], period: Period, now) -> dict[tuple, tuple[int, int]]:
-    """(agreement, metric, priority) → (decided clocks, of which late), for clocks that started in the period."""
+def _clock_counts(ctx: Context, session: Session | None, agreement_ids: list[str], period: Period,
+                  now) -> dict[tuple[str, str], dict[str, tuple[int, int]]]:
+    """(agreement, metric) → priority → (decided clocks, of which late), for clocks that started in the period."""
     late = late_condition(now)
     decided = SlaClock.state.in_(("met", "breached")) | late
     cols = (SlaClock.agreement_id, SlaClock.metric, SlaClock.priority)
-    out = {}
-    for chunk in batches(agreement_ids, 500):
-        query = (select(*cols, func.count(), func.sum(case((late, 1), else_=0)))
-                 .where(decided, period.holds(SlaClock.started_at), SlaClock.agreement_id.in_(chunk)).group_by(*cols))
-        for agreement_id, metric, priority, count, late_count in session.execute(query):
-            out[(agreement_id, metric, priority)] = (count, int(late_count or 0))
+    query = (select(*cols, func.count(), func.sum(case((late, 1), else_=0)))
+             .where(decided, period.holds(SlaClock.started_at)).group_by(*cols))
+    out: dict[tuple[str, str], dict[str, tuple[int, int]]] = {}
+    for agreement_id, metric, priority, count, late_count in among(ctx, session, query, SlaClock.agreement_id,
+                                                                    agreement_ids):
+        out.setdefault((agreement_id, metric), {})[priority] = (count, int(late_count or 0))
     return out
 
 
-def _availability(session: Session, service_ids: set[str], period: Period, now) -> dict[str, float]:
+def _availability(ctx: Context, session: Session | None, service_ids: set[str], period: Period, now) -> dict[str, float]:
     """Service → % available over the period so far (agreed service time less downtime)."""
     start, end = period.start, min(period.end or now, now)
     if start is None or end <= start:
         return {}
     downs: dict[str, list] = {sid: [] for sid in service_ids}
     kept: dict[str, list] = {sid: [] for sid in service_ids}
-    for chunk in batches(sorted(service_ids), 500):
-        query = select(Outage.service_id, Outage.kind, Outage.started_at, Outage.ended_at).where(
-            Outage.service_id.in_(chunk), Outage.kind.in_(("unplanned", "maintenance")), Outage.started_at < end,
-            or_(Outage.ended_at.is_(None), Outage.ended_at > start))
-        for service_id, kind, began, ended in session.execute(query):
-            if (ended or now) > began:
-                (downs if kind == "unplanned" else kept)[service_id].append((began, ended or now))
+    query = select(Outage.service_id, Outage.kind, Outage.started_at, Outage.ended_at).where(
+        Outage.kind.in_(("unplanned", "maintenance")), Outage.started_at < end,
+        or_(Outage.ended_at.is_(None), Outage.ended_at > start))
+    for service_id, kind, began, ended in among(ctx, session, query, Outage.service_id, service_ids):
+        if (ended or now) > began:
+            (downs if kind == "unplanned" else kept)[service_id].append((began, ended or now))
     out = {}
     for sid in service_ids:
+        if not downs[sid] and not kept[sid]:
+            out[sid] = 100.0  # nothing down, nothing set aside: the whole period was up
+            continue
         result = availability.availability(start, end, downs[sid], kept[sid])
         if result.ratio is not None:
             out[sid] = 100 * result.ratio

@@ -24,7 +24,7 @@ from typing import Any
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
-from handlers.core.context import Button, Context, Field, Reply, Section, Work, batches
+from handlers.core.context import Button, Context, Field, Reply, Section, Work
 from handlers.core.dependencies import Reach, dependency_graph
 from storage.models import Outage, ServiceStatus, Subscription
 
@@ -34,6 +34,7 @@ STATE_WORDS = {"operational": "operational", "degraded": "degraded", "partial-ou
                "major-outage": "in a major outage", "maintenance": "under maintenance"}
 STATE_ICON = {"operational": "🟢", "degraded": "🟡", "partial-outage": "🟠", "major-outage": "🔴",
               "maintenance": "🔧"}
+MANY = 200  # ids beyond which a read takes every row rather than an IN list
 NAMED_IN_A_NOTICE = 10  # dependents listed one by one in a notice; the rest are counted
 
 
@@ -51,6 +52,18 @@ def _rows(ctx: Context, session: Session | None, statement) -> list:
     return session.execute(statement).all() if session is not None else ctx.read(statement)
 
 
+def among(ctx: Context, session: Session | None, statement, column, ids: Collection[str] | None) -> list:
+    """The statement's rows whose ``column`` is one of ``ids`` (all rows if None): asked for in the query when
+    they are few; when they are many, every row is read once and the rest left out here, which is cheaper than
+    IN lists of hundreds."""
+    if ids is None:
+        return _rows(ctx, session, statement)
+    if len(ids) <= MANY:
+        return _rows(ctx, session, statement.where(column.in_(list(ids)))) if ids else []
+    wanted, at = set(ids), list(statement.selected_columns.keys()).index(column.key)
+    return [row for row in _rows(ctx, session, statement) if row[at] in wanted]
+
+
 def current_states(ctx: Context, now: datetime, service_ids: Collection[str] | None = None,
                    session: Session | None = None) -> dict[str, str]:
     """The services of ``service_ids`` (all if None) that are not operational as their dependents feel it,
@@ -58,13 +71,8 @@ def current_states(ctx: Context, now: datetime, service_ids: Collection[str] | N
     declared = select(ServiceStatus.service_id, ServiceStatus.state).where(ServiceStatus.state != "operational")
     open_now = select(Outage.service_id, Outage.kind).where(
         Outage.started_at <= now, or_(Outage.ended_at.is_(None), Outage.ended_at > now))
-    found: list = []
-    if service_ids is None:
-        found = _rows(ctx, session, declared) + _rows(ctx, session, open_now)
-    else:
-        for chunk in batches(sorted(service_ids), 500):
-            found += _rows(ctx, session, declared.where(ServiceStatus.service_id.in_(chunk)))
-            found += _rows(ctx, session, open_now.where(Outage.service_id.in_(chunk)))
+    found = among(ctx, session, declared, ServiceStatus.service_id, service_ids) + \
+        among(ctx, session, open_now, Outage.service_id, service_ids)
     states: dict[str, str] = {}
     for service_id, state in found:
         state = OUTAGE_STATE.get(state, state)
@@ -102,7 +110,8 @@ def _worst_first(found: list[AffectedBy]) -> list[AffectedBy]:
 
 def affected_text(ctx: Context, found: list[AffectedBy]) -> str:
     """"Payments Gateway (major outage), Ledger (degraded, partly)": what ``status`` shows."""
-    return ", ".join(f"{ctx.config.service_names([a.cause])} ({a.state.replace('-', ' ')}"
+    services = dependency_graph(ctx.config).services
+    return ", ".join(f"{services[a.cause].name} ({a.state.replace('-', ' ')}"
                      + (", partly)" if a.impact == "partial" else ")") for a in found)
 
 
@@ -133,18 +142,17 @@ class StateWatch:
 
 def _tell(work: Work, service_id: str, dependents: list[Reach], before: str, after: str, cause: str,
           message: str) -> int:
-    cfg = work.ctx.config
+    services = dependency_graph(work.ctx.config).services
     reached = {r.service: r for r in dependents}
     channels: dict[str, list[Reach]] = {}
     for r in dependents:
-        channel = cfg.service(r.service).channel
+        channel = services[r.service].channel
         if channel:
             channels.setdefault(channel, []).append(r)
     followers: dict[str, list[Reach]] = {}
-    for chunk in batches(list(reached), 500):
-        for pid, sid in work.session.execute(select(Subscription.person_id, Subscription.service_id)
-                                             .where(Subscription.service_id.in_(chunk))):
-            followers.setdefault(pid, []).append(reached[sid])
+    for pid, sid in among(work.ctx, work.session, select(Subscription.person_id, Subscription.service_id),
+                          Subscription.service_id, reached):
+        followers.setdefault(pid, []).append(reached[sid])
     queued = work.queued
     for channel, rs in channels.items():
         work.post_to_channel(channel, notice(work.ctx, service_id, rs, before, after, message),
@@ -161,9 +169,9 @@ def _tell(work: Work, service_id: str, dependents: list[Reach], before: str, aft
 
 def notice(ctx: Context, service_id: str, reached: list[Reach], before: str, after: str, message: str) -> Reply:
     """"Web Shop is affected: Payments Gateway is in a major outage", for one channel or one person."""
-    cfg = ctx.config
-    cause = cfg.service(service_id)
-    names = [cfg.service(r.service).name for r in reached]
+    services = dependency_graph(ctx.config).services
+    cause = services[service_id]
+    names = [services[r.service].name for r in reached]
     named = ", ".join(names[:-1]) + " and " + names[-1] if len(names) > 1 else names[0]
     if len(names) > 3:
         named = f"{names[0]}, {names[1]} and {len(names) - 2} more"
@@ -176,7 +184,7 @@ def notice(ctx: Context, service_id: str, reached: list[Reach], before: str, aft
         now = "now " if before != "operational" else ""
         title = f"{STATE_ICON[after]} {named} {verb} {partly}affected: {cause.name} is {now}{STATE_WORDS[after]}"
         tone = "error" if after == "major-outage" else "warning" if after != "maintenance" else "info"
-    fields = [Field(cfg.service(r.service).name, ("needs it" if r.impact == "full" else "partly needs it")
+    fields = [Field(services[r.service].name, ("needs it" if r.impact == "full" else "partly needs it")
                     + (f" through {path_text(ctx, r.path[1:-1])}" if len(r.path) > 2 else ""))
               for r in reached[:NAMED_IN_A_NOTICE]]
     if len(reached) > NAMED_IN_A_NOTICE:
@@ -189,10 +197,12 @@ def notice(ctx: Context, service_id: str, reached: list[Reach], before: str, aft
 
 def path_text(ctx: Context, path) -> str:
     """"Web Shop → Payments Gateway": each needs the next."""
-    return " → ".join(ctx.config.service_names([sid]) for sid in path)
+    services = dependency_graph(ctx.config).services
+    return " → ".join(services[sid].name for sid in path)
 
 
 def views(ctx: Context, found: list[AffectedBy]) -> list[dict[str, Any]]:
     """As the JSON API and the status page's data show them."""
-    return [{"service": a.cause, "name": ctx.config.service_names([a.cause]), "state": a.state, "impact": a.impact,
+    services = dependency_graph(ctx.config).services
+    return [{"service": a.cause, "name": services[a.cause].name, "state": a.state, "impact": a.impact,
              "path": list(a.path)} for a in found]
