@@ -22,7 +22,7 @@ SERVICES_SHOWN = 25
 AGREEMENTS_SHOWN = 15
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: a frozen dataclass sets each field through object.__setattr__
 class Reached:
     """A service a failure would reach: the one failing itself, or one that depends on it."""
 
@@ -30,7 +30,7 @@ class Reached:
     name: str
     tier: int
     impact: str  # full | partial
-    path: list[str]  # from this service down to the one failing
+    path: tuple[str, ...]  # from this service down to the one failing
     state: str  # its own state now, as its dependents feel it
     channel: str | None
     owner: str
@@ -75,7 +75,7 @@ def impact_data(ctx: Context, svc: Service, measure: int | None = None) -> Impac
     reached = []
     for r in reach:
         x = graph.services[r.service]
-        reached.append(Reached(x.id, x.name, x.tier, r.impact, list(r.path), states.get(x.id, "operational"),
+        reached.append(Reached(x.id, x.name, x.tier, r.impact, r.path, states.get(x.id, "operational"),
                                x.channel, x.owner, x.team, len(following.get(x.id, ()))))
     owners = list(dict.fromkeys(x.owner for x in reached))
     teams = list(dict.fromkeys(x.team for x in reached if x.team))
