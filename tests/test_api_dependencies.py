@@ -53,8 +53,8 @@ def shop_titles(ctx) -> list[str]:
 
 
 async def test_an_outage_through_the_api_tells_the_dependents_once_and_its_end_again(http, ctx, clock):
-    body = {"id": "pay-1", "service": "payments", "kind": "unplanned", "started_at": rfc(clock() - timedelta(minutes=4)),
-            "summary": "Acquirer unreachable"}
+    body = {"id": "pay-1", "service": "payments", "kind": "unplanned",
+            "started_at": rfc(clock() - timedelta(minutes=4)), "summary": "Acquirer unreachable"}
     created = await http.post("/api/v1/outages", json=body)
     assert created.status == 201, await created.text()
     assert (await http.post("/api/v1/outages", json=body)).status == 200  # the same id again: a duplicate

@@ -66,7 +66,8 @@ def test_the_shorthand_and_the_long_form_mean_the_same_and_full_is_the_default()
 def test_a_cycle_is_refused_and_named_as_its_path_in_the_file():
     # services: payments[0], webshop[1], wms[2], data-platform[3]
     found = problems_of(webshop=["payments"], payments=["data-platform"], **{"data-platform": ["wms", "webshop"]})
-    assert found == ["services[0].depends_on[0]: a dependency cycle: payments → data-platform → webshop → payments"]
+    assert found == [
+        "services[0].depends_on[0]: a dependency cycle: payments → data-platform → webshop → payments"]
 
 
 def test_every_cycle_is_named_not_only_the_first():

@@ -28,7 +28,7 @@ def test_payments_down_in_slack_tells_the_web_shop_channel_once(start_server, fa
     assert slash(server, fake_slack, "service set payments major-outage Card payments are down", TOM).ok
     [told] = fake_slack.wait_for("chat.postMessage", where=lambda c: c.params["channel"] == SHOP_CHANNEL)
     assert told.params["text"].startswith("🔴 Web Shop is affected: Payments Gateway is in a major outage")
-    # An update in the same state, and the same slash command delivered again, tell the shop nothing more.
+    # An update in the same state is announced to payments' channel and tells the shop nothing more.
     assert slash(server, fake_slack, "service set payments major-outage Still down", TOM).ok
     fake_slack.wait_for("chat.postMessage", count=2, where=lambda c: c.params["channel"] == PAYMENTS_CHANNEL)
     time.sleep(1)

@@ -129,7 +129,8 @@ def _clock_counts(ctx: Context, session: Session | None, agreement_ids: list[str
     return out
 
 
-def _availability(ctx: Context, session: Session | None, service_ids: set[str], period: Period, now) -> dict[str, float]:
+def _availability(ctx: Context, session: Session | None, service_ids: set[str], period: Period,
+                  now) -> dict[str, float]:
     """Service → % available over the period so far (agreed service time less downtime)."""
     start, end = period.start, min(period.end or now, now)
     if start is None or end <= start:
