@@ -20,7 +20,7 @@ import asyncio
 import dataclasses
 import os
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import TYPE_CHECKING
@@ -38,7 +38,7 @@ from handlers.changes.record import window_text
 from handlers.core.context import Context
 from handlers.services import status
 from handlers.sla import attainment as sla
-from handlers.sla import breaches
+from handlers.sla import breaches, dependents
 from handlers.sla.clocks import OPEN_STATES
 from storage.models import SlaClock, Ticket
 
@@ -121,6 +121,8 @@ class StatusPage:
     changes: list[UpcomingChange]
     attainment_period: str
     attainment: list[AttainmentLine]
+    # A service → what it depends on that is not operational now (service, name, state, impact, path).
+    affected_by: dict[str, list[dict]] = field(default_factory=dict)
 
 
 # ------------------------------------------------------------------------------------------- the snapshot
@@ -136,11 +138,13 @@ def snapshot(ctx: Context) -> StatusPage:
             incidents = [dataclasses.replace(i, title=None) for i in incidents]
         changes = upcoming_changes(ctx, s, now)
         attainment = sla.attainment_data(ctx, None, period, session=s)
+        affected = dependents.affected_services(ctx, s)
     return StatusPage(
         name=cfg.bot.name, timezone=cfg.bot.timezone, generated_at=now, headline=overview.title, tone=overview.tone,
         services=overview.services, incidents=incidents, incidents_open=incidents_open, change_days=CHANGE_DAYS,
         changes=changes, attainment_period=period.name,
-        attainment=[attainment_line(ctx, row) for row in attainment])
+        attainment=[attainment_line(ctx, row) for row in attainment],
+        affected_by={sid: dependents.views(ctx, found) for sid, found in affected.items()})
 
 
 def open_incidents(ctx: Context, s: Session, now: datetime) -> tuple[list[OpenIncident], int]:

@@ -12,6 +12,10 @@ TOPICS = {
         ("status", "every service at a glance"),
         ("status payments", "one service: status, owner, team, suppliers, recent status changes, next changes"),
     ]),
+    "impact": ("What a failure would reach", [
+        ("impact payments", "the services that depend on it (fully or partly, and through what), the agreements "
+         "on them with their attainment this month, the channels and people that would hear of it"),
+    ]),
     "service": ("Setting a service's status (owners, their team and service managers)", [
         ("service set payments degraded Card payments are slow", "announce to the service's channel "
          "and its subscribers; states: operational, degraded, partial-outage, major-outage, maintenance"),

@@ -18,7 +18,7 @@ from handlers.problems import commands as problems
 from handlers.reporting import digests, reports
 from handlers.reviews import commands as reviews
 from handlers.reviews import record as review_record
-from handlers.services import catalogue_review, csi, status
+from handlers.services import catalogue_review, csi, impact, status
 from handlers.shifts import handover, team
 from handlers.sla import attainment, tickets
 from handlers.suppliers import commands as suppliers
@@ -49,6 +49,7 @@ ROUTES = {
     "supplier": suppliers.supplier_cmd,
     "review": reviews.review_cmd,
     "problem": problems.problem_cmd,
+    "impact": impact.impact_cmd,
 }
 
 # Forms (a Slack modal, an Adaptive Card with inputs) and the handlers of their answers.
@@ -80,7 +81,7 @@ def from_memory(ctx: Context, platform: str, user_id: str, text: str, version: i
     """A command's answer and the id of who asked, both kept in memory at this version of the store:
     nothing to read and nothing to write. None when either is not kept: run the command (``dispatch``)."""
     key = REMEMBERED.get(text.strip().lower())
-    reply = ctx.remembered.get(key, version) if key else None
+    reply = ctx.remembered.get(key, version, ctx.now()) if key else None
     person_id = remembered_person(ctx, platform, user_id, version, address, tenant) if reply is not None else None
     return (reply, person_id) if person_id is not None else None
 

@@ -8,7 +8,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from storage.base import Base
 
 # The tables the version row follows: triggers of migration 0016 count every statement that writes to them.
-VERSIONED_TABLES = ("service_status", "people", "identities")
+VERSIONED_TABLES = ("service_status", "outages", "people", "identities")
 
 
 class StoreVersion(Base):

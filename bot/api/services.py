@@ -10,12 +10,15 @@ from aiohttp import web
 from sqlalchemy import or_, select
 from sqlalchemy.exc import IntegrityError
 
-from bot.api.common import (ID_MAX, ApiError, Routes, find_service, iso, not_future, period_view, read_body, read_query,
-                            service_problems, time_of)
+from bot.api.common import (ID_MAX, ApiError, Routes, find_service, iso, not_future, period_view, plain, read_body,
+                            read_query, service_problems, time_of)
 from handlers.core.context import Actor, Command
-from handlers.sla import attainment, outages
+from handlers.core.dependencies import Reach, dependency_graph
+from handlers.services import impact
+from handlers.sla import attainment, dependents, outages
 from handlers.sla import availability as availability_math
 from handlers.sla.alertmanager import parse_rfc3339
+from handlers.sla.dependents import StateWatch
 from storage.models import Outage, ServiceStatus
 
 OUTAGE_NUMBER = re.compile(r"^OUT-?(\d+)$", re.IGNORECASE)
@@ -65,6 +68,7 @@ class ServiceRoutes(Routes):
                 "id": svc.id, "name": svc.name, "description": svc.description, "owner": svc.owner,
                 "team": svc.team, "tier": svc.tier, "calendar": svc.calendar, "channel": svc.channel,
                 "suppliers": list(svc.suppliers),
+                "depends_on": [{"service": d.service, "impact": d.impact} for d in svc.depends_on],
                 "status": {"state": row.state if row else "operational", "message": row.message if row else "",
                            "since": iso(row.since) if row else None},
                 "open_outages": [outage_view(o) for o in current if o.service_id == svc.id],
@@ -101,6 +105,32 @@ class ServiceRoutes(Routes):
                             "error_budget_seconds": budget, "budget_remaining_seconds": budget - down})
         return {"service": service_id, "period": period_view(period), "agreed_seconds": agreed,
                 "downtime_seconds": down, "availability": share, "targets": targets, "outages": listed}
+
+    async def services_dependencies(self, request: web.Request) -> web.Response:
+        service = find_service(self.ctx, request.match_info["id"], "id", status=404)
+        read_query(request, "services_dependencies")
+        return web.json_response(await asyncio.to_thread(self._dependencies, service.id))
+
+    def _dependencies(self, service_id: str) -> dict:
+        ctx = self.ctx
+        graph = dependency_graph(ctx.config)
+        with ctx.reader() as s:
+            affected = dependents.affected_by(ctx, service_id, s)
+        return {"service": service_id,
+                "depends_on": [{"service": d.service, "impact": d.impact}
+                               for d in ctx.config.service(service_id).depends_on],
+                "dependencies": self._reach_views(graph.dependencies(service_id)),
+                "dependents": self._reach_views(graph.dependents(service_id)),
+                "affected_by": dependents.views(ctx, affected)}
+
+    def _reach_views(self, found: list[Reach]) -> list[dict]:
+        return [{"service": r.service, "name": self.ctx.config.service_names([r.service]), "impact": r.impact,
+                 "path": list(r.path)} for r in found]
+
+    async def services_impact(self, request: web.Request) -> web.Response:
+        service = find_service(self.ctx, request.match_info["id"], "id", status=404)
+        read_query(request, "services_impact")
+        return web.json_response(plain(await asyncio.to_thread(impact.impact_data, self.ctx, service)))
 
     async def outages_create(self, request: web.Request) -> web.Response:
         body = await read_body(request, "OutageCreate")
@@ -139,12 +169,14 @@ class ServiceRoutes(Routes):
         cmd = Command(actor, f"api: {body['kind']} outage of {service_id}" + (f" ({key})" if key else ""))
         try:
             with self.ctx.change(cmd) as work:
+                watch = StateWatch(work, service_id)
                 outage = outages.open_outage(work, service_id, body["kind"], "api", key or
                                              AUTO_FINGERPRINT + uuid.uuid4().hex, started_at, body.get("summary", ""))
                 if outage is None:
                     raise _Raced(key)
                 if ended_at is not None:
                     outages.close_outage(work, outage, ended_at)
+                watch.settle(f"outage:{outage.id}:open", body.get("summary", ""))
                 view = {**outage_view(outage), "duplicate": False}
         except (IntegrityError, _Raced):
             existing = self._existing_outage(key)  # the same id, posted twice at once
@@ -168,6 +200,7 @@ class ServiceRoutes(Routes):
         cmd = Command(actor, f"api: end outage {key}")
         with self.ctx.change(cmd) as work:
             outage = _find_outage(work.session, key)
+            watch = StateWatch(work, outage.service_id)
             name = f"OUT-{outage.id}"
             if outage.source != "api":
                 raise ApiError(409, f"{name} came from {outage.source}; it ends there",
@@ -181,4 +214,5 @@ class ServiceRoutes(Routes):
                 raise ApiError(409, f"{name} has ended already",
                                [f"id: {name} ended at {iso(outage.ended_at)}"])
             outages.close_outage(work, outage, ended_at)
+            watch.settle(f"outage:{outage.id}:end")
             return {**outage_view(outage), "duplicate": False}

@@ -13,6 +13,7 @@ from handlers.changes import rules
 from handlers.changes.record import (OUTCOME_TEXT, STATE_ICON, eligible_approvers, number, services_of, votes,
                                      window_text)
 from handlers.core.context import SYSTEM, Button, Context, Field, Reply, Section, Work, sweep_due
+from handlers.core.dependencies import dependency_graph
 from storage.models import Change, OutboxMessage, Subscription
 
 
@@ -121,6 +122,7 @@ def announcement(ctx: Context, session: Session, change: Change, zone: str | Non
               f"{change.impact} impact"),
         Field("When", window_text(change, zone or ctx.config.bot.timezone)),
         Field("Services", ctx.config.service_names(services)),
+        *carries(ctx, services),
         Field("Requester", ctx.config.person_name(change.requester)),
         Field("Implementer", ctx.config.person_name(change.implementer)),
     ]
@@ -151,6 +153,15 @@ def announcement(ctx: Context, session: Session, change: Change, zone: str | Non
                  private=False, footer=f"React with :{ctx.config.changes.approve_reaction}: to approve or "
                                        f":{ctx.config.changes.reject_reaction}: to reject"
                  if buttons else f"change show {number(change)} for the history")
+
+
+def carries(ctx: Context, services: list[str]) -> list[Field]:
+    """"Also carries: Web Shop, Mobile App (partly)": the services that depend on the change's own."""
+    carried = dependency_graph(ctx.config).carried(services)
+    if not carried:
+        return []
+    return [Field("Also carries", ", ".join(ctx.config.service_names([r.service])
+                                            + (" (partly)" if r.impact == "partial" else "") for r in carried))]
 
 
 def approval_request(ctx: Context, session: Session, change: Change) -> Reply:

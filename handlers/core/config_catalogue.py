@@ -198,6 +198,19 @@ class TicketSurvey(Strict):
     _delay = field_validator("delay", mode="before")(lambda cls, v: _clock_time(v, "a survey's delay"))
 
 
+class Dependency(Strict):
+    """One service another depends on: ``full`` (it stops when this one stops) or ``partial`` (it limps on).
+    Written as the bare id (``payments``) or as ``{service: payments, impact: partial}``."""
+
+    service: str
+    impact: Literal["full", "partial"] = "full"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, value):
+        return {"service": value} if isinstance(value, str) else value
+
+
 class Service(Strict):
     id: Annotated[str, Field(pattern=ID_PATTERN)]
     name: str
@@ -213,6 +226,7 @@ class Service(Strict):
     skills: list[Annotated[str, Field(pattern=ID_PATTERN)]] = []
     ticket_survey: TicketSurvey | None = None  # none: no survey after its tickets are resolved
     cost: ServiceCost | None = None  # what it costs a month, by line (people, hardware, software, suppliers)
+    depends_on: list[Dependency] = []  # see handlers/core/dependencies.py
 
 
 class Target(Strict):

@@ -13,6 +13,7 @@ from pydantic import ValidationError
 
 from handlers.core.config import RISKS, AppConfig
 from handlers.core.config_catalogue import Agreement, Target
+from handlers.core.dependencies import dependency_problems
 
 
 class ConfigError(Exception):
@@ -143,6 +144,7 @@ def _reference_problems(cfg: AppConfig) -> list[str]:
         for j, sup in enumerate(s.suppliers):
             if sup not in groups or groups[sup].kind != "supplier":
                 problems.append(f"services[{i}].suppliers[{j}]: unknown supplier '{sup}'")
+    problems += dependency_problems(cfg.services)
 
     for i, a in enumerate(cfg.agreements):
         ref(f"agreements[{i}].service", a.service, services, "service")

@@ -7,6 +7,7 @@ committed by any replica is seen by the next request of every replica, and nothi
 A value read after the version may be newer than its label, never older: it is never served stale."""
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any, Hashable
 
 from sqlalchemy import select
@@ -23,19 +24,23 @@ LIMIT = 10_000
 
 class Remembered:
     def __init__(self) -> None:
-        self._kept: dict[Hashable, tuple[int, Any]] = {}
+        self._kept: dict[Hashable, tuple[int, datetime | None, Any]] = {}
 
-    def get(self, key: Hashable, version: int | None) -> Any:
-        """What was kept under ``key`` at this version of the store; None if nothing was, or at another."""
+    def get(self, key: Hashable, version: int | None, now: datetime | None = None) -> Any:
+        """What was kept under ``key`` at this version of the store, if it still holds at ``now``; None if
+        nothing was, or at another version, or it was kept only until a time now past."""
         if version is None:
             return None
         kept = self._kept.get(key)
-        return kept[1] if kept is not None and kept[0] == version else None
+        if kept is None or kept[0] != version or (kept[1] is not None and (now is None or now >= kept[1])):
+            return None
+        return kept[2]
 
-    def keep(self, key: Hashable, version: int | None, value: Any) -> None:
-        """Keep ``value``, read from the store after ``version`` was, for requests that read that version."""
+    def keep(self, key: Hashable, version: int | None, value: Any, until: datetime | None = None) -> None:
+        """Keep ``value``, read from the store after ``version`` was, for requests that read that version;
+        ``until``: a time at which it stops holding although nothing is written (an outage planned to begin)."""
         if version is None:
             return
         if len(self._kept) >= LIMIT and key not in self._kept:
             self._kept.clear()
-        self._kept[key] = (version, value)
+        self._kept[key] = (version, until, value)

@@ -13,7 +13,7 @@ from handlers.core.catalogue import find_service, may_set_status
 from handlers.core.config_catalogue import SERVICE_STATES, Service
 from handlers.core.context import Button, Command, Context, Field, Refused, Reply, Section, UserError, nearest, retyped
 from handlers.services import catalogue_review
-from handlers.sla import outages
+from handlers.sla import dependents, outages
 from handlers.surveys import asking
 from handlers.surveys import results as survey_results
 from storage.models import Change, ChangeService, ServiceStatus, StatusChange, Subscription
@@ -91,16 +91,22 @@ OVERVIEW_KEY = ("status",)  # what `status` alone answers, in ctx.remembered
 
 def overview_reply(ctx: Context, version: int | None = None) -> Reply:
     """`status` alone, the same for everyone: kept in memory at the store's ``version`` as the request read
-    it (it changes only with service_status, which the version follows), else read and kept."""
-    reply = ctx.remembered.get(OVERVIEW_KEY, version)
+    it (it changes with service_status and outages, which the version follows, and when an outage of a
+    service others depend on begins or ends), else read and kept."""
+    now = ctx.now()
+    reply = ctx.remembered.get(OVERVIEW_KEY, version, now)
     if reply is not None:
         return reply
+    until = dependents.next_outage_edge(ctx, now)
     view = overview(ctx)
+    affected = dependents.affected_services(ctx)
     sections = [Section(text=f"{STATE_ICON[s.state]} *{s.name}* (`{s.id}`, tier {s.tier}) — {s.state}"
-                        + (f": {s.message}" if s.message else "")) for s in view.services]
+                        + (f": {s.message}" if s.message else ""),
+                        fields=[Field("Affected by", dependents.affected_text(ctx, affected[s.id]))]
+                        if s.id in affected else []) for s in view.services]
     reply = Reply(title=view.title, sections=sections, tone=view.tone,
                   footer=f"{len(view.services)} services · `status SERVICE` for one")
-    ctx.remembered.keep(OVERVIEW_KEY, version, reply)
+    ctx.remembered.keep(OVERVIEW_KEY, version, reply, until)
     return reply
 
 
@@ -119,6 +125,7 @@ def _one(ctx: Context, cmd: Command, svc: Service) -> Reply:
                              .order_by(Change.planned_start).limit(5)).all()
         csat = asking.service_satisfaction(ctx, s, svc.id, ctx.now() - SATISFACTION_WINDOW, None)
         unconfirmed = catalogue_review.overdue(s, ctx.now(), [svc.id])
+        affected = dependents.affected_by(ctx, svc.id, s)
     state = row.state if row else "operational"
     owner = cfg.person(svc.owner)
     team = cfg.group(svc.team) if svc.team else None
@@ -134,6 +141,11 @@ def _one(ctx: Context, cmd: Command, svc: Service) -> Reply:
         Field("Satisfaction (30 days)",
               f"CSAT {csat.score_text()} of {survey_results.answers_text(csat.answers)}" if csat.answers else "—"),
     ]
+    if svc.depends_on:
+        fields.append(Field("Depends on", ", ".join(cfg.service_names([d.service]) + (
+            " (partly)" if d.impact == "partial" else "") for d in svc.depends_on)))
+    if affected:
+        fields.append(Field("Affected by", dependents.affected_text(ctx, affected)))
     if unconfirmed:
         said = "needs change" if unconfirmed[0].needs_change else "unconfirmed"
         fields.append(Field("Catalogue entry",
@@ -169,6 +181,7 @@ def service_cmd(ctx: Context, cmd: Command, args: list[str]) -> Reply:
                       f"service manager can set its status.")
 
     with ctx.change(cmd) as work:
+        watch = dependents.StateWatch(work, svc.id)
         row = work.session.get(ServiceStatus, svc.id)
         previous = row.state if row else "operational"
         if previous == state and not message:
@@ -188,6 +201,7 @@ def service_cmd(ctx: Context, cmd: Command, args: list[str]) -> Reply:
         work.session.flush()
         work.audit("service.set", f"service:{svc.id}", previous=previous, state=state, message=message)
         outages.status_changed(work, svc.id, previous, state, change.id, message)
+        watch.settle(f"status:{change.id}", message)
 
         announcement = _announcement(svc, previous, state, message, cmd.actor.name)
         key = f"status:{change.id}"

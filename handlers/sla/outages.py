@@ -13,6 +13,7 @@ from sqlalchemy import or_, select
 from handlers.core.context import Context, Field, Reply, Section, Work
 from handlers.knowledge import reuse
 from handlers.sla import availability
+from handlers.sla.dependents import StateWatch
 from handlers.sla.alertmanager import AlertEvent
 from storage.models import Outage, OutboxMessage
 
@@ -70,6 +71,7 @@ def apply_alerts(ctx: Context, events: list[AlertEvent], actor=None) -> dict:
             fingerprint = f"{event.fingerprint}:{event.starts_at.isoformat()}"
             outage = session.scalar(select(Outage).where(Outage.source == "alertmanager",
                                                          Outage.fingerprint == fingerprint))
+            watch = StateWatch(work, service.id)
             if outage is None:
                 alertname = event.labels.get("alertname")
                 article, runbook = reuse.runbook_for(session, alertname, event.runbook_url)
@@ -85,6 +87,9 @@ def apply_alerts(ctx: Context, events: list[AlertEvent], actor=None) -> dict:
             if event.status == "resolved" and outage.ended_at is None:
                 close_outage(work, outage, event.ends_at)
                 counts["closed"] += 1
+            watch.settle(f"outage:{outage.id}:{event.status}", event.summary if event.status == "firing" else "")
+    if work.queued:
+        ctx.on_outbox()
     return {**counts, "runbooks": runbooks}
 
 

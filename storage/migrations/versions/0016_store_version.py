@@ -1,5 +1,5 @@
 """store_version: one row whose number the store's triggers move on with every write to service_status,
-people and identities, so that a replica may keep `status` and who asked in memory and check with one read
+outages, people and identities, so that a replica may keep `status` and who asked in memory and check with one read
 that they still hold
 
 Revision ID: 0016
@@ -14,7 +14,7 @@ down_revision = "0015"
 branch_labels = None
 depends_on = None
 
-TABLES = ("service_status", "people", "identities")  # storage.models_answers.VERSIONED_TABLES, as of this revision
+TABLES = ("service_status", "outages", "people", "identities")  # storage.models_answers.VERSIONED_TABLES, as of this revision
 BUMP = "UPDATE store_version SET version = version + 1 WHERE id = 1"
 
 
