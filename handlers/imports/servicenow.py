@@ -109,6 +109,29 @@ def _missing(stored: list[Event], events: list[Event]) -> list[Event]:
     return missing
 
 
+def _histories(ticket_ids, at):
+    """The tickets' stored events, ``at`` the time column as it is to be read, in the store's order: by
+    ticket, then by time, then as recorded."""
+    return (select(TicketEvent.ticket_id, at, TicketEvent.kind, TicketEvent.value)
+            .where(TicketEvent.ticket_id.in_(list(ticket_ids)))
+            .order_by(TicketEvent.ticket_id, TicketEvent.at, TicketEvent.id))
+
+
+def _all_same(session, existing: dict, built: dict[str, list[Event]], naive: dict) -> bool:
+    """Whether every stored ticket's history is the rebuilt one, event for event: the usual second import.
+    Compared as two lists of plain tuples, the rebuilt times naive as the store gives them back (each
+    distinct instant made naive once, kept in ``naive``)."""
+    by_id = sorted((ticket_id, number) for number, (ticket_id, _, _) in existing.items())
+    rebuilt = []
+    for ticket_id, number in by_id:
+        for at, kind, value in built[number]:
+            if (kept := naive.get(at)) is None:
+                kept = naive[at] = at.replace(tzinfo=None)
+            rebuilt.append((ticket_id, kept, kind, value))
+    read = session.connection().execute(_histories([t for t, _ in by_id], type_coerce(TicketEvent.at, DateTime())))
+    return [tuple(row) for row in read.all()] == rebuilt
+
+
 def import_servicenow(ctx: Context, path: str | Path, service_id: str, timezone: str | None = None,
                       limit: int | None = None, *, batch: int = BATCH, actor: Actor | None = None) -> ImportResult:
     """Import a ServiceNow incident export (the CSV, or a .zip holding it) into a service.
@@ -132,37 +155,31 @@ def import_servicenow(ctx: Context, path: str | Path, service_id: str, timezone:
         result = ImportResult(rows_read=rows_read, rows_skipped=sum(skipped.values()), skip_reasons=dict(skipped))
         cmd = Command(actor=actor or IMPORTER, text=f"import servicenow {path.name} --service {service.id}")
         stored_times: dict = {}  # each instant in the store's form, worked out once for the whole file
+        naive_times: dict = {}  # and as the store gives it back
         for numbers in batches(list(incidents), batch):
-            _import_batch(ctx, cmd, service.id, path.name, numbers, incidents, result, stored_times)
+            _import_batch(ctx, cmd, service.id, path.name, numbers, incidents, result, stored_times, naive_times)
     return result
 
 
 def _import_batch(ctx: Context, cmd: Command, service_id: str, file_name: str, numbers: list[str],
-                  incidents: dict[str, list[Row]], result: ImportResult, stored_times: dict) -> None:
+                  incidents: dict[str, list[Row]], result: ImportResult, stored_times: dict,
+                  naive_times: dict) -> None:
     built = {n: history(incidents[n]) for n in numbers}
     with ctx.change(cmd) as work:
         session = work.session
         # Read as plain rows: a ticket is loaded as an object only when it changes.
         existing = {number: (ticket_id, service, source_resolved) for number, ticket_id, service, source_resolved
-                    in session.execute(select(Ticket.external_id, Ticket.id, Ticket.service_id,
-                                              Ticket.source_resolved_at)
-                                       .where(Ticket.source == SOURCE, Ticket.external_id.in_(numbers))).all()}
-        # Each ticket's stored history in the store's order (by time, then as recorded), its times as the
-        # store keeps them (naive UTC): most are only compared, and a second import reads every one.
+                    in session.connection().execute(
+                        select(Ticket.external_id, Ticket.id, Ticket.service_id, Ticket.source_resolved_at)
+                        .where(Ticket.source == SOURCE, Ticket.external_id.in_(numbers)))}
         known: dict[int, list[Event]] = {t[0]: [] for t in existing.values()}
-        same = False  # every stored history is the rebuilt one, event for event: the usual second import
-        if known:
-            stored = session.connection().execute(
-                select(TicketEvent.ticket_id, type_coerce(TicketEvent.at, DateTime()), TicketEvent.kind,
-                       TicketEvent.value)
-                .where(TicketEvent.ticket_id.in_(list(known)))
-                .order_by(TicketEvent.ticket_id, TicketEvent.at, TicketEvent.id)).all()
-            by_id = sorted((ticket_id, number) for number, (ticket_id, _, _) in existing.items())
-            same = stored == [(ticket_id, at.replace(tzinfo=None), kind, value)
-                              for ticket_id, number in by_id for at, kind, value in built[number]]
-            if not same:
-                for ticket_id, at, kind, value in stored:
-                    known[ticket_id].append((at, kind, value))
+        same = bool(known) and _all_same(session, existing, built, naive_times)
+        if known and not same:
+            # Each ticket's stored history in the store's order (by time, then as recorded), its times naive
+            # UTC as the store keeps them.
+            for ticket_id, at, kind, value in session.connection().execute(
+                    _histories(known, type_coerce(TicketEvent.at, DateTime()))):
+                known[ticket_id].append((at, kind, value))
 
         created: list[tuple[str, dict, list[Event]]] = []
         changed: list[tuple[int, list[Event], list[Event]]] = []  # id, the events it lacks, the whole history
