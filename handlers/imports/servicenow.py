@@ -28,7 +28,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from sqlalchemy import DateTime, select, type_coerce
+from sqlalchemy import DateTime, bindparam, select, type_coerce
 
 from handlers.core.context import Actor, Command, Context, UserError, batches
 from handlers.imports.csv_files import collector_paused
@@ -109,12 +109,14 @@ def _missing(stored: list[Event], events: list[Event]) -> list[Event]:
     return missing
 
 
-def _histories(ticket_ids, at):
-    """The tickets' stored events, ``at`` the time column as it is to be read, in the store's order: by
-    ticket, then by time, then as recorded."""
-    return (select(TicketEvent.ticket_id, at, TicketEvent.kind, TicketEvent.value)
-            .where(TicketEvent.ticket_id.in_(list(ticket_ids)))
-            .order_by(TicketEvent.ticket_id, TicketEvent.at, TicketEvent.id))
+# What a batch reads, built once (each binds its batch's numbers or ticket ids): the tickets as plain rows,
+# and their stored events in the store's order (by ticket, then by time, then as recorded), the times
+# naive UTC as the store keeps them.
+_EXISTING = (select(Ticket.external_id, Ticket.id, Ticket.service_id, Ticket.source_resolved_at)
+             .where(Ticket.source == SOURCE, Ticket.external_id.in_(bindparam("numbers", expanding=True))))
+_STORED = (select(TicketEvent.ticket_id, type_coerce(TicketEvent.at, DateTime()), TicketEvent.kind, TicketEvent.value)
+           .where(TicketEvent.ticket_id.in_(bindparam("ids", expanding=True)))
+           .order_by(TicketEvent.ticket_id, TicketEvent.at, TicketEvent.id))
 
 
 def _all_same(session, existing: dict, built: dict[str, list[Event]], naive: dict) -> bool:
@@ -122,14 +124,14 @@ def _all_same(session, existing: dict, built: dict[str, list[Event]], naive: dic
     Compared as two lists of plain tuples, the rebuilt times naive as the store gives them back (each
     distinct instant made naive once, kept in ``naive``)."""
     by_id = sorted((ticket_id, number) for number, (ticket_id, _, _) in existing.items())
-    rebuilt = []
-    for ticket_id, number in by_id:
-        for at, kind, value in built[number]:
-            if (kept := naive.get(at)) is None:
-                kept = naive[at] = at.replace(tzinfo=None)
-            rebuilt.append((ticket_id, kept, kind, value))
-    read = session.connection().execute(_histories([t for t, _ in by_id], type_coerce(TicketEvent.at, DateTime())))
-    return [tuple(row) for row in read.all()] == rebuilt
+    histories = [(ticket_id, built[number]) for ticket_id, number in by_id]
+    for _, events in histories:
+        for at, _, _ in events:
+            if at not in naive:
+                naive[at] = at.replace(tzinfo=None)
+    rebuilt = [(ticket_id, naive[at], kind, value) for ticket_id, events in histories for at, kind, value in events]
+    read = session.connection().execute(_STORED, {"ids": [ticket_id for ticket_id, _ in by_id]}).all()
+    return list(map(tuple, read)) == rebuilt
 
 
 def import_servicenow(ctx: Context, path: str | Path, service_id: str, timezone: str | None = None,
@@ -169,16 +171,11 @@ def _import_batch(ctx: Context, cmd: Command, service_id: str, file_name: str, n
         session = work.session
         # Read as plain rows: a ticket is loaded as an object only when it changes.
         existing = {number: (ticket_id, service, source_resolved) for number, ticket_id, service, source_resolved
-                    in session.connection().execute(
-                        select(Ticket.external_id, Ticket.id, Ticket.service_id, Ticket.source_resolved_at)
-                        .where(Ticket.source == SOURCE, Ticket.external_id.in_(numbers)))}
+                    in session.connection().execute(_EXISTING, {"numbers": numbers}).all()}
         known: dict[int, list[Event]] = {t[0]: [] for t in existing.values()}
         same = bool(known) and _all_same(session, existing, built, naive_times)
         if known and not same:
-            # Each ticket's stored history in the store's order (by time, then as recorded), its times naive
-            # UTC as the store keeps them.
-            for ticket_id, at, kind, value in session.connection().execute(
-                    _histories(known, type_coerce(TicketEvent.at, DateTime()))):
+            for ticket_id, at, kind, value in session.connection().execute(_STORED, {"ids": list(known)}).all():
                 known[ticket_id].append((at, kind, value))
 
         created: list[tuple[str, dict, list[Event]]] = []
