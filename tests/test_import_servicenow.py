@@ -621,6 +621,18 @@ def test_times_in_other_forms_are_read_as_the_plain_ones(tmp_path):
     assert plain[0]["INC0000045"][0].opened == utc(2016, 2, 29, 4, 16)
 
 
+def test_a_changed_resolved_at_alone_updates_the_ticket(desk, tmp_path):
+    """The same history with another export resolved_at: nothing is added, and the ticket takes the
+    export's time again; the ticket beside it is unchanged."""
+    path = write_csv(tmp_path / "two.csv", rows_of("INC0027498", "INC0000045"))
+    import_servicenow(desk.ctx, path, SERVICE)
+    with desk.ctx.sessions.begin() as s:
+        s.execute(update(Ticket).where(Ticket.external_id == "INC0027498").values(source_resolved_at=None))
+    again = import_servicenow(desk.ctx, path, SERVICE)
+    assert (again.tickets_updated, again.tickets_unchanged, again.events_added) == (1, 1, 0)
+    assert ticket(desk.ctx, "INC0027498").source_resolved_at == utc(2016, 5, 11, 18, 36)
+
+
 def test_an_incident_closed_straight_from_new_counts_as_answered(desk, tmp_path):
     # INC0003115: New 7/3/2016 09:04, Closed 7/3/2016 17:53; never resolved.
     import_servicenow(desk.ctx, write_csv(tmp_path / "closed.csv", rows_of("INC0003115")), SERVICE)

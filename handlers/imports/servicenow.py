@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import timezone
+from datetime import datetime, timezone
 from pathlib import Path
 from types import SimpleNamespace
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -110,13 +110,23 @@ def _missing(stored: list[Event], events: list[Event]) -> list[Event]:
 
 
 # What a batch reads, built once (each binds its batch's numbers or ticket ids): the tickets as plain rows,
-# and their stored events in the store's order (by ticket, then by time, then as recorded), the times
+# and their stored events in the store's order (by ticket, then by time, then as recorded); the times
 # naive UTC as the store keeps them.
-_EXISTING = (select(Ticket.external_id, Ticket.id, Ticket.service_id, Ticket.source_resolved_at)
+_EXISTING = (select(Ticket.external_id, Ticket.id, Ticket.service_id,
+                    type_coerce(Ticket.source_resolved_at, DateTime()))
              .where(Ticket.source == SOURCE, Ticket.external_id.in_(bindparam("numbers", expanding=True))))
 _STORED = (select(TicketEvent.ticket_id, type_coerce(TicketEvent.at, DateTime()), TicketEvent.kind, TicketEvent.value)
            .where(TicketEvent.ticket_id.in_(bindparam("ids", expanding=True)))
            .order_by(TicketEvent.ticket_id, TicketEvent.at, TicketEvent.id))
+
+
+def _naive(at: datetime | None, naive: dict) -> datetime | None:
+    """A UTC time as the store gives it back (naive), each distinct one worked out once and kept in ``naive``."""
+    if at is None:
+        return None
+    if (kept := naive.get(at)) is None:
+        kept = naive[at] = at.replace(tzinfo=None)
+    return kept
 
 
 def _all_same(session, existing: dict, built: dict[str, list[Event]], naive: dict) -> bool:
@@ -128,7 +138,7 @@ def _all_same(session, existing: dict, built: dict[str, list[Event]], naive: dic
     for _, events in histories:
         for at, _, _ in events:
             if at not in naive:
-                naive[at] = at.replace(tzinfo=None)
+                naive[at] = at.replace(tzinfo=None)  # _naive, without a call an event
     rebuilt = [(ticket_id, naive[at], kind, value) for ticket_id, events in histories for at, kind, value in events]
     read = session.connection().execute(_STORED, {"ids": [ticket_id for ticket_id, _ in by_id]}).all()
     return list(map(tuple, read)) == rebuilt
@@ -187,7 +197,7 @@ def _import_batch(ctx: Context, cmd: Command, service_id: str, file_name: str, n
                 continue
             ticket_id, service, source_resolved = existing[number]
             missing = [] if same else _missing(known[ticket_id], events)
-            if not missing and service == service_id and source_resolved == rows[-1].resolved:
+            if not missing and service == service_id and source_resolved == _naive(rows[-1].resolved, naive_times):
                 result.tickets_unchanged += 1
                 continue
             # The whole history in the order the store will give it back: by time, then older rows first.
