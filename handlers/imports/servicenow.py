@@ -120,26 +120,19 @@ _STORED = (select(TicketEvent.ticket_id, type_coerce(TicketEvent.at, DateTime())
            .order_by(TicketEvent.ticket_id, TicketEvent.at, TicketEvent.id))
 
 
-def _naive(at: datetime | None, naive: dict) -> datetime | None:
-    """A UTC time as the store gives it back (naive), each distinct one worked out once and kept in ``naive``."""
-    if at is None:
-        return None
-    if (kept := naive.get(at)) is None:
-        kept = naive[at] = at.replace(tzinfo=None)
-    return kept
+class _NaiveTimes(dict):
+    """UTC times → as the store gives them back (naive), each distinct one worked out once, when first asked."""
+
+    def __missing__(self, at: datetime) -> datetime:
+        kept = self[at] = at.replace(tzinfo=None)
+        return kept
 
 
-def _all_same(session, existing: dict, built: dict[str, list[Event]], naive: dict) -> bool:
+def _all_same(session, existing: dict, built: dict[str, list[Event]], naive: _NaiveTimes) -> bool:
     """Whether every stored ticket's history is the rebuilt one, event for event: the usual second import.
-    Compared as two lists of plain tuples, the rebuilt times naive as the store gives them back (each
-    distinct instant made naive once, kept in ``naive``)."""
+    Compared as two lists of plain tuples, the rebuilt times naive as the store gives them back."""
     by_id = sorted((ticket_id, number) for number, (ticket_id, _, _) in existing.items())
-    histories = [(ticket_id, built[number]) for ticket_id, number in by_id]
-    for _, events in histories:
-        for at, _, _ in events:
-            if at not in naive:
-                naive[at] = at.replace(tzinfo=None)  # _naive, without a call an event
-    rebuilt = [(ticket_id, naive[at], kind, value) for ticket_id, events in histories for at, kind, value in events]
+    rebuilt = [(ticket_id, naive[at], kind, value) for ticket_id, number in by_id for at, kind, value in built[number]]
     read = session.connection().execute(_STORED, {"ids": [ticket_id for ticket_id, _ in by_id]}).all()
     return list(map(tuple, read)) == rebuilt
 
@@ -167,7 +160,7 @@ def import_servicenow(ctx: Context, path: str | Path, service_id: str, timezone:
         result = ImportResult(rows_read=rows_read, rows_skipped=sum(skipped.values()), skip_reasons=dict(skipped))
         cmd = Command(actor=actor or IMPORTER, text=f"import servicenow {path.name} --service {service.id}")
         stored_times: dict = {}  # each instant in the store's form, worked out once for the whole file
-        naive_times: dict = {}  # and as the store gives it back
+        naive_times = _NaiveTimes()  # and as the store gives it back
         for numbers in batches(list(incidents), batch):
             _import_batch(ctx, cmd, service.id, path.name, numbers, incidents, result, stored_times, naive_times)
     return result
@@ -175,7 +168,7 @@ def import_servicenow(ctx: Context, path: str | Path, service_id: str, timezone:
 
 def _import_batch(ctx: Context, cmd: Command, service_id: str, file_name: str, numbers: list[str],
                   incidents: dict[str, list[Row]], result: ImportResult, stored_times: dict,
-                  naive_times: dict) -> None:
+                  naive_times: _NaiveTimes) -> None:
     built = {n: history(incidents[n]) for n in numbers}
     with ctx.change(cmd) as work:
         session = work.session
@@ -195,9 +188,9 @@ def _import_batch(ctx: Context, cmd: Command, service_id: str, file_name: str, n
             if number not in existing:
                 created.append((number, _new_ticket(number, service_id, rows, events), events))
                 continue
-            ticket_id, service, source_resolved = existing[number]
+            (ticket_id, service, source_resolved), resolved = existing[number], rows[-1].resolved
             missing = [] if same else _missing(known[ticket_id], events)
-            if not missing and service == service_id and source_resolved == _naive(rows[-1].resolved, naive_times):
+            if not missing and service == service_id and source_resolved == (resolved and naive_times[resolved]):
                 result.tickets_unchanged += 1
                 continue
             # The whole history in the order the store will give it back: by time, then older rows first.
