@@ -605,6 +605,34 @@ def test_rows_it_cannot_use_are_skipped_with_the_reason(desk, tmp_path):
     ]
 
 
+def test_times_in_other_forms_are_read_as_the_plain_ones(tmp_path):
+    """Most times are read by their day and minute halves; one with other spacing or with seconds is read
+    by the whole pattern, to the same instant, and its row is the same."""
+    from handlers.imports.servicenow_rows import read_incidents
+    rows = rows_of("INC0000045", "INC0000047")
+    forms = [lambda t: f" {t} ", lambda t: t.replace(" ", "  "), lambda t: f"{t}:00",
+             lambda t: re.sub(r" 0(\d):", r" \1:", t)]
+    columns = ("sys_updated_at", "opened_at", "resolved_at", "closed_at")
+    respelt = [{**row, **{c: forms[(i + k) % len(forms)](row[c]) for k, c in enumerate(columns) if row[c] != "?"}}
+               for i, row in enumerate(rows)]
+    assert any(r != s for r, s in zip(rows, respelt))
+    plain = read_incidents(write_csv(tmp_path / "plain.csv", rows), ZONE)
+    assert read_incidents(write_csv(tmp_path / "respelt.csv", respelt), ZONE) == plain
+    assert plain[0]["INC0000045"][0].opened == utc(2016, 2, 29, 4, 16)
+
+
+def test_a_changed_resolved_at_alone_updates_the_ticket(desk, tmp_path):
+    """The same history with another export resolved_at: nothing is added, and the ticket takes the
+    export's time again; the ticket beside it is unchanged."""
+    path = write_csv(tmp_path / "two.csv", rows_of("INC0027498", "INC0000045"))
+    import_servicenow(desk.ctx, path, SERVICE)
+    with desk.ctx.sessions.begin() as s:
+        s.execute(update(Ticket).where(Ticket.external_id == "INC0027498").values(source_resolved_at=None))
+    again = import_servicenow(desk.ctx, path, SERVICE)
+    assert (again.tickets_updated, again.tickets_unchanged, again.events_added) == (1, 1, 0)
+    assert ticket(desk.ctx, "INC0027498").source_resolved_at == utc(2016, 5, 11, 18, 36)
+
+
 def test_an_incident_closed_straight_from_new_counts_as_answered(desk, tmp_path):
     # INC0003115: New 7/3/2016 09:04, Closed 7/3/2016 17:53; never resolved.
     import_servicenow(desk.ctx, write_csv(tmp_path / "closed.csv", rows_of("INC0003115")), SERVICE)

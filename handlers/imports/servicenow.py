@@ -23,12 +23,12 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import timezone
+from datetime import datetime, timezone
 from pathlib import Path
 from types import SimpleNamespace
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from sqlalchemy import DateTime, select, type_coerce
+from sqlalchemy import DateTime, bindparam, select, type_coerce
 
 from handlers.core.context import Actor, Command, Context, UserError, batches
 from handlers.imports.csv_files import collector_paused
@@ -112,6 +112,34 @@ def _missing(stored: list[Event], events: list[Event]) -> list[Event]:
     return missing
 
 
+# What a batch reads, built once (each binds its batch's numbers or ticket ids): the tickets as plain rows,
+# and their stored events in the store's order (by ticket, then by time, then as recorded); the times
+# naive UTC as the store keeps them.
+_EXISTING = (select(Ticket.external_id, Ticket.id, Ticket.service_id,
+                    type_coerce(Ticket.source_resolved_at, DateTime()))
+             .where(Ticket.source == SOURCE, Ticket.external_id.in_(bindparam("numbers", expanding=True))))
+_STORED = (select(TicketEvent.ticket_id, type_coerce(TicketEvent.at, DateTime()), TicketEvent.kind, TicketEvent.value)
+           .where(TicketEvent.ticket_id.in_(bindparam("ids", expanding=True)))
+           .order_by(TicketEvent.ticket_id, TicketEvent.at, TicketEvent.id))
+
+
+class _NaiveTimes(dict):
+    """UTC times → as the store gives them back (naive), each distinct one worked out once, when first asked."""
+
+    def __missing__(self, at: datetime) -> datetime:
+        kept = self[at] = at.replace(tzinfo=None)
+        return kept
+
+
+def _all_same(session, existing: dict, built: dict[str, list[Event]], naive: _NaiveTimes) -> bool:
+    """Whether every stored ticket's history is the rebuilt one, event for event: the usual second import.
+    Compared as two lists of plain tuples, the rebuilt times naive as the store gives them back."""
+    by_id = sorted((ticket_id, number) for number, (ticket_id, _, _) in existing.items())
+    rebuilt = [(ticket_id, naive[at], kind, value) for ticket_id, number in by_id for at, kind, value in built[number]]
+    read = session.connection().execute(_STORED, {"ids": [ticket_id for ticket_id, _ in by_id]}).all()
+    return list(map(tuple, read)) == rebuilt
+
+
 def import_servicenow(ctx: Context, path: str | Path, service_id: str, timezone: str | None = None,
                       limit: int | None = None, *, batch: int = BATCH, actor: Actor | None = None) -> ImportResult:
     """Import a ServiceNow incident export (the CSV, or a .zip holding it) into a service.
@@ -131,43 +159,32 @@ def import_servicenow(ctx: Context, path: str | Path, service_id: str, timezone:
         raise UserError("The limit counts incidents; give a number of 0 or more.")
     path = Path(path)
     with collector_paused():
-        incidents, skipped, rows_read = read_incidents(path, zone, limit)
-        named = problems.problem_ids(path)  # incident number → the problem it names
+        incidents, skipped, rows_read, named = read_incidents(path, zone, limit)
+        named = problems.Named(named)  # incident number → the problem it names
         result = ImportResult(rows_read=rows_read, rows_skipped=sum(skipped.values()), skip_reasons=dict(skipped))
         cmd = Command(actor=actor or IMPORTER, text=f"import servicenow {path.name} --service {service.id}")
         stored_times: dict = {}  # each instant in the store's form, worked out once for the whole file
+        naive_times = _NaiveTimes()  # and as the store gives it back
         for numbers in batches(list(incidents), batch):
-            _import_batch(ctx, cmd, service.id, path.name, numbers, incidents, result, stored_times, named)
+            _import_batch(ctx, cmd, service.id, path.name, numbers, incidents, result, stored_times, naive_times,
+                          named)
     return result
 
 
 def _import_batch(ctx: Context, cmd: Command, service_id: str, file_name: str, numbers: list[str],
                   incidents: dict[str, list[Row]], result: ImportResult, stored_times: dict,
-                  named: dict[str, str]) -> None:
+                  naive_times: _NaiveTimes, named: dict[str, str]) -> None:
     built = {n: history(incidents[n]) for n in numbers}
     with ctx.change(cmd) as work:
         session = work.session
         # Read as plain rows: a ticket is loaded as an object only when it changes.
         existing = {number: (ticket_id, service, source_resolved) for number, ticket_id, service, source_resolved
-                    in session.execute(select(Ticket.external_id, Ticket.id, Ticket.service_id,
-                                              Ticket.source_resolved_at)
-                                       .where(Ticket.source == SOURCE, Ticket.external_id.in_(numbers))).all()}
-        # Each ticket's stored history in the store's order (by time, then as recorded), its times as the
-        # store keeps them (naive UTC): most are only compared, and a second import reads every one.
+                    in session.connection().execute(_EXISTING, {"numbers": numbers}).all()}
         known: dict[int, list[Event]] = {t[0]: [] for t in existing.values()}
-        same = False  # every stored history is the rebuilt one, event for event: the usual second import
-        if known:
-            stored = session.connection().execute(
-                select(TicketEvent.ticket_id, type_coerce(TicketEvent.at, DateTime()), TicketEvent.kind,
-                       TicketEvent.value)
-                .where(TicketEvent.ticket_id.in_(list(known)))
-                .order_by(TicketEvent.ticket_id, TicketEvent.at, TicketEvent.id)).all()
-            by_id = sorted((ticket_id, number) for number, (ticket_id, _, _) in existing.items())
-            same = stored == [(ticket_id, at.replace(tzinfo=None), kind, value)
-                              for ticket_id, number in by_id for at, kind, value in built[number]]
-            if not same:
-                for ticket_id, at, kind, value in stored:
-                    known[ticket_id].append((at, kind, value))
+        same = bool(known) and _all_same(session, existing, built, naive_times)
+        if known and not same:
+            for ticket_id, at, kind, value in session.connection().execute(_STORED, {"ids": list(known)}).all():
+                known[ticket_id].append((at, kind, value))
 
         created: list[tuple[str, dict, list[Event]]] = []
         changed: list[tuple[int, list[Event], list[Event]]] = []  # id, the events it lacks, the whole history
@@ -176,9 +193,9 @@ def _import_batch(ctx: Context, cmd: Command, service_id: str, file_name: str, n
             if number not in existing:
                 created.append((number, _new_ticket(number, service_id, rows, events), events))
                 continue
-            ticket_id, service, source_resolved = existing[number]
+            (ticket_id, service, source_resolved), resolved = existing[number], rows[-1].resolved
             missing = [] if same else _missing(known[ticket_id], events)
-            if not missing and service == service_id and source_resolved == rows[-1].resolved:
+            if not missing and service == service_id and source_resolved == (resolved and naive_times[resolved]):
                 result.tickets_unchanged += 1
                 continue
             # The whole history in the order the store will give it back: by time, then older rows first.

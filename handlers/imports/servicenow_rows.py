@@ -38,7 +38,7 @@ import io
 import re
 import zipfile
 from collections import Counter
-from datetime import datetime
+from datetime import datetime, timezone
 from operator import itemgetter
 from pathlib import Path
 from typing import NamedTuple
@@ -57,6 +57,9 @@ STATES = {"New": "new", "Active": "in-progress", "Awaiting User Info": "awaiting
           "Awaiting Evidence": "awaiting-evidence", "Resolved": "resolved", "Closed": "closed"}
 PRIORITY = re.compile(r"^\s*([1-4])\b")  # "1 - Critical" … "4 - Low"
 TIMESTAMP = re.compile(r"^\s*(\d{1,2})/(\d{1,2})/(\d{4})\s+(\d{1,2}):(\d{2})(?::(\d{2}))?\s*$")
+# The plain form of a time, by halves: a file has a few hundred days and at most 1,440 minutes of the day.
+DAY = re.compile(r"(\d{1,2})/(\d{1,2})/(\d{4})")
+CLOCK = re.compile(r"(\d{1,2}):(\d{2})(?::(\d{2}))?")
 
 
 Event = tuple[datetime, str, str | None]  # (at, kind, value)
@@ -98,17 +101,15 @@ def _open_text(path: Path) -> tuple[io.TextIOBase, zipfile.ZipFile | None]:
 
 
 def read_incidents(path: str | Path, zone: ZoneInfo, limit: int | None = None
-                   ) -> tuple[dict[str, list[Row]], Counter, int]:
+                   ) -> tuple[dict[str, list[Row]], Counter, int, dict[str, str]]:
     """Rows by incident number, in the order incidents first appear, each incident's rows in time order.
 
     ``limit`` counts incidents: the first ``limit`` distinct numbers of the file (their rows wherever they
-    are). Returns the incidents, the skipped rows' reasons, and how many rows those incidents had."""
+    are). Returns the incidents, the skipped rows' reasons, how many rows those incidents had, and the
+    problem each incident names (``problem_id``, where the export has it: the value of its latest row that
+    names one, by ``sys_mod_count``; see handlers/problems/imported.py)."""
     path = Path(path)
     text, archive = _open_text(path)
-    incidents: dict[str, list[Row]] = {}
-    skipped: Counter = Counter()
-    rows_read = 0
-    times: dict[str, datetime | None] = {MISSING: None}
     try:
         reader = csv.reader(text)
         header = next(reader, None)
@@ -118,28 +119,7 @@ def read_incidents(path: str | Path, zone: ZoneInfo, limit: int | None = None
         missing = [c for c in REQUIRED if c not in col]
         if missing:
             raise UserError(f"{path} is not a ServiceNow incident export: no column {', '.join(missing)}.")
-        number_at, at = col["number"], _Columns(col)
-        for values in reader:
-            if not values:
-                continue
-            number = values[number_at].strip() if len(values) > number_at else ""
-            if number in ("", MISSING):
-                if limit is None or len(incidents) < limit:
-                    rows_read += 1
-                    skipped["no incident number"] += 1
-                continue
-            rows = incidents.get(number)
-            if rows is None:
-                if limit is not None and len(incidents) >= limit:
-                    continue  # beyond the limit: not read
-                rows = incidents[number] = []
-            rows_read += 1
-            try:
-                if len(values) != len(header):
-                    raise Skip("wrong number of columns")
-                rows.append(_row(values, at, zone, times))
-            except Skip as exc:
-                skipped[str(exc)] += 1
+        incidents, skipped, rows_read, problems = _read_rows(reader, len(header), col, zone, limit)
     except csv.Error as exc:
         raise UserError(f"{path} is not readable CSV: {exc}.") from None
     except (OSError, zipfile.BadZipFile, UnicodeDecodeError) as exc:
@@ -153,14 +133,94 @@ def read_incidents(path: str | Path, zone: ZoneInfo, limit: int | None = None
         if rows:
             rows.sort(key=_WHEN)
             out[number] = rows
-    return out, skipped, rows_read
+    return out, skipped, rows_read, {number: problem for number, (_, problem) in problems.items()}
+
+
+def _read_rows(reader, width: int, col: dict[str, int], zone: ZoneInfo, limit: int | None
+               ) -> tuple[dict[str, list[Row]], Counter, int, dict[str, tuple[int, str]]]:
+    """The rows of the incidents taken, in the file's order, the skipped rows' reasons, how many rows
+    those incidents had, and the problem each names with the modification that named it last.
+
+    A row is read here, without a call, when every value in it but its times has been read before (by
+    ``_row``, and kept) and its times are in the plain form (``_plain_time``): most rows of a file, which
+    repeat its few states and priorities and its incidents' groups and titles. Any other row is read by
+    ``_row``, which says why it cannot be used. (This loop runs once a row: calls and attribute look-ups
+    in it were a third of a second import.)"""
+    incidents: dict[str, list[Row]] = {}
+    problems: dict[str, tuple[int, str]] = {}
+    problem_at = col.get("problem_id")
+    skipped: Counter = Counter()
+    rows_read = 0
+    at = _Columns(col, zone)
+    times: dict[str, datetime | None] = {MISSING: None}
+    number_at, fields, title_of, new_row = col["number"], at.fields, at.title, _new_row
+    mod_counts, reopen_counts, priorities, names, titles = (at.mod_counts, at.reopen_counts, at.priorities,
+                                                            at.names, at.titles)
+    for values in reader:
+        if not values:
+            continue
+        number = values[number_at].strip() if len(values) > number_at else ""
+        if number in ("", MISSING):
+            if limit is None or len(incidents) < limit:
+                rows_read += 1
+                skipped["no incident number"] += 1
+            continue
+        rows = incidents.get(number)
+        if rows is None:
+            if limit is not None and len(incidents) >= limit:
+                continue  # beyond the limit: not read
+            rows = incidents[number] = []
+        rows_read += 1
+        if len(values) == width:
+            state, priority, updated, opened, resolved, closed, mod_count, reopen_count, group, vendor = fields(values)
+            if updated not in times:
+                _plain_time(updated, at, times)
+            if opened not in times:
+                _plain_time(opened, at, times)
+            if resolved not in times:
+                _plain_time(resolved, at, times)
+            if closed not in times:
+                _plain_time(closed, at, times)
+            try:
+                row = new_row(Row, (times[updated], mod_counts[mod_count], STATES[state], reopen_counts[reopen_count],
+                                    priorities[priority], names[group], names[vendor], times[opened],
+                                    times[resolved], times[closed], titles[title_of(values)]))
+            except KeyError:
+                pass  # something not read before
+            else:
+                # A priority not understood, or no sys_updated_at or opened_at: _row says so.
+                if row[4] is not None and row[0] is not None and row[7] is not None:
+                    rows.append(row)
+                    if problem_at is not None and values[problem_at] not in NO_PROBLEM:
+                        _name_problem(problems, number, row[1], values[problem_at])
+                    continue
+        try:
+            if len(values) != width:
+                raise Skip("wrong number of columns")
+            rows.append(row := _row(values, at, zone, times))
+            if problem_at is not None and values[problem_at] not in NO_PROBLEM:
+                _name_problem(problems, number, row[1], values[problem_at])
+        except Skip as exc:
+            skipped[str(exc)] += 1
+    return incidents, skipped, rows_read, problems
+
+
+NO_PROBLEM = frozenset((MISSING, ""))
+
+
+def _name_problem(problems: dict[str, tuple[int, str]], number: str, mod_count: int, value: str) -> None:
+    """The incident names this problem, unless a later modification of it named another."""
+    value = " ".join(value.split())
+    if value and (number not in problems or mod_count >= problems[number][0]):
+        problems[number] = (mod_count, value)
 
 
 class _Columns:
     """Where each column the history needs is in a row, looked up once per file, and the values already
     parsed: the file's groups, vendors, priorities and titles recur on row after row."""
 
-    def __init__(self, col: dict[str, int]):
+    def __init__(self, col: dict[str, int], zone: ZoneInfo):
+        self.zone = zone
         self.state, self.priority = col["incident_state"], col["priority"]
         self.updated, self.opened = col["sys_updated_at"], col["opened_at"]
         self.resolved, self.closed = col["resolved_at"], col["closed_at"]
@@ -168,9 +228,16 @@ class _Columns:
         self.group, self.vendor = col["assignment_group"], col["vendor"]
         title = [col[c] for c in TITLE_COLUMNS if c in col]
         self.title = itemgetter(*title) if len(title) > 1 else lambda values: tuple(values[i] for i in title)
+        # Every column the history needs, taken from a row in one call.
+        self.fields = itemgetter(self.state, self.priority, self.updated, self.opened, self.resolved, self.closed,
+                                 self.mod_count, self.reopen_count, self.group, self.vendor)
         self.priorities: dict[str, str | None] = {}
         self.names: dict[str, str | None] = {}
         self.titles: dict[tuple[str, ...], str] = {}
+        self.mod_counts: dict[str, int] = {}
+        self.reopen_counts: dict[str, int] = {}
+        self.days: dict[str, tuple[int, int, int]] = {}
+        self.clocks: dict[str, tuple[int, int, int]] = {}
 
 
 def _row(values: list[str], at: _Columns, zone: ZoneInfo, times: dict) -> Row:
@@ -203,11 +270,13 @@ def _row(values: list[str], at: _Columns, zone: ZoneInfo, times: dict) -> Row:
     title = at.titles.get(key := at.title(values))
     if title is None:
         title = at.titles[key] = " / ".join(t.strip() for t in key if t.strip() not in ("", MISSING))
-    return Row(updated, _int(values[at.mod_count], -1), state, _int(values[at.reopen_count], 0), priority, group,
-               vendor, opened, resolved, closed, title)
+    mod_count = at.mod_counts[text] = _int(text := values[at.mod_count], -1)
+    reopen_count = at.reopen_counts[text] = _int(text := values[at.reopen_count], 0)
+    return Row(updated, mod_count, state, reopen_count, priority, group, vendor, opened, resolved, closed, title)
 
 
 _UNSEEN = object()
+_new_row = tuple.__new__  # a Row from a tuple of its fields, without the named tuple's Python-level __new__
 _WHEN = itemgetter(0, 1)  # a Row's (updated, mod_count): the order of an incident's rows
 _AT = itemgetter(0)  # an event's time
 
@@ -215,6 +284,28 @@ _AT = itemgetter(0)  # an event's time
 def _time(text: str, zone: ZoneInfo, cache: dict, column: str) -> datetime | None:
     """A day-first local wall time (``29/2/2016 01:16``) in UTC; None for ``?``."""
     return day_first_time(text, TIMESTAMP, ("", MISSING), zone, cache, column)
+
+
+def _plain_time(text: str, at: _Columns, cache: dict) -> datetime | object:
+    """A time in the plain form ``d/m/yyyy HH:MM`` (no spaces but the one) in UTC, read by its halves
+    (``TIMESTAMP`` read whole costs several times as much), and kept in ``cache``; _UNSEEN for anything else
+    (``_time`` reads that, and says why it cannot be used)."""
+    date, _, clock = text.partition(" ")
+    day = at.days.get(date)
+    if day is None:
+        if not (m := DAY.fullmatch(date)):
+            return _UNSEEN
+        day = at.days[date] = (int(m[3]), int(m[2]), int(m[1]))
+    hour = at.clocks.get(clock)
+    if hour is None:
+        if not (m := CLOCK.fullmatch(clock)):
+            return _UNSEEN
+        hour = at.clocks[clock] = (int(m[1]), int(m[2]), int(m[3] or 0))
+    try:
+        value = cache[text] = datetime(*day, *hour, tzinfo=at.zone).astimezone(timezone.utc)
+    except ValueError:  # no such day or hour
+        return _UNSEEN
+    return value
 
 
 def _value(text: str) -> str | None:
@@ -237,7 +328,7 @@ def history(rows: list[Row]) -> list[Event]:
     opened = last.opened
     resolved_at = max(last.resolved, opened) if last.resolved else None
     closed_at = max(last.closed, opened) if last.closed else None
-    steps = [max(r.updated, opened) for r in rows]
+    steps = [r.updated if r.updated >= opened else opened for r in rows]  # max(r.updated, opened), no call
     close_run = _run_holding(rows, steps, "closed", closed_at)
 
     events: list[Event] = [(opened, "open", first.priority)]
@@ -246,24 +337,25 @@ def history(rows: list[Row]) -> list[Event]:
     state, priority, group, supplier = "new", first.priority, first.group, None
     responded, reopens, mods = False, first.reopen_count, -1
     for i, (at, row) in enumerate(zip(steps, rows)):
-        if (row.state in OPEN_STATES and state in DONE_STATES and row.reopen_count <= reopens
-                and 0 <= row.mod_count < mods):
+        _, mod_count, new, reopen_count, row_priority, row_group, vendor, _, _, _, _ = row  # once, not by name
+        if new in OPEN_STATES and state in DONE_STATES and reopen_count <= reopens and 0 <= mod_count < mods:
             continue  # a stale row, not a reopen
-        mods = max(mods, row.mod_count)
-        if row.priority != priority:
-            events.append((at, "priority", row.priority))
-            priority = row.priority
-        if row.group != group:
-            events.append((at, "assign", row.group))
-            group = row.group
-        if row.vendor and row.vendor != supplier:
-            events.append((at, "supplier", row.vendor))
-            supplier = row.vendor
-        new = row.state
-        if new in OPEN_STATES and (state in DONE_STATES or row.reopen_count > reopens):
+        if mod_count > mods:
+            mods = mod_count
+        if row_priority != priority:
+            events.append((at, "priority", row_priority))
+            priority = row_priority
+        if row_group != group:
+            events.append((at, "assign", row_group))
+            group = row_group
+        if vendor and vendor != supplier:
+            events.append((at, "supplier", vendor))
+            supplier = vendor
+        if new in OPEN_STATES and (state in DONE_STATES or reopen_count > reopens):
             events.append((at, "reopen", None))
             state = "in-progress"
-        reopens = max(reopens, row.reopen_count)
+        if reopen_count > reopens:
+            reopens = reopen_count
         if new == state:
             continue
         if new == "resolved":

@@ -1,21 +1,17 @@
 """Problems from an import: a ServiceNow incident export's ``problem_id`` links its incidents to problems.
 
-``import servicenow`` reads the file once more for three columns (``problem_ids``) and links each batch of
-incidents in the batch's own transaction, counted in its audit record (``link_imported``). An incident's problem
-is the value of its latest row that names one (the highest ``sys_mod_count``; nine incidents of the UCI log
-name more than one over their life); a problem is made for each id not seen before (``source="servicenow"``,
-``external_id`` the id, open, titled by the id: the export carries no more of it), and each imported incident
-not yet of a problem is linked to it. Importing again changes nothing; an incident someone linked to another
+``import servicenow`` reads each row's ``problem_id`` with the rest of it (handlers/imports/servicenow_rows.py)
+and links each batch of incidents in the batch's own transaction, counted in its audit record
+(``link_imported``). An incident's problem is the value of its latest row that names one (the highest
+``sys_mod_count``; nine incidents of the UCI log name more than one over their life); a problem is made for
+each id not seen before (``source="servicenow"``, ``external_id`` the id, open, titled by the id: the export
+carries no more of it), and each imported incident not yet of a problem is linked to it. Importing again changes nothing; an incident someone linked to another
 problem in chat stays where they put it. History is not news: nothing is announced and a problem is not
 reopened by an import. The export's ``rfc`` and ``caused_by`` name ServiceNow changes, which are not
 imported, so they are not used.
 """
 from __future__ import annotations
 
-import csv
-import io
-import zipfile
-from pathlib import Path
 
 from sqlalchemy import insert, select
 
@@ -23,38 +19,6 @@ from handlers.core.context import Work
 from storage.models import Problem, ProblemIncident, Ticket
 
 SOURCE = "servicenow"
-MISSING = ("", "?")
-
-
-def problem_ids(path: Path) -> dict[str, str]:
-    """Incident number → the problem id its latest row names; empty when the export has no ``problem_id``.
-
-    The rows are lines of the header's width without a quote (the UCI log's are): a row is split whole only when
-    its ``problem_id``, found from the line's end, is not ``?`` — less than half the csv module's time on the UCI
-    log, and little more than unzipping it takes. A file with a quote or a line of another width anywhere
-    is read again with the csv module, which knows quoted commas and line breaks."""
-    with _text(path) as text:
-        header = next(text, "").rstrip("\r\n").split(",")
-        columns = _columns(header)
-        if columns is None:
-            return {}
-        found: dict[str, tuple[int, str]] | None = {}
-        commas, from_right = len(header) - 1, len(header) - columns[1]
-        for line in text:
-            # A quote, or a row of another width, and the csv module reads the file instead.
-            if '"' in line or line.count(",") != commas:
-                found = None
-                break
-            if line.rsplit(",", from_right)[-from_right] != "?":  # most name no problem: only the rest are split
-                _keep(found, line.rstrip("\r\n").split(","), columns)
-    if found is None:
-        with _text(path) as text:
-            reader = csv.reader(text)
-            columns = _columns(next(reader, []))
-            found = {}
-            for values in reader:
-                _keep(found, values, columns)
-    return Named((number, problem) for number, (_, problem) in found.items())
 
 
 class Named(dict):
@@ -71,36 +35,6 @@ class Named(dict):
                     select(Ticket.external_id).join(ProblemIncident, ProblemIncident.ticket_id == Ticket.id)
                     .where(Ticket.source == SOURCE, Ticket.external_id.in_(numbers[i:i + 500]))))
         return self.linked
-
-
-def _columns(header: list[str]) -> tuple[int, int, int | None] | None:
-    col = {name.strip().strip('"'): i for i, name in enumerate(header)}
-    if not {"number", "problem_id"} <= set(col):
-        return None
-    return col["number"], col["problem_id"], col.get("sys_mod_count")
-
-
-def _keep(found: dict[str, tuple[int, str]], values: list[str], columns: tuple[int, int, int | None]) -> None:
-    """Remember the row's problem for its incident unless a later modification named another."""
-    number_at, problem_at, mod_at = columns
-    if len(values) <= max(number_at, problem_at, mod_at or 0):
-        return
-    problem = values[problem_at]
-    if problem == "?" or problem.strip() in MISSING:
-        return
-    number = values[number_at].strip()
-    mod = values[mod_at].strip() if mod_at is not None else ""
-    mod = int(mod) if mod.isdigit() else 0
-    if number not in MISSING and (number not in found or mod >= found[number][0]):
-        found[number] = (mod, " ".join(problem.split()))
-
-
-def _text(path: Path):
-    if path.suffix.lower() != ".zip":
-        return open(path, newline="", encoding="utf-8-sig")
-    archive = zipfile.ZipFile(path)
-    member = next(m for m in archive.namelist() if m.lower().endswith(".csv"))
-    return io.TextIOWrapper(archive.open(member), encoding="utf-8-sig", newline="")
 
 
 def link_imported(work: Work, service_id: str, numbers: list[str], named: dict[str, str]) -> int:
