@@ -16,25 +16,36 @@ from bot import api, status_page
 from bot.outbox import Delivered, DeliveryError, Outgoing
 from bot.runtime import Runtime
 from bot.teams_trust import EMULATOR_VARIABLE, is_loopback, peer_host, teams_mode
-from handlers.changes import messages
-from handlers.core.retention import prune
 from handlers.home import published as home
-from handlers.knowledge import reviews as kb_reviews
-from handlers.problems import suggestions as problem_suggestions
-from handlers.reporting import digests, reports
-from handlers.reviews import record as reviews
+from handlers.router import FORMS, ROUTES, lazy
 from handlers.services import catalogue_review
-from handlers.shifts import handover
 from handlers.sla import breaches, outages
 from handlers.surveys import asking
 from storage.db import read_only
 
 if TYPE_CHECKING:
     from bot.teams import TeamsFront, TeamsSender
+    from handlers.changes import messages
+    from handlers.core import retention
+    from handlers.knowledge import reviews as kb_reviews
+    from handlers.problems import suggestions as problem_suggestions
+    from handlers.reporting import digests, reports
+    from handlers.reviews import record as reviews
+    from handlers.shifts import handover
 
 log = logging.getLogger("svcbot")
 
 RUNTIME = web.AppKey("runtime", Runtime)
+
+# Sweeps of capabilities nothing else at start imports: each is imported when it first runs, off the event loop.
+changes_sweep = lazy("handlers.changes.messages:sweep")
+digests_sweep = lazy("handlers.reporting.digests:sweep")
+reports_sweep = lazy("handlers.reporting.reports:sweep")
+kb_reviews_sweep = lazy("handlers.knowledge.reviews:sweep")
+prune = lazy("handlers.core.retention:prune")
+reviews_sweep = lazy("handlers.reviews.record:sweep")
+handovers_sweep = lazy("handlers.shifts.handover:sweep")
+problems_sweep = lazy("handlers.problems.suggestions:suggest")
 
 
 def build_app(runtime: Runtime) -> web.Application:
@@ -85,16 +96,16 @@ def build_app(runtime: Runtime) -> web.Application:
                           max_instances=1, coalesce=True, misfire_grace_time=300)
         scheduler.add_job(_in_thread, "interval", seconds=delivery.sweep_seconds, args=[breaches.sweep, runtime.ctx],
                           id="clocks", max_instances=1, coalesce=True, misfire_grace_time=300)
-        scheduler.add_job(_in_thread, "interval", seconds=delivery.sweep_seconds, args=[messages.sweep, runtime.ctx],
+        scheduler.add_job(_in_thread, "interval", seconds=delivery.sweep_seconds, args=[changes_sweep, runtime.ctx],
                           id="changes", max_instances=1, coalesce=True, misfire_grace_time=300)
         scheduler.add_job(_in_thread, "interval", seconds=delivery.sweep_seconds, args=[asking.sweep, runtime.ctx],
                           id="surveys", max_instances=1, coalesce=True, misfire_grace_time=300)
         # Digest and report slots are rows (handlers/reporting/schedule.py): a sweep at start posts one missed
         # while stopped.
-        scheduler.add_job(_in_thread, "interval", seconds=delivery.sweep_seconds, args=[digests.sweep, runtime.ctx],
+        scheduler.add_job(_in_thread, "interval", seconds=delivery.sweep_seconds, args=[digests_sweep, runtime.ctx],
                           id="digests", max_instances=1, coalesce=True, misfire_grace_time=300,
                           next_run_time=datetime.now(timezone.utc))
-        scheduler.add_job(_in_thread, "interval", seconds=delivery.sweep_seconds, args=[reports.sweep, runtime.ctx],
+        scheduler.add_job(_in_thread, "interval", seconds=delivery.sweep_seconds, args=[reports_sweep, runtime.ctx],
                           id="reports", max_instances=1, coalesce=True, misfire_grace_time=300,
                           next_run_time=datetime.now(timezone.utc))
         scheduler.add_job(_in_thread, "interval", hours=6, args=[asking.purge, runtime.ctx], id="purge",
@@ -102,20 +113,20 @@ def build_app(runtime: Runtime) -> web.Application:
         scheduler.add_job(_in_thread, "interval", minutes=1, args=[outages.burn_sweep, runtime.ctx], id="burn",
                           max_instances=1, coalesce=True, misfire_grace_time=300)
         # A P1 or P2 resolved through the API gets its review at the next sweep (handlers/reviews).
-        scheduler.add_job(_in_thread, "interval", seconds=delivery.sweep_seconds, args=[reviews.sweep, runtime.ctx],
+        scheduler.add_job(_in_thread, "interval", seconds=delivery.sweep_seconds, args=[reviews_sweep, runtime.ctx],
                           id="incident-reviews", max_instances=1, coalesce=True, misfire_grace_time=300)
         # Reviews and confirmations fall due by the day: a sweep a minute asks, reminds and tells in time.
-        scheduler.add_job(_in_thread, "interval", minutes=1, args=[kb_reviews.sweep, runtime.ctx], id="kb-reviews",
+        scheduler.add_job(_in_thread, "interval", minutes=1, args=[kb_reviews_sweep, runtime.ctx], id="kb-reviews",
                           max_instances=1, coalesce=True, misfire_grace_time=300)
         scheduler.add_job(_in_thread, "interval", minutes=1, args=[catalogue_review.sweep, runtime.ctx],
                           id="catalogue", max_instances=1, coalesce=True, misfire_grace_time=300)
         # Handovers at each shift's end, once across replicas, and to the service managers when not taken over
         # within the hour (handlers/shifts/handover.py); shift ends are whole minutes.
-        scheduler.add_job(_in_thread, "interval", seconds=30, args=[handover.sweep, runtime.ctx], id="handovers",
+        scheduler.add_job(_in_thread, "interval", seconds=30, args=[handovers_sweep, runtime.ctx], id="handovers",
                           max_instances=1, coalesce=True, misfire_grace_time=300,
                           next_run_time=datetime.now(timezone.utc))
         # Clusters of similar incidents suggested to their service owners as problems, once each.
-        scheduler.add_job(_in_thread, "interval", minutes=5, args=[problem_suggestions.suggest, runtime.ctx],
+        scheduler.add_job(_in_thread, "interval", minutes=5, args=[problems_sweep, runtime.ctx],
                           id="problem-suggestions", max_instances=1, coalesce=True, misfire_grace_time=300)
         # Slack homes whose content changed are published again (handlers/home/published.py).
         scheduler.add_job(_in_thread, "interval", seconds=home.SWEEP_SECONDS, args=[home.sweep, runtime.ctx],
@@ -123,6 +134,8 @@ def build_app(runtime: Runtime) -> web.Application:
         # Delivered messages and delivery keys past app.yaml's retention (handlers/core/retention.py).
         scheduler.add_job(_in_thread, "interval", hours=6, args=[prune, runtime.ctx], id="prune",
                           max_instances=1, coalesce=True, next_run_time=datetime.now(timezone.utc))
+        # The handlers a command or form needs, imported now rather than by the first person who asks.
+        scheduler.add_job(_in_thread, "date", args=[_import_handlers, None], id="import-handlers")
         scheduler.start()
         runtime.deliverer.kick()
         if slack and app_token:
@@ -235,6 +248,12 @@ async def _metrics(request: web.Request) -> web.Response:
     metrics = request.app[RUNTIME].metrics
     await asyncio.to_thread(metrics.refresh)
     return web.Response(body=generate_latest(metrics.registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+def _import_handlers(_ctx) -> None:
+    for handler in [*ROUTES.values(), *FORMS.values()]:
+        if isinstance(handler, lazy):
+            handler.resolve()
 
 
 async def _in_thread(job, ctx) -> None:

@@ -1,74 +1,107 @@
 """One grammar everywhere: words in, a reply out, and one place where errors become messages."""
 from __future__ import annotations
 
+import importlib
 import logging
 import re
 import uuid
+from typing import TYPE_CHECKING, Callable
 
-from handlers import help
-from handlers.changes import approvals
-from handlers.changes import commands as changes
 from handlers.core.context import (AlreadyHandled, Command, Context, FormInvalid, Refused, Reply, UserError,
                                    error_reply, unknown_word)
 from handlers.core.people import remembered_person
-from handlers.home import shortcuts
-from handlers.home import view as home
-from handlers.knowledge import commands as knowledge
-from handlers.problems import commands as problems
-from handlers.reporting import digests, reports
-from handlers.reviews import commands as reviews
-from handlers.reviews import record as review_record
-from handlers.services import catalogue_review, csi, impact, status
-from handlers.shifts import handover, team
-from handlers.sla import attainment, tickets
-from handlers.suppliers import commands as suppliers
-from handlers.surveys import asking
-from handlers.surveys import commands as surveys
-from handlers.surveys import record as survey_record
+from handlers.core.remembered import STATUS_OVERVIEW
+
+if TYPE_CHECKING:
+    # The modules the routes below name, imported when a route is first used (a process that runs one command
+    # need not import every capability). Named here too, so that the import contracts see the router's imports.
+    from handlers import help
+    from handlers.changes import approvals
+    from handlers.changes import commands as changes
+    from handlers.home import shortcuts
+    from handlers.home import view as home
+    from handlers.knowledge import commands as knowledge
+    from handlers.problems import commands as problems
+    from handlers.reporting import digests, reports
+    from handlers.reviews import commands as reviews
+    from handlers.reviews import record as review_record
+    from handlers.services import catalogue_review, csi, impact, status
+    from handlers.shifts import handover, team
+    from handlers.sla import attainment, tickets
+    from handlers.suppliers import commands as suppliers
+    from handlers.surveys import asking
+    from handlers.surveys import commands as surveys
+    from handlers.surveys import record as survey_record
 
 log = logging.getLogger("svcbot")
 
+
+class lazy:
+    """A handler named "module:function", imported when it is first called."""
+
+    __slots__ = ("target", "_function")
+
+    def __init__(self, target: str):
+        self.target = target
+        self._function: Callable | None = None
+
+    def resolve(self) -> Callable:
+        if self._function is None:
+            module, _, name = self.target.partition(":")
+            self._function = getattr(importlib.import_module(module), name)
+        return self._function
+
+    def __call__(self, *args):
+        return self.resolve()(*args)
+
+    def __repr__(self) -> str:
+        return f"lazy({self.target!r})"
+
+
 ROUTES = {
-    "help": help.run,
-    "status": status.show,
-    "service": status.service_cmd,
-    "subscribe": status.subscribe,
-    "unsubscribe": status.unsubscribe,
-    "incident": tickets.incident_cmd,
-    "sla": attainment.sla_cmd,
-    "change": changes.change_cmd,
-    "survey": surveys.survey_cmd,
-    "csi": csi.csi_cmd,
-    "kb": knowledge.kb_cmd,
-    "catalogue": catalogue_review.catalogue_cmd,
-    "digest": digests.digest_cmd,
-    "report": reports.report_cmd,
-    "home": home.home_cmd,
-    "handover": handover.handover_cmd,
-    "team": team.team_cmd,
-    "supplier": suppliers.supplier_cmd,
-    "review": reviews.review_cmd,
-    "problem": problems.problem_cmd,
-    "impact": impact.impact_cmd,
+    "help": lazy("handlers.help:run"),
+    "status": lazy("handlers.services.status:show"),
+    "service": lazy("handlers.services.status:service_cmd"),
+    "subscribe": lazy("handlers.services.status:subscribe"),
+    "unsubscribe": lazy("handlers.services.status:unsubscribe"),
+    "incident": lazy("handlers.sla.tickets:incident_cmd"),
+    "sla": lazy("handlers.sla.attainment:sla_cmd"),
+    "change": lazy("handlers.changes.commands:change_cmd"),
+    "survey": lazy("handlers.surveys.commands:survey_cmd"),
+    "csi": lazy("handlers.services.csi:csi_cmd"),
+    "kb": lazy("handlers.knowledge.commands:kb_cmd"),
+    "catalogue": lazy("handlers.services.catalogue_review:catalogue_cmd"),
+    "digest": lazy("handlers.reporting.digests:digest_cmd"),
+    "report": lazy("handlers.reporting.reports:report_cmd"),
+    "home": lazy("handlers.home.view:home_cmd"),
+    "handover": lazy("handlers.shifts.handover:handover_cmd"),
+    "team": lazy("handlers.shifts.team:team_cmd"),
+    "supplier": lazy("handlers.suppliers.commands:supplier_cmd"),
+    "review": lazy("handlers.reviews.commands:review_cmd"),
+    "problem": lazy("handlers.problems.commands:problem_cmd"),
+    "impact": lazy("handlers.services.impact:impact_cmd"),
 }
 
-# Forms (a Slack modal, an Adaptive Card with inputs) and the handlers of their answers.
+# Forms (a Slack modal, an Adaptive Card with inputs) and the handlers of their answers. A key is the name its
+# module gives the form (survey_record.ANSWER_FORM, shortcuts.INCIDENT_FORM, …; tests/test_router_routes.py).
 FORMS = {
-    "change_new": changes.submit_new,
-    "change_reject": approvals.submit_reject,
-    "survey_new": surveys.submit_new,
-    survey_record.ANSWER_FORM: asking.submit_answer,
-    "csi_add": csi.submit_add,
-    shortcuts.INCIDENT_FORM: shortcuts.submit_incident,
-    shortcuts.CHANGE_FORM: shortcuts.submit_change,
-    "kb_new": knowledge.submit_new,
-    "kb_edit": knowledge.submit_edit,
-    reviews.FORM: reviews.submit_edit,
+    "change_new": lazy("handlers.changes.commands:submit_new"),
+    "change_reject": lazy("handlers.changes.approvals:submit_reject"),
+    "survey_new": lazy("handlers.surveys.commands:submit_new"),
+    "survey_answer": lazy("handlers.surveys.asking:submit_answer"),
+    "csi_add": lazy("handlers.services.csi:submit_add"),
+    "incident_from_message": lazy("handlers.home.shortcuts:submit_incident"),
+    "change_from_message": lazy("handlers.home.shortcuts:submit_change"),
+    "kb_new": lazy("handlers.knowledge.commands:submit_new"),
+    "kb_edit": lazy("handlers.knowledge.commands:submit_edit"),
+    "review_edit": lazy("handlers.reviews.commands:submit_edit"),
 }
+
+open_reviews = lazy("handlers.reviews.record:sweep_quietly")
 
 # Commands whose whole answer may be kept in memory (handlers.core.remembered), and under what key: the
 # same for everyone who asks, and read only from what the store's version row follows.
-REMEMBERED = {"status": status.OVERVIEW_KEY}
+REMEMBERED = {"status": STATUS_OVERVIEW}
 
 
 def remembered(text: str) -> bool:
@@ -102,7 +135,7 @@ def dispatch(ctx: Context, cmd: Command) -> tuple[Reply, str]:
     def run() -> Reply:
         words = split_words(cmd.text)
         if not words:
-            return help.run(ctx, cmd, [])
+            return ROUTES["help"](ctx, cmd, [])
         handler = ROUTES.get(words[0].lower())
         if handler is None:
             raise unknown_word("", words[0], words[1:], ROUTES, "help")
@@ -111,7 +144,7 @@ def dispatch(ctx: Context, cmd: Command) -> tuple[Reply, str]:
     first = cmd.text.split(maxsplit=1)
     if outcome == "ok" and first and first[0].lower() == "incident":
         # A ticket resolved in chat gets its review now rather than at the next sweep (handlers/reviews).
-        review_record.sweep_quietly(ctx)
+        open_reviews(ctx)
     return reply, outcome
 
 

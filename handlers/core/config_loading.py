@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import holidays
 import yaml
 from pydantic import ValidationError
 
@@ -112,16 +111,7 @@ def _reference_problems(cfg: AppConfig) -> list[str]:
                 if b.start < a.end:
                     problems.append(f"calendars.{name}.hours.{day}: intervals overlap")
         for i, h in enumerate(cal.holidays):
-            try:
-                holidays.country_holidays(h.country)
-            except NotImplementedError:
-                problems.append(f"calendars.{name}.holidays[{i}].country: no holiday data for '{h.country}'")
-                continue
-            try:
-                holidays.country_holidays(h.country, subdiv=h.subdivision)
-            except NotImplementedError:
-                problems.append(f"calendars.{name}.holidays[{i}].subdivision: '{h.country}' has no "
-                                f"subdivision '{h.subdivision}'")
+            problems += _holiday_problems(f"calendars.{name}.holidays[{i}]", h.country, h.subdivision)
 
     for i, p in enumerate(cfg.groups):
         ref(f"groups[{i}].calendar", p.calendar, cfg.calendars, "calendar")
@@ -226,6 +216,24 @@ def _shift_problems(cfg: AppConfig, groups: dict) -> list[str]:
     return problems
 
 
+def _holiday_problems(path: str, country: str, subdivision: str | None) -> list[str]:
+    """What holidays.country_holidays(country, subdiv=subdivision) would refuse, asked of the one country named:
+    the package's names of countries are lazy loaders, while making a calendar imports every country (some
+    250 modules, a tenth of a second)."""
+    import holidays
+    from holidays.registry import EntityLoader
+    entity = getattr(holidays, country, None)
+    if not isinstance(entity, EntityLoader):
+        return [f"{path}.country: no holiday data for '{country}'"]
+    if subdivision is None:
+        return []
+    try:
+        holidays.country_holidays(country, subdiv=subdivision)
+    except NotImplementedError:
+        return [f"{path}.subdivision: '{country}' has no subdivision '{subdivision}'"]
+    return []
+
+
 def _access_problems(cfg: AppConfig, people: set[str]) -> list[str]:
     problems = []
     names: dict[str, int] = {}
@@ -256,7 +264,7 @@ def _access_problems(cfg: AppConfig, people: set[str]) -> list[str]:
     return problems
 
 
-class _StrictLoader(yaml.SafeLoader):
+class _StrictConstruction:
     """safe_load, except that a key given twice in one mapping is an error rather than the last one winning."""
 
     def construct_mapping(self, node, deep=False):
@@ -267,6 +275,26 @@ class _StrictLoader(yaml.SafeLoader):
                 raise yaml.constructor.ConstructorError(None, None, f"duplicate key '{key}'", key_node.start_mark)
             seen.add(key)
         return super().construct_mapping(node, deep)
+
+
+class _StrictLoader(_StrictConstruction, yaml.SafeLoader):
+    pass
+
+
+# libyaml's parser reads app.yaml some ten times faster than PyYAML's own; a file it refuses is read again by
+# PyYAML's, whose messages (and verdict) are the ones app.yaml's problems have always been told in.
+if getattr(yaml, "__with_libyaml__", False):
+    class _FastStrictLoader(_StrictConstruction, yaml.CSafeLoader):
+        pass
+else:
+    _FastStrictLoader = _StrictLoader
+
+
+def _read_yaml(text: str):
+    try:
+        return yaml.load(text, Loader=_FastStrictLoader)
+    except yaml.YAMLError:
+        return yaml.load(text, Loader=_StrictLoader)
 
 
 def _without_unknown_keys(raw, exc: ValidationError):
@@ -287,7 +315,7 @@ def _without_unknown_keys(raw, exc: ValidationError):
 
 def parse_config(text: str, source: str = "app.yaml") -> AppConfig:
     try:
-        raw = yaml.load(text, Loader=_StrictLoader)
+        raw = _read_yaml(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "(file)"

@@ -17,6 +17,8 @@ from storage.models import StoreVersion
 # The version row, read once for each request that may be answered from memory: built once.
 VERSION = select(StoreVersion.version).where(StoreVersion.id == 1)
 VERSION_SQL = "SELECT version FROM store_version WHERE id = 1"  # the same, for a driver's own connection
+# The key of what `status` alone answers (handlers/services/status.py), which the router may give from memory.
+STATUS_OVERVIEW = ("status",)
 # A bound on what is kept (one entry for each person who asked, and one for `status`): past it, everything
 # is dropped and read again.
 LIMIT = 10_000

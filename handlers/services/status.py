@@ -12,6 +12,7 @@ from handlers.changes.rules import HOLDING
 from handlers.core.catalogue import find_service, may_set_status
 from handlers.core.config_catalogue import SERVICE_STATES, Service
 from handlers.core.context import Button, Command, Context, Field, Refused, Reply, Section, UserError, nearest, retyped
+from handlers.core.remembered import STATUS_OVERVIEW
 from handlers.services import catalogue_review
 from handlers.sla import dependents, outages
 from handlers.surveys import asking
@@ -86,7 +87,7 @@ def show(ctx: Context, cmd: Command, args: list[str]) -> Reply:
     return overview_reply(ctx, cmd.store_version)
 
 
-OVERVIEW_KEY = ("status",)  # what `status` alone answers, in ctx.remembered
+OVERVIEW_KEY = STATUS_OVERVIEW  # what `status` alone answers, in ctx.remembered
 
 
 def overview_reply(ctx: Context, version: int | None = None) -> Reply:
