@@ -16,8 +16,9 @@ dependents (a core platform: nearly the whole catalogue), one with the median nu
 What the profile (cProfile of (a) on the core platform) showed. First: nearly all of 3 s went to looking up
 services by id through ``AppConfig.service``, which reads the list through (lower-casing every name) — 2,000
 times for the services reached, and again for each name on each path. The graph now keeps its services by id
-and every look-up of ``impact`` and of the dependents' notices goes through it (``AppConfig.service`` itself,
-shared by every capability, is left as it is). Then 290 ms: the attainment of the 495 agreements reached
+and every look-up of ``impact`` and of the dependents' notices goes through it; ``AppConfig.service``,
+``person`` and ``group``, which every capability asks, now answer from dictionaries built at first use
+(the configuration is frozen) instead of reading their lists through. Then 290 ms: the attainment of the 495 agreements reached
 (the grouped read of this month's clocks, every outage of the month read and made aware, availability
 measured per service), and reads in IN lists of up to 2,000 ids through an ORM session. Now the reads are
 plain statements on read-only connections, a list of more than 200 ids reads the table once and filters

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
+from functools import cached_property
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo
 
@@ -399,10 +400,29 @@ class AppConfig(Strict):
     api_clients: list[ApiClient] = []
     status_page: StatusPagePolicy = StatusPagePolicy()
 
-    # Lookups used everywhere; built once since the model is frozen.
+    # Lookups used everywhere, by dictionaries built at first use: the model is frozen, so they stay true.
+    @cached_property
+    def _services_by_key(self) -> dict[str, Service]:
+        found: dict[str, Service] = {}
+        for s in reversed(self.services):  # the first service to bear an id or a name wins, as in the list
+            found[s.name.lower()] = found[s.id] = s
+        return found
+
+    @cached_property
+    def _people_by_id(self) -> dict[str, Person]:
+        return {p.id: p for p in reversed(self.people)}
+
+    @cached_property
+    def _people_by_account(self) -> dict[tuple[str, str], Person]:
+        return {(platform, account): p for p in reversed(self.people) for platform in ("slack", "teams")
+                if (account := getattr(p, platform))}
+
+    @cached_property
+    def _groups_by_id(self) -> dict[str, Group]:
+        return {g.id: g for g in reversed(self.groups)}
+
     def service(self, key: str) -> Service | None:
-        key = key.lower()
-        return next((s for s in self.services if s.id == key or s.name.lower() == key), None)
+        return self._services_by_key.get(key.lower())
 
     def service_names(self, ids) -> str:
         """Services by name, for people to read; an id app.yaml does not know (an imported one) as itself."""
@@ -413,10 +433,10 @@ class AppConfig(Strict):
         return p.name if p else (person_id or "—")
 
     def person(self, person_id: str) -> Person | None:
-        return next((p for p in self.people if p.id == person_id), None)
+        return self._people_by_id.get(person_id)
 
     def person_by_platform(self, platform: str, user_id: str) -> Person | None:
-        return next((p for p in self.people if getattr(p, platform, None) == user_id), None)
+        return self._people_by_account.get((platform, user_id))
 
     def group(self, group_id: str) -> Group | None:
-        return next((g for g in self.groups if g.id == group_id), None)
+        return self._groups_by_id.get(group_id)
