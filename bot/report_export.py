@@ -75,48 +75,87 @@ def _fonts() -> tuple[str, str]:
     return FONT, BOLD
 
 
-def pdf(report: Report, images: list[Image], *, compress: bool = True) -> bytes:
-    """A4, the same sections as the HTML. ``compress=False`` leaves the page text readable in the file."""
-    from reportlab.lib import colors
-    from reportlab.lib.pagesizes import A4
-    from reportlab.lib.styles import ParagraphStyle, getSampleStyleSheet
-    from reportlab.lib.units import cm
-    from reportlab.lib.utils import simpleSplit
-    from reportlab.platypus import Image as Picture
-    from reportlab.platypus import KeepTogether, Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
+class PdfPage:
+    """The monthly report's look on A4 — fonts, styles, tables, charts and the page — for each PDF svcbot
+    writes (the report, the supplier pack)."""
 
-    regular, bold = _fonts()
-    base = getSampleStyleSheet()
-    body = ParagraphStyle("body", parent=base["BodyText"], fontName=regular, fontSize=9, leading=12)
-    cell = ParagraphStyle("cell", parent=body, fontSize=8, leading=10)
-    head = ParagraphStyle("head", parent=cell, fontName=bold)
-    h1 = ParagraphStyle("h1", parent=base["Title"], fontName=bold, fontSize=16, alignment=0)
-    h2 = ParagraphStyle("h2", parent=base["Heading2"], fontName=bold, fontSize=12, spaceBefore=10)
-    width = A4[0] - 4 * cm
+    def __init__(self, title: str):
+        from reportlab.lib.pagesizes import A4
+        from reportlab.lib.styles import ParagraphStyle, getSampleStyleSheet
+        from reportlab.lib.units import cm
 
-    def text(value, style=body) -> Paragraph:
-        return Paragraph(escape(str(value)).replace("\n", "<br/>"), style)
+        self.title = title
+        self.regular, self.bold = _fonts()
+        base = getSampleStyleSheet()
+        self.body = ParagraphStyle("body", parent=base["BodyText"], fontName=self.regular, fontSize=9, leading=12)
+        self.cell = ParagraphStyle("cell", parent=self.body, fontSize=8, leading=10)
+        self.head = ParagraphStyle("head", parent=self.cell, fontName=self.bold)
+        self.h1 = ParagraphStyle("h1", parent=base["Title"], fontName=self.bold, fontSize=16, alignment=0)
+        self.h2 = ParagraphStyle("h2", parent=base["Heading2"], fontName=self.bold, fontSize=12, spaceBefore=10)
+        self.width = A4[0] - 4 * cm
 
-    def table(caption: str, header: list[str], rows: list[list], widths: list[float] | None = None) -> list:
+    def text(self, value, style=None):
+        from reportlab.platypus import Paragraph
+        return Paragraph(escape(str(value)).replace("\n", "<br/>"), style or self.body)
+
+    def table(self, caption: str, header: list[str], rows: list[list], widths: list[float] | None = None) -> list:
+        from reportlab.lib import colors
+        from reportlab.lib.utils import simpleSplit
+        from reportlab.platypus import Spacer, Table, TableStyle
+
         if not rows:
-            return [text(f"{caption}: none.")]
-        columns = [w * width for w in widths] if widths else [width / len(header)] * len(header)
+            return [self.text(f"{caption}: none.")]
+        columns = [w * self.width for w in widths] if widths else [self.width / len(header)] * len(header)
+        size, leading = self.cell.fontSize, self.cell.leading
 
         # Cells are plain text wrapped here, not Paragraphs: a month of thousands of breaches lays out
         # several times faster.
         def wrapped(value, column: float, font: str) -> str:
             return "\n".join(line for part in str(value).split("\n")
-                             for line in simpleSplit(part, font, cell.fontSize, column - 12) or [""])
+                             for line in simpleSplit(part, font, size, column - 12) or [""])
 
-        data = [[wrapped(h, c, bold) for h, c in zip(header, columns)]] + \
-            [[wrapped(v, c, regular) for v, c in zip(row, columns)] for row in rows]
+        data = [[wrapped(h, c, self.bold) for h, c in zip(header, columns)]] + \
+            [[wrapped(v, c, self.regular) for v, c in zip(row, columns)] for row in rows]
         t = Table(data, colWidths=columns, repeatRows=1, hAlign="LEFT")
         t.setStyle(TableStyle([("GRID", (0, 0), (-1, -1), 0.25, colors.grey),
-                               ("FONT", (0, 0), (-1, -1), regular, cell.fontSize, cell.leading),
-                               ("FONT", (0, 0), (-1, 0), bold, cell.fontSize, cell.leading),
+                               ("FONT", (0, 0), (-1, -1), self.regular, size, leading),
+                               ("FONT", (0, 0), (-1, 0), self.bold, size, leading),
                                ("BACKGROUND", (0, 0), (-1, 0), colors.HexColor("#E8EEF4")),
                                ("VALIGN", (0, 0), (-1, -1), "TOP")]))
-        return [text(caption, head), Spacer(1, 3), t]
+        return [self.text(caption, self.head), Spacer(1, 3), t]
+
+    def charts(self, images: list[Image]) -> list:
+        """Each chart at the page's width, with its title and its alt text, kept together."""
+        from reportlab.platypus import Image as Picture
+        from reportlab.platypus import KeepTogether, Paragraph, Spacer
+
+        out = [Paragraph("Charts", self.h2)]
+        for image in images:
+            picture = Picture(io.BytesIO(base64.b64decode(image.png)), width=self.width, height=self.width / 2)
+            out.append(KeepTogether([self.text(image.title, self.head), picture, self.text(image.alt, self.cell),
+                                     Spacer(1, 8)]))
+        return out
+
+    def build(self, story: list, compress: bool = True) -> bytes:
+        """The document's bytes; ``compress=False`` leaves the page text readable in the file."""
+        from reportlab.lib.pagesizes import A4
+        from reportlab.lib.units import cm
+        from reportlab.platypus import SimpleDocTemplate
+
+        out = io.BytesIO()
+        doc = SimpleDocTemplate(out, pagesize=A4, leftMargin=2 * cm, rightMargin=2 * cm, topMargin=1.8 * cm,
+                                bottomMargin=1.8 * cm, title=self.title, author="svcbot", invariant=1,
+                                pageCompression=1 if compress else 0)
+        doc.build(story)
+        return out.getvalue()
+
+
+def pdf(report: Report, images: list[Image], *, compress: bool = True) -> bytes:
+    """A4, the same sections as the HTML. ``compress=False`` leaves the page text readable in the file."""
+    from reportlab.platypus import Paragraph, Spacer
+
+    page = PdfPage(report_model.title_of(report))
+    text, table, h1, h2, cell = page.text, page.table, page.h1, page.h2, page.cell
 
     def spread_lines(mean: float | None, median: float | None, p90: float | None) -> str:
         if mean is None:
@@ -202,17 +241,7 @@ def pdf(report: Report, images: list[Image], *, compress: bool = True) -> bytes:
                   text(f"— {r.commentary.person}, {r.commentary.at:%Y-%m-%d %H:%M} UTC", cell)]
     else:
         story += [text("No commentary yet.")]
-    story += [Paragraph("Charts", h2)]
-    for image in images:
-        picture = Picture(io.BytesIO(base64.b64decode(image.png)), width=width, height=width / 2)
-        story.append(KeepTogether([text(image.title, head), picture, text(image.alt, cell), Spacer(1, 8)]))
-
-    out = io.BytesIO()
-    doc = SimpleDocTemplate(out, pagesize=A4, leftMargin=2 * cm, rightMargin=2 * cm, topMargin=1.8 * cm,
-                            bottomMargin=1.8 * cm, title=report_model.title_of(r), author="svcbot", invariant=1,
-                            pageCompression=1 if compress else 0)
-    doc.build(story)
-    return out.getvalue()
+    return page.build(story + page.charts(images), compress)
 
 
 def commercial_story(r: Report, table, h2) -> list:

@@ -25,13 +25,6 @@ from storage.db import read_only
 
 if TYPE_CHECKING:
     from bot.teams import TeamsFront, TeamsSender
-    from handlers.changes import messages
-    from handlers.core import retention
-    from handlers.knowledge import reviews as kb_reviews
-    from handlers.problems import suggestions as problem_suggestions
-    from handlers.reporting import digests, reports
-    from handlers.reviews import record as reviews
-    from handlers.shifts import handover
 
 log = logging.getLogger("svcbot")
 

@@ -3,12 +3,11 @@ data URIs) or a PDF, both from the same ``scorecard.Scorecard`` and chart images
 fonts, escaping and page layout (``report_export``)."""
 from __future__ import annotations
 
-import base64
-import io
 from pathlib import Path
 from xml.sax.saxutils import escape
 
 from bot import report_export
+from bot.report_export import PdfPage
 from handlers.core.config_commercial import money_text
 from handlers.core.context import Image
 from handlers.reporting import report_model
@@ -38,35 +37,10 @@ def html(card: Scorecard, images: list[Image]) -> str:
 
 def pdf(card: Scorecard, images: list[Image], *, compress: bool = True) -> bytes:
     """A4, the same sections as the HTML. ``compress=False`` leaves the page text readable in the file."""
-    from reportlab.lib import colors
-    from reportlab.lib.pagesizes import A4
-    from reportlab.lib.styles import ParagraphStyle, getSampleStyleSheet
-    from reportlab.lib.units import cm
-    from reportlab.platypus import Image as Picture
-    from reportlab.platypus import KeepTogether, Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
+    from reportlab.platypus import Paragraph, Spacer
 
-    regular, bold = report_export._fonts()
-    base = getSampleStyleSheet()
-    body = ParagraphStyle("body", parent=base["BodyText"], fontName=regular, fontSize=9, leading=12)
-    cell = ParagraphStyle("cell", parent=body, fontSize=8, leading=10)
-    head = ParagraphStyle("head", parent=cell, fontName=bold)
-    h1 = ParagraphStyle("h1", parent=base["Title"], fontName=bold, fontSize=16, alignment=0)
-    h2 = ParagraphStyle("h2", parent=base["Heading2"], fontName=bold, fontSize=12, spaceBefore=10)
-    width = A4[0] - 4 * cm
-
-    def text(value, style=body) -> Paragraph:
-        return Paragraph(escape(str(value)).replace("\n", "<br/>"), style)
-
-    def table(caption: str, header: list[str], rows: list[list], widths: list[float]) -> list:
-        if not rows:
-            return [text(f"{caption}: none.")]
-        data = [[text(h, head) for h in header]] + [[text(v, cell) for v in row] for row in rows]
-        t = Table(data, colWidths=[w * width for w in widths], repeatRows=1, hAlign="LEFT")
-        t.setStyle(TableStyle([("GRID", (0, 0), (-1, -1), 0.25, colors.grey),
-                               ("BACKGROUND", (0, 0), (-1, 0), colors.HexColor("#E8EEF4")),
-                               ("VALIGN", (0, 0), (-1, -1), "TOP")]))
-        return [text(caption, head), Spacer(1, 3), t]
-
+    page = PdfPage(title_of(card))
+    text, table, h1, h2 = page.text, page.table, page.h1, page.h2
     c = card
     story = [Paragraph(escape(title_of(c)), h1),
              text(f"{c.start:%Y-%m-%d %H:%M} – {c.end:%Y-%m-%d %H:%M} UTC (a month in {c.timezone} time); "
@@ -105,13 +79,4 @@ def pdf(card: Scorecard, images: list[Image], *, compress: bool = True) -> bytes
         [[m.label, f"{m.clocks_met} of {m.clocks}", m.breaches, f"{m.waited_seconds / 3600:,.1f} h",
           money_text(m.credits_due, m.currency) if m.credits_due is not None else "—"] for m in c.trend],
         [0.16, 0.24, 0.16, 0.2, 0.24])]
-    story += [Paragraph("Charts", h2)]
-    for image in images:
-        picture = Picture(io.BytesIO(base64.b64decode(image.png)), width=width, height=width / 2)
-        story.append(KeepTogether([text(image.title, head), picture, text(image.alt, cell), Spacer(1, 8)]))
-    out = io.BytesIO()
-    doc = SimpleDocTemplate(out, pagesize=A4, leftMargin=2 * cm, rightMargin=2 * cm, topMargin=1.8 * cm,
-                            bottomMargin=1.8 * cm, title=title_of(c), author="svcbot", invariant=1,
-                            pageCompression=1 if compress else 0)
-    doc.build(story)
-    return out.getvalue()
+    return page.build(story + page.charts(images), compress)
