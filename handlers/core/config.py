@@ -421,6 +421,13 @@ class AppConfig(Strict):
     def _groups_by_id(self) -> dict[str, Group]:
         return {g.id: g for g in reversed(self.groups)}
 
+    def model_copy(self, *, update=None, deep: bool = False) -> "AppConfig":
+        """A copy made with other services, people or groups builds its dictionaries again."""
+        copy = super().model_copy(update=update, deep=deep)
+        for name in ("_services_by_key", "_people_by_id", "_people_by_account", "_groups_by_id"):
+            copy.__dict__.pop(name, None)
+        return copy
+
     def service(self, key: str) -> Service | None:
         return self._services_by_key.get(key.lower())
 
