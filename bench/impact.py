@@ -29,9 +29,10 @@ services reached took 10 µs: a frozen dataclass sets every field through ``obje
 slotted one is a third of that. What remains on the core platform is those rows and reading the states and
 subscriptions of every service reached.
 
-One run on the 2-core development machine, under load: the core platform 52 ms (1st 66 ms; 80× the plain
-walk, 1.9× the recursive query), every agreement measured as the API does 135 ms; the median service 18 ms;
-a leaf 7 ms. The plain walk costs 0.65 ms on the core platform, the recursive query 27 ms.
+One run on the 2-core development machine, quiet: the core platform 18 ms (1st 33 ms; 29× the plain walk,
+1.7× the recursive query), every agreement measured as the API does 47 ms; the median service 3.6 ms; a leaf
+1.5 ms. The plain walk costs 0.62 ms on the core platform, the recursive query 10.8 ms. Under load (about
+5) the core platform took 24–53 ms.
 
 Ratios are printed, never asserted. Run: `.venv/bin/python bench/impact.py [--runs N] [--profile]`.
 """
