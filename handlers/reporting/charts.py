@@ -75,10 +75,8 @@ def attainment_chart(report: Report) -> Image:
         x = range(len(months))
         shares = [m.targets_share for m in months]
         bars = ax.bar(x, [s or 0 for s in shares], color=BLUE, width=0.6, label="SLA targets meeting their goal")
-        for bar, m in zip(bars, months):
-            text = f"{m.targets_met}/{m.targets}" if m.targets else "—"
-            ax.annotate(text, (bar.get_x() + bar.get_width() / 2, bar.get_height()), xytext=(0, 3),
-                        textcoords="offset points", ha="center", fontsize=9)
+        ax.bar_label(bars, labels=[f"{m.targets_met}/{m.targets}" if m.targets else "—" for m in months],
+                     padding=3, fontsize=9)
         clocks = [(i, m.clocks_share) for i, m in enumerate(months) if m.clocks]
         if clocks:
             ax.plot([i for i, _ in clocks], [s for _, s in clocks], color=ORANGE, marker="o", linewidth=2,

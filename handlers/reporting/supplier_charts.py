@@ -26,10 +26,8 @@ def clocks_chart(card: Scorecard) -> Image:
     else:
         x = range(len(months))
         bars = ax.bar(x, [m.clocks_share or 0 for m in months], color=BLUE, width=0.6, label="UC clocks met")
-        for bar, m in zip(bars, months):
-            text = f"{m.clocks_met}/{m.clocks}\n{m.breaches} breached" if m.clocks else "—"
-            ax.annotate(text, (bar.get_x() + bar.get_width() / 2, bar.get_height()), xytext=(0, 3),
-                        textcoords="offset points", ha="center", fontsize=9)
+        ax.bar_label(bars, labels=[f"{m.clocks_met}/{m.clocks}\n{m.breaches} breached" if m.clocks else "—"
+                                   for m in months], padding=3, fontsize=9)
         ax.set_xticks(list(x), [m.label for m in months])
         ax.set_ylim(0, 125)
         ax.set_ylabel("%")
