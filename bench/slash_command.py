@@ -11,7 +11,7 @@ its breach sweep (200 clocks a call, every 2 s as the demo app.yaml says) runs d
 begins once the sweep has committed its first batch; the clocks still due as the load begins and ends
 are printed beside it.
 Run: `.venv/bin/python bench/slash_command.py [--requests N] [--concurrent-requests N] [--concurrency C]
-[--rounds R] [--open-tickets 100000 [--due N]]`.
+[--rounds R] [--open-tickets 100000 [--due N] [--also-threads]]`.
 
 What profiling the server under this load showed (py-spy record --threads, with --gil for the time each
 thread held the interpreter; cProfile of Runtime._run in a loop):
@@ -268,6 +268,8 @@ def main() -> None:
                         help="each server measured this many times, in turn; ratios are to the floor's same round")
     parser.add_argument("--open-tickets", type=int, default=0,
                         help="also svcbot on a store of this many open tickets whose breach sweep runs meanwhile")
+    parser.add_argument("--also-threads", action="store_true",
+                        help="with --open-tickets, also svcbot with its sweeps in its own threads")
     parser.add_argument("--due", type=int, default=2000,
                         help="of those tickets, clocks due now: enough for the sweep to run through the load")
     args = parser.parse_args()
@@ -283,8 +285,13 @@ def main() -> None:
                           {"SVCBOT_DATABASE_URL": "", "SVCBOT_CONFIG": str(ROOT / "app.yaml")})]
         if args.open_tickets:
             db, config = ticket_store(tmp, args.open_tickets, args.due)
-            servers.append(Server(f"svcbot, {args.open_tickets:,} open", svcbot,
+            servers.append(Server(f"svcbot, {args.open_tickets // 1000}k open", svcbot,
                                   {"SVCBOT_DATABASE_URL": "", "SVCBOT_CONFIG": str(config)}, template=db))
+            if args.also_threads:  # the same, its sweeps in the server's own threads (delivery.sweeps_in)
+                threads = config.with_name("desk-threads.yaml")
+                threads.write_text(config.read_text().replace("delivery:\n", "delivery:\n  sweeps_in: thread\n", 1))
+                servers.append(Server(f"svcbot, {args.open_tickets // 1000}k open, sweeps in threads", svcbot,
+                                      {"SVCBOT_DATABASE_URL": "", "SVCBOT_CONFIG": str(threads)}, template=db))
         for _ in range(args.rounds):
             for server in servers:
                 run_round(server, common, tmp, fake.url + "/hooks/x", args)
@@ -295,7 +302,7 @@ def main() -> None:
 def report(servers: list[Server], args) -> None:
     bare = servers[0]
     print(f"one at a time, {args.requests} requests each, {args.rounds} round(s): medians of the rounds")
-    print(f"{'':26} {'median ms':>10} {'p95 ms':>8} {'× floor':>8}")
+    print(f"{'':36} {'median ms':>10} {'p95 ms':>8} {'× floor':>8}")
     for server in servers:
         medians, p95s, ratios = [], [], []
         for times, floor in zip(server.alone, bare.alone):
@@ -303,12 +310,12 @@ def report(servers: list[Server], args) -> None:
             medians.append(statistics.median(times))
             p95s.append(times[int(len(times) * 0.95) - 1])
             ratios.append(medians[-1] / statistics.median(floor))
-        print(f"{server.name:26} {statistics.median(medians) * 1000:10.2f} {statistics.median(p95s) * 1000:8.2f} "
+        print(f"{server.name:36} {statistics.median(medians) * 1000:10.2f} {statistics.median(p95s) * 1000:8.2f} "
               f"{statistics.median(ratios):8.2f}")
 
     print(f"\n{args.concurrency} clients at once, {args.concurrent_requests} requests each; "
           f"each round against the floor's same round")
-    print(f"{'':26} {'round':>5} {'median ms':>10} {'p99 ms':>8} {'req/s':>8} {'p99 × floor':>12} "
+    print(f"{'':36} {'round':>5} {'median ms':>10} {'p99 ms':>8} {'req/s':>8} {'p99 × floor':>12} "
           f"{'req/s × floor':>14}")
     summary = []
     for server in servers:
@@ -321,13 +328,13 @@ def report(servers: list[Server], args) -> None:
             swept = ""
             if server.swept:
                 swept = f"  (clocks due: {server.swept[i][0]} as the load began, {server.swept[i][1]} as it ended)"
-            print(f"{server.name:26} {i + 1:5} {median * 1000:10.2f} {p99 * 1000:8.2f} {rate:8.0f} "
+            print(f"{server.name:36} {i + 1:5} {median * 1000:10.2f} {p99 * 1000:8.2f} {rate:8.0f} "
                   f"{p99_ratios[-1]:12.2f} {rate_ratios[-1]:14.2f}{swept}")
         summary.append((server.name, statistics.median(p99_ratios), statistics.median(rate_ratios)))
-    print(f"\n{'median of the rounds':26} {'p99 × floor':>12} {'req/s × floor':>14}   "
+    print(f"\n{'median of the rounds':36} {'p99 × floor':>12} {'req/s × floor':>14}   "
           "(asked: p99 ≤ 1.5×, req/s ≥ 0.67×)")
     for name, p99_ratio, rate_ratio in summary[1:]:
-        print(f"{name:26} {p99_ratio:12.2f} {rate_ratio:14.2f}")
+        print(f"{name:36} {p99_ratio:12.2f} {rate_ratio:14.2f}")
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from datetime import datetime, timezone
+import signal
 from typing import TYPE_CHECKING
 
 from aiohttp import web
@@ -12,15 +12,12 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
-from bot import api, status_page
+from bot import api, status_page, sweeps
 from bot.outbox import Delivered, DeliveryError, Outgoing
 from bot.runtime import Runtime
 from bot.teams_trust import EMULATOR_VARIABLE, is_loopback, peer_host, teams_mode
-from handlers.home import published as home
 from handlers.router import FORMS, ROUTES, lazy
-from handlers.services import catalogue_review
-from handlers.sla import breaches, outages
-from handlers.surveys import asking
+from handlers.sla import breaches
 from storage.db import read_only
 
 if TYPE_CHECKING:
@@ -30,18 +27,8 @@ log = logging.getLogger("svcbot")
 
 RUNTIME = web.AppKey("runtime", Runtime)
 
-# Sweeps of capabilities nothing else at start imports: each is imported when it first runs, off the event loop.
-changes_sweep = lazy("handlers.changes.messages:sweep")
-digests_sweep = lazy("handlers.reporting.digests:sweep")
-reports_sweep = lazy("handlers.reporting.reports:sweep")
-kb_reviews_sweep = lazy("handlers.knowledge.reviews:sweep")
-prune = lazy("handlers.core.retention:prune")
-reviews_sweep = lazy("handlers.reviews.record:sweep")
-handovers_sweep = lazy("handlers.shifts.handover:sweep")
-problems_sweep = lazy("handlers.problems.suggestions:suggest")
-
-
-def build_app(runtime: Runtime) -> web.Application:
+def build_app(runtime: Runtime, sweeper: sweeps.Sweeper | None = None) -> web.Application:
+    """The server; its sweeps run in its own threads unless ``sweeper``, a process of their own, runs them."""
     app = web.Application()
     app[RUNTIME] = runtime
     senders = {}
@@ -78,57 +65,17 @@ def build_app(runtime: Runtime) -> web.Application:
     socket_mode = {}
 
     async def start(_app):
-        # Clocks follow app.yaml: measured again, once, when its agreements or calendars changed. Before the
-        # server listens: measuring again counts levels already passed as announced, which would silence
-        # the breach of a ticket opened in the meantime.
-        await asyncio.to_thread(breaches.recompute_if_changed, runtime.ctx)
         runtime.deliverer.start()
         delivery = runtime.ctx.config.delivery
-        # One sweep at a time; a sweep missed while stopped is run once at start, not skipped.
         scheduler.add_job(runtime.deliverer.sweep, "interval", seconds=delivery.sweep_seconds, id="outbox",
-                          max_instances=1, coalesce=True, misfire_grace_time=300)
-        scheduler.add_job(_in_thread, "interval", seconds=delivery.sweep_seconds, args=[breaches.sweep, runtime.ctx],
-                          id="clocks", max_instances=1, coalesce=True, misfire_grace_time=300)
-        scheduler.add_job(_in_thread, "interval", seconds=delivery.sweep_seconds, args=[changes_sweep, runtime.ctx],
-                          id="changes", max_instances=1, coalesce=True, misfire_grace_time=300)
-        scheduler.add_job(_in_thread, "interval", seconds=delivery.sweep_seconds, args=[asking.sweep, runtime.ctx],
-                          id="surveys", max_instances=1, coalesce=True, misfire_grace_time=300)
-        # Digest and report slots are rows (handlers/reporting/schedule.py): a sweep at start posts one missed
-        # while stopped.
-        scheduler.add_job(_in_thread, "interval", seconds=delivery.sweep_seconds, args=[digests_sweep, runtime.ctx],
-                          id="digests", max_instances=1, coalesce=True, misfire_grace_time=300,
-                          next_run_time=datetime.now(timezone.utc))
-        scheduler.add_job(_in_thread, "interval", seconds=delivery.sweep_seconds, args=[reports_sweep, runtime.ctx],
-                          id="reports", max_instances=1, coalesce=True, misfire_grace_time=300,
-                          next_run_time=datetime.now(timezone.utc))
-        scheduler.add_job(_in_thread, "interval", hours=6, args=[asking.purge, runtime.ctx], id="purge",
-                          max_instances=1, coalesce=True, next_run_time=datetime.now(timezone.utc))
-        scheduler.add_job(_in_thread, "interval", minutes=1, args=[outages.burn_sweep, runtime.ctx], id="burn",
-                          max_instances=1, coalesce=True, misfire_grace_time=300)
-        # A P1 or P2 resolved through the API gets its review at the next sweep (handlers/reviews).
-        scheduler.add_job(_in_thread, "interval", seconds=delivery.sweep_seconds, args=[reviews_sweep, runtime.ctx],
-                          id="incident-reviews", max_instances=1, coalesce=True, misfire_grace_time=300)
-        # Reviews and confirmations fall due by the day: a sweep a minute asks, reminds and tells in time.
-        scheduler.add_job(_in_thread, "interval", minutes=1, args=[kb_reviews_sweep, runtime.ctx], id="kb-reviews",
-                          max_instances=1, coalesce=True, misfire_grace_time=300)
-        scheduler.add_job(_in_thread, "interval", minutes=1, args=[catalogue_review.sweep, runtime.ctx],
-                          id="catalogue", max_instances=1, coalesce=True, misfire_grace_time=300)
-        # Handovers at each shift's end, once across replicas, and to the service managers when not taken over
-        # within the hour (handlers/shifts/handover.py); shift ends are whole minutes.
-        scheduler.add_job(_in_thread, "interval", seconds=30, args=[handovers_sweep, runtime.ctx], id="handovers",
-                          max_instances=1, coalesce=True, misfire_grace_time=300,
-                          next_run_time=datetime.now(timezone.utc))
-        # Clusters of similar incidents suggested to their service owners as problems, once each.
-        scheduler.add_job(_in_thread, "interval", minutes=5, args=[problems_sweep, runtime.ctx],
-                          id="problem-suggestions", max_instances=1, coalesce=True, misfire_grace_time=300)
-        # Slack homes whose content changed are published again (handlers/home/published.py).
-        scheduler.add_job(_in_thread, "interval", seconds=home.SWEEP_SECONDS, args=[home.sweep, runtime.ctx],
-                          id="homes", max_instances=1, coalesce=True, misfire_grace_time=300)
-        # Delivered messages and delivery keys past app.yaml's retention (handlers/core/retention.py).
-        scheduler.add_job(_in_thread, "interval", hours=6, args=[prune, runtime.ctx], id="prune",
-                          max_instances=1, coalesce=True, next_run_time=datetime.now(timezone.utc))
+                          **sweeps.ONCE)
+        if sweeper is None:
+            sweeps.add_sweeps(scheduler, runtime.ctx)
+        else:  # the sweeper queued messages: deliver them now rather than at the next sweep
+            asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, runtime.deliverer.kick)
+            scheduler.add_job(_watch, "interval", seconds=1, args=[sweeper], id="sweeper", **sweeps.ONCE)
         # The handlers a command or form needs, imported now rather than by the first person who asks.
-        scheduler.add_job(_in_thread, "date", args=[_import_handlers, None], id="import-handlers")
+        scheduler.add_job(sweeps.in_thread, "date", args=[_import_handlers, None], id="import-handlers")
         scheduler.start()
         runtime.deliverer.kick()
         if slack and app_token:
@@ -249,12 +196,24 @@ def _import_handlers(_ctx) -> None:
             handler.resolve()
 
 
-async def _in_thread(job, ctx) -> None:
-    """Scheduled sweeps use the synchronous store: run them off the event loop."""
-    await asyncio.to_thread(job, ctx)
+async def _watch(sweeper: sweeps.Sweeper) -> None:
+    if not sweeper.alive():
+        log.error("the sweeper process ended (exit status %s): svcbot stops", sweeper.exit_status)
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def serve(runtime: Runtime, port: int) -> None:
-    app = build_app(runtime)
+    # Clocks follow app.yaml: measured again, once, when its agreements or calendars changed. Before the
+    # server listens and the sweeps start: measuring again counts levels already passed as announced,
+    # which would silence the breach of a ticket opened in the meantime.
+    breaches.recompute_if_changed(runtime.ctx)
+    sweeper = sweeps.fork_sweeper(runtime) if sweeps.in_own_process(runtime) else None
+    app = build_app(runtime, sweeper)
     log.info("svcbot listening on port %d", port)
-    web.run_app(app, port=port, print=None, shutdown_timeout=5, handle_signals=True)
+    try:
+        web.run_app(app, port=port, print=None, shutdown_timeout=5, handle_signals=True)
+    finally:
+        if sweeper is not None:
+            sweeper.stop()
+    if sweeper is not None and sweeper.exit_status not in (None, 0, -signal.SIGTERM):
+        raise SystemExit(f"svcbot: the sweeper process ended (exit status {sweeper.exit_status})")

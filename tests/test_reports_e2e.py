@@ -72,9 +72,9 @@ def test_the_monthly_report_comes_at_its_slot_once(server_clock, fake_slack, con
     server_clock.start()
     first_sweep(database_url, "report:monthly")
     server_clock.set("2026-12-02 09:00:02")  # the slot has come
-    [post] = fake_slack.wait_for("chat.postMessage", where=lambda c: c.params.get("channel") == PAYMENTS, timeout=40)
+    [post] = fake_slack.wait_for("chat.postMessage", where=lambda c: c.params.get("channel") == PAYMENTS, timeout=90)
     assert "November 2026" in post.params["text"]
-    fake_slack.wait_for("files.completeUploadExternal", timeout=20)
+    fake_slack.wait_for("files.completeUploadExternal", timeout=60)
     time.sleep(2)
     assert len(fake_slack.called("chat.postMessage")) == 1 and len(shared_files(fake_slack)) == 1
     runs = [(r.slot_at.isoformat(), r.outcome) for r in db_rows(database_url, ScheduledRun) if r.outcome != "start"]

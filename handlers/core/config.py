@@ -189,6 +189,9 @@ class Delivery(Strict):
     give_up_hours: Annotated[float, Field(gt=0)] = 24
     # At most one publish of a person's Slack home per this many seconds, however much changes at once.
     home_debounce_seconds: Annotated[float, Field(ge=0)] = 5
+    # Where `svcbot run` sweeps (clocks, digests, surveys, …): a process of its own, so that sweeps never
+    # hold up requests, or the server's own threads, one process the less (bot/sweeps.py).
+    sweeps_in: Literal["process", "thread"] = "process"
 
 
 KB_KINDS = ("runbook", "known-error", "how-to", "faq")

@@ -1,0 +1,179 @@
+"""The scheduler's sweeps (clocks, changes, surveys, digests, reports, handovers, …) and where they run.
+
+By default (``delivery.sweeps_in: process``) they run in a process of their own, forked from ``svcbot run``
+once its store is ready and before it serves: a sweep is CPU work in Python, and in the server's own
+threads it would hold the interpreter lock that every request needs (bench/slash_command.py measured what
+that costs under load). The sweeper writes to the store and its outbox only; the server delivers. When a
+sweep has queued messages, the sweeper signals the server (SIGUSR1) to deliver at once. Either process
+stops the other: the sweeper ends when the server does (PR_SET_PDEATHSIG on Linux, else within a second),
+and the server stops, failing, when its sweeper has died, so that its supervisor starts both again.
+``sweeps_in: thread`` keeps them in the server's threads (one process; where the platform cannot fork).
+"""
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import logging
+import os
+import signal
+import sys
+import time
+from datetime import datetime, timezone
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+from bot.runtime import Runtime
+from handlers.core.context import Context
+from handlers.home import published as home
+from handlers.router import lazy
+from handlers.services import catalogue_review
+from handlers.sla import breaches, outages
+from handlers.surveys import asking
+
+log = logging.getLogger("svcbot")
+
+# Sweeps of capabilities nothing else at start imports: each is imported when it first runs, off the event loop.
+changes_sweep = lazy("handlers.changes.messages:sweep")
+digests_sweep = lazy("handlers.reporting.digests:sweep")
+reports_sweep = lazy("handlers.reporting.reports:sweep")
+kb_reviews_sweep = lazy("handlers.knowledge.reviews:sweep")
+prune = lazy("handlers.core.retention:prune")
+reviews_sweep = lazy("handlers.reviews.record:sweep")
+handovers_sweep = lazy("handlers.shifts.handover:sweep")
+problems_sweep = lazy("handlers.problems.suggestions:suggest")
+
+# Each is one job at a time; one missed while stopped runs once at start rather than being skipped.
+ONCE = dict(max_instances=1, coalesce=True, misfire_grace_time=300)
+
+
+def add_sweeps(scheduler: AsyncIOScheduler, ctx: Context) -> None:
+    now = datetime.now(timezone.utc)
+    every = dict(seconds=ctx.config.delivery.sweep_seconds)
+    jobs = [
+        ("clocks", breaches.sweep, every, None),
+        ("changes", changes_sweep, every, None),
+        ("surveys", asking.sweep, every, None),
+        # Digest and report slots are rows (handlers/reporting/schedule.py): a sweep at start posts one
+        # missed while stopped.
+        ("digests", digests_sweep, every, now),
+        ("reports", reports_sweep, every, now),
+        ("purge", asking.purge, dict(hours=6), now),
+        ("burn", outages.burn_sweep, dict(minutes=1), None),
+        # A P1 or P2 resolved through the API gets its review at the next sweep (handlers/reviews).
+        ("incident-reviews", reviews_sweep, every, None),
+        # Reviews and confirmations fall due by the day: a sweep a minute asks, reminds and tells in time.
+        ("kb-reviews", kb_reviews_sweep, dict(minutes=1), None),
+        ("catalogue", catalogue_review.sweep, dict(minutes=1), None),
+        # Handovers at each shift's end, once across replicas, and to the service managers when not taken
+        # over within the hour (handlers/shifts/handover.py); shift ends are whole minutes.
+        ("handovers", handovers_sweep, dict(seconds=30), now),
+        # Clusters of similar incidents suggested to their service owners as problems, once each.
+        ("problem-suggestions", problems_sweep, dict(minutes=5), None),
+        # Slack homes whose content changed are published again (handlers/home/published.py).
+        ("homes", home.sweep, dict(seconds=home.SWEEP_SECONDS), None),
+        # Delivered messages and delivery keys past app.yaml's retention (handlers/core/retention.py).
+        ("prune", prune, dict(hours=6), now),
+    ]
+    for job_id, job, interval, first in jobs:
+        extra = {"next_run_time": first} if first else {}
+        scheduler.add_job(in_thread, "interval", **interval, args=[job, ctx], id=job_id, **ONCE, **extra)
+
+
+async def in_thread(job, ctx) -> None:
+    """Sweeps use the synchronous store: run them off the event loop."""
+    await asyncio.to_thread(job, ctx)
+
+
+def in_own_process(runtime: Runtime) -> bool:
+    return runtime.ctx.config.delivery.sweeps_in == "process" and hasattr(os, "fork")
+
+
+class Sweeper:
+    """The server's handle on its sweeper process."""
+
+    def __init__(self, pid: int):
+        self.pid = pid
+        self.exit_status: int | None = None
+
+    def alive(self) -> bool:
+        if self.exit_status is None:
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+            if pid:
+                self.exit_status = os.waitstatus_to_exitcode(status)
+        return self.exit_status is None
+
+    def stop(self, grace: float = 5.0) -> None:
+        if not self.alive():
+            return
+        os.kill(self.pid, signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        while self.alive():
+            if time.monotonic() > deadline:
+                os.kill(self.pid, signal.SIGKILL)
+                _, status = os.waitpid(self.pid, 0)
+                self.exit_status = os.waitstatus_to_exitcode(status)
+                return
+            time.sleep(0.05)
+
+
+def fork_sweeper(runtime: Runtime) -> Sweeper:
+    """Start the sweeper process. Called before the server's event loop and threads start, so that the
+    child inherits no lock held by another thread; it never returns in the child."""
+    server = os.getpid()
+    # Until the server's event loop handles it, a signal from the sweeper must not end the server.
+    signal.signal(signal.SIGUSR1, signal.SIG_IGN)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid:
+        log.info("sweeps run in process %d", pid)
+        return Sweeper(pid)
+    code = 1
+    try:
+        _end_with(server)
+        # The parent's pooled connections are the parent's: this process opens its own.
+        runtime.engine.dispose(close=False)
+        runtime.ctx.on_outbox = lambda: _tell(server)
+        # Ended without waiting for a sweep in progress: its transaction is rolled back, and done again
+        # by the next sweeper.
+        asyncio.new_event_loop().run_until_complete(_sweep_until_told(runtime.ctx, server))
+        code = 0
+    except BaseException:  # noqa: BLE001 - the child must never return into the server's code
+        log.exception("the sweeper process failed")
+    finally:
+        logging.shutdown()
+        os._exit(code)
+
+
+def _end_with(server: int) -> None:
+    """Have the kernel end this process at once when the server ends, however it ends (Linux): a sweep cut
+    short is rolled back."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG
+    except (AttributeError, OSError):
+        pass  # elsewhere, _sweep_until_told notices within a second
+    if os.getppid() != server:  # the server ended before the line above
+        os._exit(0)
+
+
+def _tell(server: int) -> None:
+    try:
+        os.kill(server, signal.SIGUSR1)
+    except ProcessLookupError:
+        pass
+
+
+async def _sweep_until_told(ctx: Context, server: int) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    scheduler = AsyncIOScheduler(timezone="UTC")
+    add_sweeps(scheduler, ctx)
+    scheduler.start()
+    while os.getppid() == server and not stop.is_set():
+        try:
+            await asyncio.wait_for(stop.wait(), 1.0)
+        except TimeoutError:
+            pass
+    scheduler.shutdown(wait=False)

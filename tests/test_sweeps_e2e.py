@@ -1,0 +1,73 @@
+"""Where `svcbot run` sweeps (bot/sweeps.py): in a process of its own by default, which ends with the server
+however the server ends, and whose death stops the server, failing, for its supervisor to start both
+again; with `delivery.sweeps_in: thread`, in the server's own threads. Either way a sweep's messages go out."""
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import wait_until
+from tests.test_changes_slack_e2e import slash
+from tests.test_surveys_slack_e2e import SANNE, TOM, survey_dms, text_of, with_quick_ticket_survey
+
+pytestmark = pytest.mark.e2e
+
+
+def children(pid: int) -> list[int]:
+    """The live processes whose parent is pid."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                state, parent = (entry / "stat").read_text().rsplit(")", 1)[1].split()[:2]
+            except (OSError, IndexError, ValueError):
+                continue  # ended meanwhile
+            if int(parent) == pid and state != "Z":
+                found.append(int(entry.name))
+    return found
+
+
+def ended(pid: int) -> bool:
+    try:
+        return (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
+
+
+def surveyed_through(server, fake_slack) -> None:
+    """A resolved ticket's survey is a sweep's message: it reaches the requester."""
+    assert "INC-1 opened" in text_of(slash(server, fake_slack, "incident new payments P3 Reader is slow", SANNE).json())
+    assert "INC-1 resolved" in text_of(slash(server, fake_slack, "incident resolve INC-1 Replaced", TOM).json())
+    wait_until(lambda: survey_dms(fake_slack, SANNE), "the survey a sweep sends", timeout=20)
+
+
+def test_the_sweeper_is_a_process_of_its_own_and_ends_when_the_server_is_killed(start_server, fake_slack,
+                                                                                   config_file):
+    with_quick_ticket_survey(config_file)
+    server = start_server()
+    [sweeper] = wait_until(lambda: children(server.proc.pid), "the sweeper process")
+    surveyed_through(server, fake_slack)
+    server.kill()
+    wait_until(lambda: ended(sweeper), "the sweeper to end with its server", timeout=5)
+
+
+def test_a_server_whose_sweeper_died_stops_and_says_why(start_server):
+    server = start_server()
+    [sweeper] = wait_until(lambda: children(server.proc.pid), "the sweeper process")
+    os.kill(sweeper, signal.SIGKILL)
+    assert server.proc.wait(20) == 1
+    assert "the sweeper process ended (exit status -9): svcbot stops" in server.log()
+
+
+def test_sweeps_in_the_servers_threads(start_server, fake_slack, config_file):
+    cfg = with_quick_ticket_survey(config_file)
+    cfg["delivery"]["sweeps_in"] = "thread"
+    config_file.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    server = start_server()
+    surveyed_through(server, fake_slack)
+    assert children(server.proc.pid) == []
+    assert server.stop() == 0
