@@ -4,10 +4,11 @@ server holds.
 Each command runs ROUNDS times after one run that warms the disk cache, writes the bytecode cache and creates
 the store (the median is printed, with its ratio to the floor): `svcbot console -c status` until it has
 answered and exited, and `svcbot run` until /healthz answers. Then one `svcbot run` is left idle for
-IDLE_SECONDS with the demo configuration (its sweeps run meanwhile) and its peak resident memory (VmHWM) is
-printed. PYTHONDONTWRITEBYTECODE is dropped for the commands measured: a warm start reads its modules'
-bytecode as an installed package does (pip compiles it at install); without it, every start compiles
-svcbot's own ~110 modules again, some 0.1 s.
+IDLE_SECONDS with the demo configuration (its sweeps run meanwhile, in their own process) and the peak
+resident memory (VmHWM) of the server and of its sweeper is printed, and the two processes' proportional set
+size (PSS: the pages the fork left shared counted once). PYTHONDONTWRITEBYTECODE is dropped for the commands
+measured: a warm start reads its modules' bytecode as an installed package does (pip compiles it at install);
+without it, every start compiles svcbot's own ~110 modules again, some 0.1 s.
 Run: `.venv/bin/python bench/start.py [--rounds N] [--idle-seconds S]`; `python -X importtime -m bot.cli
 console -c status 2>imports.txt` says where an import's time goes.
 
@@ -98,11 +99,20 @@ def served(env: dict) -> float:
     return took
 
 
-def peak_rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    raise SystemExit("no VmHWM in /proc: peak memory is measured on Linux only")
+def proc_kb(path: str, field: str) -> float:
+    for line in Path(path).read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise SystemExit(f"no {field} in {path}: memory is measured on Linux only")
+
+
+def memory(pid: int) -> tuple[float, float, float]:
+    """The server's peak RSS, its sweeper's (0 if it has none), and the two processes' proportional set
+    size now (pages they share since the fork counted once), in MB."""
+    sweepers = [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    pss = sum(proc_kb(f"/proc/{p}/smaps_rollup", "Pss") for p in [pid, *sweepers])
+    return (proc_kb(f"/proc/{pid}/status", "VmHWM") / 1024,
+            sum(proc_kb(f"/proc/{p}/status", "VmHWM") for p in sweepers) / 1024, pss / 1024)
 
 
 def main() -> None:
@@ -129,7 +139,7 @@ def main() -> None:
         proc, _ = serve(env)
         try:
             time.sleep(args.idle_seconds)
-            rss = peak_rss_mb(proc.pid)
+            rss, sweeper_rss, pss = memory(proc.pid)
         finally:
             stop(proc)
 
@@ -139,7 +149,8 @@ def main() -> None:
     for name, taken in times.items():
         median = statistics.median(taken)
         print(f"{name:28} {median:9.3f} {min(taken):7.3f} {median / floor:8.1f}")
-    print(f"\nsvcbot run, idle {args.idle_seconds:g} s with the demo configuration: peak RSS {rss:.0f} MB")
+    print(f"\nsvcbot run, idle {args.idle_seconds:g} s with the demo configuration: peak RSS {rss:.0f} MB, its "
+          f"sweeper's {sweeper_rss:.0f} MB; both together now, shared pages counted once (PSS): {pss:.0f} MB")
 
 
 if __name__ == "__main__":
