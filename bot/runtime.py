@@ -150,7 +150,7 @@ class Runtime:
         return row[0] if row else None
 
     def close(self) -> None:
-        """Close the store's connections (the server's end)."""
+        """Close the store's connections (the server's end, or before it forks); the next use opens new ones."""
         if self._version_reader is not None:
             self._version_reader.close()
             self._version_reader = None

@@ -120,6 +120,9 @@ def fork_sweeper(runtime: Runtime) -> Sweeper:
     """Start the sweeper process. Called before the server's event loop and threads start, so that the
     child inherits no lock held by another thread; it never returns in the child."""
     server = os.getpid()
+    # No connection to the store crosses the fork: SQLite's locks are the process's, and a connection, or
+    # SQLite's own record of the file's locks, shared by two processes corrupts the database.
+    runtime.close()
     # Until the server's event loop handles it, a signal from the sweeper must not end the server.
     signal.signal(signal.SIGUSR1, signal.SIG_IGN)
     sys.stdout.flush()
@@ -131,8 +134,6 @@ def fork_sweeper(runtime: Runtime) -> Sweeper:
     code = 1
     try:
         _end_with(server)
-        # The parent's pooled connections are the parent's: this process opens its own.
-        runtime.engine.dispose(close=False)
         runtime.ctx.on_outbox = lambda: _tell(server)
         # Ended without waiting for a sweep in progress: its transaction is rolled back, and done again
         # by the next sweeper.
