@@ -251,6 +251,11 @@ def run_round(server: Server, common: dict, tmp: Path, hooks: str, args) -> None
     finally:
         proc.terminate()
         proc.wait(10)
+    if db is not None:  # a figure from a store the run damaged would be worth nothing
+        with closing(sqlite3.connect(db)) as conn:
+            verdict = conn.execute("PRAGMA integrity_check").fetchone()[0]
+        if verdict != "ok":
+            raise SystemExit(f"{server.name}: the store failed its integrity check: {verdict}")
 
 
 def figures(times: list[float], wall: float) -> tuple[float, float, float]:

@@ -42,6 +42,7 @@ reviews_sweep = lazy("handlers.reviews.record:sweep")
 handovers_sweep = lazy("handlers.shifts.handover:sweep")
 problems_sweep = lazy("handlers.problems.suggestions:suggest")
 
+SWEEPER_NICENESS = 10
 # Each is one job at a time; one missed while stopped runs once at start rather than being skipped.
 ONCE = dict(max_instances=1, coalesce=True, misfire_grace_time=300)
 
@@ -134,6 +135,9 @@ def fork_sweeper(runtime: Runtime) -> Sweeper:
     code = 1
     try:
         _end_with(server)
+        # Answers first: when the machine is busy, the kernel gives the sweeper about a tenth of what it
+        # gives the server; when it is not, the sweeper runs at full speed.
+        os.nice(SWEEPER_NICENESS)
         runtime.ctx.on_outbox = lambda: _tell(server)
         # Ended without waiting for a sweep in progress: its transaction is rolled back, and done again
         # by the next sweeper.
