@@ -22,6 +22,9 @@ class Metrics:
                              registry=self.registry)
         self._sessions = sessions
 
+    def count_attempt(self, platform: str, outcome: str) -> None:
+        self.outbox.labels(platform=platform, outcome=outcome).inc()
+
     def refresh(self) -> None:
         """Read the outbox backlog at scrape time."""
         if self._sessions is None:

@@ -330,4 +330,4 @@ class Deliverer:
 
     def _count(self, outcome: str, platform: str) -> None:
         if self.metrics:
-            self.metrics.outbox.labels(platform=platform, outcome=outcome).inc()
+            self.metrics.count_attempt(platform, outcome)

@@ -26,9 +26,11 @@ if TYPE_CHECKING:
 log = logging.getLogger("svcbot")
 
 RUNTIME = web.AppKey("runtime", Runtime)
+SWEEPER = web.AppKey("sweeper", sweeps.Sweeper)
 
-def build_app(runtime: Runtime, sweeper: sweeps.Sweeper | None = None) -> web.Application:
-    """The server; its sweeps run in its own threads unless ``sweeper``, a process of their own, runs them."""
+def build_app(runtime: Runtime) -> web.Application:
+    """The server. Its sweeps, and the deliveries of what they queue, run in its own threads unless a
+    sweeper process, set as ``app[SWEEPER]`` before it starts, runs them (``serve``)."""
     app = web.Application()
     app[RUNTIME] = runtime
     senders = {}
@@ -65,14 +67,12 @@ def build_app(runtime: Runtime, sweeper: sweeps.Sweeper | None = None) -> web.Ap
     socket_mode = {}
 
     async def start(_app):
-        runtime.deliverer.start()
-        delivery = runtime.ctx.config.delivery
-        scheduler.add_job(runtime.deliverer.sweep, "interval", seconds=delivery.sweep_seconds, id="outbox",
-                          **sweeps.ONCE)
+        runtime.deliverer.start()  # what this server's commands queue, it delivers at once
+        sweeper = app.get(SWEEPER)
         if sweeper is None:
-            sweeps.add_sweeps(scheduler, runtime.ctx)
-        else:  # the sweeper queued messages: deliver them now rather than at the next sweep
-            asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, runtime.deliverer.kick)
+            sweeps.add_sweeps(scheduler, runtime)
+        else:
+            sweeper.count_attempts(runtime.metrics)
             scheduler.add_job(_watch, "interval", seconds=1, args=[sweeper], id="sweeper", **sweeps.ONCE)
         # The handlers a command or form needs, imported now rather than by the first person who asks.
         scheduler.add_job(sweeps.in_thread, "date", args=[_import_handlers, None], id="import-handlers")
@@ -207,8 +207,10 @@ def serve(runtime: Runtime, port: int) -> None:
     # server listens and the sweeps start: measuring again counts levels already passed as announced,
     # which would silence the breach of a ticket opened in the meantime.
     breaches.recompute_if_changed(runtime.ctx)
+    app = build_app(runtime)  # the sweeper delivers with the senders built here
     sweeper = sweeps.fork_sweeper(runtime) if sweeps.in_own_process(runtime) else None
-    app = build_app(runtime, sweeper)
+    if sweeper is not None:
+        app[SWEEPER] = sweeper
     log.info("svcbot listening on port %d", port)
     try:
         web.run_app(app, port=port, print=None, shutdown_timeout=5, handle_signals=True)

@@ -1,13 +1,16 @@
-"""The scheduler's sweeps (clocks, changes, surveys, digests, reports, handovers, …) and where they run.
+"""The scheduler's sweeps (clocks, changes, surveys, digests, reports, handovers, …), the deliveries of what
+they queue, and where both run.
 
 By default (``delivery.sweeps_in: process``) they run in a process of their own, forked from ``svcbot run``
-once its store is ready and before it serves: a sweep is CPU work in Python, and in the server's own
-threads it would hold the interpreter lock that every request needs (bench/slash_command.py measured what
-that costs under load). The sweeper writes to the store and its outbox only; the server delivers. When a
-sweep has queued messages, the sweeper signals the server (SIGUSR1) to deliver at once. Either process
-stops the other: the sweeper ends when the server does (PR_SET_PDEATHSIG on Linux, else within a second),
-and the server stops, failing, when its sweeper has died, so that its supervisor starts both again.
-``sweeps_in: thread`` keeps them in the server's threads (one process; where the platform cannot fork).
+once its store is ready and before it serves: sweeping and delivering are CPU work in Python, and in the
+server's own threads they would hold the interpreter lock that every request needs (bench/slash_command.py
+measured what that costs under load). The server still delivers at once what its own commands queue; the
+sweeper delivers the rest, with the same senders, and retries what failed. It runs niced, so that when the
+machine is busy answers come first, and it counts its delivery attempts into the server's /metrics over a
+pipe. Either process stops the other: the sweeper ends when the server does (PR_SET_PDEATHSIG on Linux,
+else within a second), and the server stops, failing, when its sweeper has died, so that its supervisor
+starts both again. ``sweeps_in: thread`` keeps everything in the server's threads (one process; also where
+the platform cannot fork).
 """
 from __future__ import annotations
 
@@ -23,7 +26,6 @@ from datetime import datetime, timezone
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from bot.runtime import Runtime
-from handlers.core.context import Context
 from handlers.home import published as home
 from handlers.router import lazy
 from handlers.services import catalogue_review
@@ -47,9 +49,11 @@ SWEEPER_NICENESS = 10
 ONCE = dict(max_instances=1, coalesce=True, misfire_grace_time=300)
 
 
-def add_sweeps(scheduler: AsyncIOScheduler, ctx: Context) -> None:
+def add_sweeps(scheduler: AsyncIOScheduler, runtime: Runtime) -> None:
+    ctx = runtime.ctx
     now = datetime.now(timezone.utc)
     every = dict(seconds=ctx.config.delivery.sweep_seconds)
+    scheduler.add_job(runtime.deliverer.sweep, "interval", **every, id="outbox", **ONCE)
     jobs = [
         ("clocks", breaches.sweep, every, None),
         ("changes", changes_sweep, every, None),
@@ -92,9 +96,28 @@ def in_own_process(runtime: Runtime) -> bool:
 class Sweeper:
     """The server's handle on its sweeper process."""
 
-    def __init__(self, pid: int):
+    def __init__(self, pid: int, attempts: int):
         self.pid = pid
         self.exit_status: int | None = None
+        self._attempts = attempts  # the pipe's end the sweeper's delivery attempts arrive at
+        self._unread = b""
+
+    def count_attempts(self, metrics) -> None:
+        """Count the sweeper's delivery attempts in these metrics, as they arrive (on the event loop)."""
+        asyncio.get_running_loop().add_reader(self._attempts, self._read, metrics)
+
+    def _read(self, metrics) -> None:
+        try:
+            data = os.read(self._attempts, 65536)
+        except BlockingIOError:
+            return
+        if not data:  # the sweeper has ended; _watch says so
+            asyncio.get_running_loop().remove_reader(self._attempts)
+            return
+        *lines, self._unread = (self._unread + data).split(b"\n")
+        for line in lines:
+            platform, outcome = line.decode().split()
+            metrics.count_attempt(platform, outcome)
 
     def alive(self) -> bool:
         if self.exit_status is None:
@@ -124,24 +147,27 @@ def fork_sweeper(runtime: Runtime) -> Sweeper:
     # No connection to the store crosses the fork: SQLite's locks are the process's, and a connection, or
     # SQLite's own record of the file's locks, shared by two processes corrupts the database.
     runtime.close()
-    # Until the server's event loop handles it, a signal from the sweeper must not end the server.
-    signal.signal(signal.SIGUSR1, signal.SIG_IGN)
+    attempts, counted = os.pipe()
     sys.stdout.flush()
     sys.stderr.flush()
     pid = os.fork()
     if pid:
+        os.close(counted)
+        os.set_blocking(attempts, False)
         log.info("sweeps run in process %d", pid)
-        return Sweeper(pid)
+        return Sweeper(pid, attempts)
     code = 1
     try:
         _end_with(server)
+        os.close(attempts)
+        os.set_blocking(counted, False)
+        runtime.deliverer.metrics = AttemptsToServer(counted)
         # Answers first: when the machine is busy, the kernel gives the sweeper about a tenth of what it
         # gives the server; when it is not, the sweeper runs at full speed.
         os.nice(SWEEPER_NICENESS)
-        runtime.ctx.on_outbox = lambda: _tell(server)
         # Ended without waiting for a sweep in progress: its transaction is rolled back, and done again
         # by the next sweeper.
-        asyncio.new_event_loop().run_until_complete(_sweep_until_told(runtime.ctx, server))
+        asyncio.new_event_loop().run_until_complete(_sweep_until_told(runtime, server))
         code = 0
     except BaseException:  # noqa: BLE001 - the child must never return into the server's code
         log.exception("the sweeper process failed")
@@ -161,21 +187,30 @@ def _end_with(server: int) -> None:
         os._exit(0)
 
 
-def _tell(server: int) -> None:
-    try:
-        os.kill(server, signal.SIGUSR1)
-    except ProcessLookupError:
-        pass
+class AttemptsToServer:
+    """The sweeper's delivery attempts, for the server's /metrics: a line each down the pipe (a write that
+    small is never split). A count is dropped rather than a delivery held up when the pipe is full."""
+
+    def __init__(self, fd: int):
+        self.fd = fd
+
+    def count_attempt(self, platform: str, outcome: str) -> None:
+        try:
+            os.write(self.fd, f"{platform} {outcome}\n".encode())
+        except (BlockingIOError, BrokenPipeError):
+            pass
 
 
-async def _sweep_until_told(ctx: Context, server: int) -> None:
+async def _sweep_until_told(runtime: Runtime, server: int) -> None:
+    runtime.deliverer.start()  # the context's on_outbox delivers here, at once
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     scheduler = AsyncIOScheduler(timezone="UTC")
-    add_sweeps(scheduler, ctx)
+    add_sweeps(scheduler, runtime)
     scheduler.start()
+    runtime.deliverer.kick()
     while os.getppid() == server and not stop.is_set():
         try:
             await asyncio.wait_for(stop.wait(), 1.0)

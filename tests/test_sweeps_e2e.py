@@ -8,9 +8,12 @@ import signal
 from pathlib import Path
 
 import pytest
+import requests
 import yaml
+from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import wait_until
+from storage.models import OutboxMessage
+from tests.conftest import db_rows, wait_until
 from tests.test_changes_slack_e2e import slash
 from tests.test_surveys_slack_e2e import SANNE, TOM, survey_dms, text_of, with_quick_ticket_survey
 
@@ -38,6 +41,13 @@ def ended(pid: int) -> bool:
         return True
 
 
+def attempts_counted(server, outcome: str) -> float:
+    """svcbot_outbox_attempts_total for Slack and this outcome, as the server's /metrics says."""
+    text = requests.get(server.url + "/metrics", timeout=5).text
+    return sum(s.value for family in text_string_to_metric_families(text) for s in family.samples
+               if s.name == "svcbot_outbox_attempts_total" and s.labels == {"platform": "slack", "outcome": outcome})
+
+
 def surveyed_through(server, fake_slack) -> None:
     """A resolved ticket's survey is a sweep's message: it reaches the requester."""
     assert "INC-1 opened" in text_of(slash(server, fake_slack, "incident new payments P3 Reader is slow", SANNE).json())
@@ -46,11 +56,15 @@ def surveyed_through(server, fake_slack) -> None:
 
 
 def test_the_sweeper_is_a_process_of_its_own_and_ends_when_the_server_is_killed(start_server, fake_slack,
-                                                                                   config_file):
+                                                                                   config_file, database_url):
     with_quick_ticket_survey(config_file)
     server = start_server()
     [sweeper] = wait_until(lambda: children(server.proc.pid), "the sweeper process")
     surveyed_through(server, fake_slack)
+    # The survey was queued and sent by the sweeper, the commands' answers by the server: /metrics counts both.
+    sent = lambda: len([r for r in db_rows(database_url, OutboxMessage) if r.platform == "slack"  # noqa: E731
+                        and r.status == "sent"])
+    wait_until(lambda: attempts_counted(server, "sent") == sent() > 0, "every delivery counted in /metrics")
     server.kill()
     wait_until(lambda: ended(sweeper), "the sweeper to end with its server", timeout=5)
 
