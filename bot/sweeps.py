@@ -44,7 +44,7 @@ reviews_sweep = lazy("handlers.reviews.record:sweep")
 handovers_sweep = lazy("handlers.shifts.handover:sweep")
 problems_sweep = lazy("handlers.problems.suggestions:suggest")
 
-SWEEPER_NICENESS = 10
+SWEEPER_NICENESS = 10  # added to the server's: a tenth of its share of a busy CPU
 # Each is one job at a time; one missed while stopped runs once at start rather than being skipped.
 ONCE = dict(max_instances=1, coalesce=True, misfire_grace_time=300)
 
@@ -53,6 +53,7 @@ def add_sweeps(scheduler: AsyncIOScheduler, runtime: Runtime) -> None:
     ctx = runtime.ctx
     now = datetime.now(timezone.utc)
     every = dict(seconds=ctx.config.delivery.sweep_seconds)
+    # What a sweep queues is delivered at once (the context's on_outbox); this retries what could not be.
     scheduler.add_job(runtime.deliverer.sweep, "interval", **every, id="outbox", **ONCE)
     jobs = [
         ("clocks", breaches.sweep, every, None),
