@@ -28,6 +28,7 @@ log = logging.getLogger("svcbot")
 RUNTIME = web.AppKey("runtime", Runtime)
 SWEEPER = web.AppKey("sweeper", sweeps.Sweeper)
 
+
 def build_app(runtime: Runtime) -> web.Application:
     """The server. Its sweeps, and the deliveries of what they queue, run in its own threads unless a
     sweeper process, set as ``app[SWEEPER]`` before it starts, runs them (``serve``)."""
