@@ -64,8 +64,8 @@ thread held the interpreter; cProfile of Runtime._run in a loop):
   only the sweeps moved, the 100,000-ticket round gave p99 2.7×, throughput 0.46× (threads: 4.0×, 0.30×):
   the deliveries of the sweep's notices, still in the server, were the larger part. With the sweeper
   delivering what its sweeps queue: p99 1.3-1.9×, throughput 0.57-0.67× over two runs; `status` with
-  nothing to sweep 1.2×, 0.82-0.86×. Niceness 19 instead of 10 changed nothing measurable, and the same
-  store with no clock due gave 1.0×, 0.91×: what remains is the two cores and the store shared with a
+  nothing to sweep 1.2×, 0.82-0.86×. Niceness 0 and 19 instead of 10 gave, one run each, 1.71× and 1.62×,
+  0.53× and 0.52×: within the noise. The same store with no clock due gave 1.0×, 0.91×: what remains is the two cores and the store shared with a
   sweeper at work. The fake Slack Web API runs in a process of its own too, or the notices it receives
   would slow this bench's own clients (the floor gets none).
 - Each store a round served is checked with PRAGMA integrity_check afterwards: the first sweeper, forked

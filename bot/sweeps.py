@@ -44,7 +44,6 @@ reviews_sweep = lazy("handlers.reviews.record:sweep")
 handovers_sweep = lazy("handlers.shifts.handover:sweep")
 problems_sweep = lazy("handlers.problems.suggestions:suggest")
 
-SWEEPER_NICENESS = 10  # added to the server's: a tenth of its share of a busy CPU
 # Each is one job at a time; one missed while stopped runs once at start rather than being skipped.
 ONCE = dict(max_instances=1, coalesce=True, misfire_grace_time=300)
 
@@ -163,9 +162,9 @@ def fork_sweeper(runtime: Runtime) -> Sweeper:
         os.close(attempts)
         os.set_blocking(counted, False)
         runtime.deliverer.metrics = AttemptsToServer(counted)
-        # Answers first: when the machine is busy, the kernel gives the sweeper about a tenth of what it
-        # gives the server; when it is not, the sweeper runs at full speed.
-        os.nice(SWEEPER_NICENESS)
+        # Answers first: when the machine is busy, the kernel gives the sweeper (at the default 10) about a
+        # tenth of what it gives the server; when it is not, the sweeper runs at full speed.
+        os.nice(runtime.ctx.config.delivery.sweeper_niceness)
         # Ended without waiting for a sweep in progress: its transaction is rolled back, and done again
         # by the next sweeper.
         asyncio.new_event_loop().run_until_complete(_sweep_until_told(runtime, server))

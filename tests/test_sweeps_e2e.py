@@ -55,11 +55,18 @@ def surveyed_through(server, fake_slack) -> None:
     wait_until(lambda: survey_dms(fake_slack, SANNE), "the survey a sweep sends", timeout=20)
 
 
+def niceness(pid: int) -> int:
+    return int((Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[16])
+
+
 def test_the_sweeper_is_a_process_of_its_own_and_ends_when_the_server_is_killed(start_server, fake_slack,
                                                                                    config_file, database_url):
-    with_quick_ticket_survey(config_file)
+    cfg = with_quick_ticket_survey(config_file)
+    cfg["delivery"]["sweeper_niceness"] = 3
+    config_file.write_text(yaml.safe_dump(cfg, sort_keys=False))
     server = start_server()
     [sweeper] = wait_until(lambda: children(server.proc.pid), "the sweeper process")
+    assert niceness(sweeper) == niceness(server.proc.pid) + 3
     surveyed_through(server, fake_slack)
     # The survey was queued and sent by the sweeper, the commands' answers by the server: /metrics counts both.
     sent = lambda: len([r for r in db_rows(database_url, OutboxMessage) if r.platform == "slack"  # noqa: E731

@@ -192,6 +192,8 @@ class Delivery(Strict):
     # Where `svcbot run` sweeps (clocks, digests, surveys, …): a process of its own, so that sweeps never
     # hold up requests, or the server's own threads, one process the less (bot/sweeps.py).
     sweeps_in: Literal["process", "thread"] = "process"
+    # Added to the server's niceness for the sweeper process: when the machine is busy, answers first.
+    sweeper_niceness: Annotated[int, Field(ge=0, le=19)] = 10
 
 
 KB_KINDS = ("runbook", "known-error", "how-to", "faq")
