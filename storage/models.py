@@ -136,7 +136,8 @@ class Ticket(Base):
     """An incident or service request, from chat, the API or an import. INC-<id> is its short name."""
 
     __tablename__ = "tickets"
-    __table_args__ = (UniqueConstraint("source", "external_id"), Index("ix_tickets_open", "service_id", "state"))
+    __table_args__ = (UniqueConstraint("source", "external_id"), Index("ix_tickets_open", "service_id", "state"),
+                      Index("ix_tickets_resolved", "resolved_at"))  # migration 0014: the reviews' sweep
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     kind: Mapped[str] = mapped_column(String(16), default="incident")  # incident | request
     source: Mapped[str] = mapped_column(String(32))  # chat | api | servicenow …

@@ -7,6 +7,7 @@ import zipfile
 
 import yaml
 
+from handlers.router import ROUTES
 from tests.conftest import ROOT, run_cli
 
 
@@ -56,3 +57,7 @@ def test_teams_package_holds_manifest_and_icons(tmp_path):
     assert {(p["name"], p["type"]) for p in manifest["authorization"]["permissions"]["resourceSpecific"]} == {
         ("ChannelMessage.Read.Group", "Application"), ("ChatMessage.Read.Chat", "Application")}
     assert sizes == {"color.png": (192, 192), "outline.png": (32, 32)}
+    # Teams lists at most ten commands a scope; each one listed is a command svcbot knows.
+    [listed] = manifest["bots"][0]["commandLists"]
+    assert 0 < len(listed["commands"]) <= 10
+    assert {c["title"] for c in listed["commands"]} <= set(ROUTES)
