@@ -5,9 +5,9 @@ By default (``delivery.sweeps_in: process``) they run in a process of their own,
 once its store is ready and before it serves: sweeping and delivering are CPU work in Python, and in the
 server's own threads they would hold the interpreter lock that every request needs (bench/slash_command.py
 measured what that costs under load). The server still delivers at once what its own commands queue; the
-sweeper delivers the rest, with the same senders, and retries what failed. It runs niced, so that when the
-machine is busy answers come first, and it counts its delivery attempts into the server's /metrics over a
-pipe. Either process stops the other: the sweeper ends when the server does (PR_SET_PDEATHSIG on Linux,
+sweeper delivers the rest, with the same senders, and retries what failed. It runs at a lower priority
+(by default on the CPU time nothing else wants), so that answers come first, and it counts its delivery
+attempts into the server's /metrics over a pipe. Either process stops the other: the sweeper ends when the server does (PR_SET_PDEATHSIG on Linux,
 else within a second), and the server stops, failing, when its sweeper has died, so that its supervisor
 starts both again. ``sweeps_in: thread`` keeps everything in the server's threads (one process; also where
 the platform cannot fork).
@@ -162,9 +162,7 @@ def fork_sweeper(runtime: Runtime) -> Sweeper:
         os.close(attempts)
         os.set_blocking(counted, False)
         runtime.deliverer.metrics = AttemptsToServer(counted)
-        # Answers first: when the machine is busy, the kernel gives the sweeper (at the default 10) about a
-        # tenth of what it gives the server; when it is not, the sweeper runs at full speed.
-        os.nice(runtime.ctx.config.delivery.sweeper_niceness)
+        lower_priority(runtime.ctx.config.delivery.sweeper_niceness)
         # Ended without waiting for a sweep in progress: its transaction is rolled back, and done again
         # by the next sweeper.
         asyncio.new_event_loop().run_until_complete(_sweep_until_told(runtime, server))
@@ -174,6 +172,17 @@ def fork_sweeper(runtime: Runtime) -> Sweeper:
     finally:
         logging.shutdown()
         os._exit(code)
+
+
+def lower_priority(niceness: int | str) -> None:
+    """Answers first. "idle" (Linux's SCHED_IDLE): the sweeper gets the CPU time nothing else wants, and
+    a request the server wakes for takes the CPU from it at once; a niceness only shrinks its share,
+    and a sweeper at 10 or 19 still took half a core from a server under load. Where there is no
+    SCHED_IDLE, "idle" is the lowest niceness."""
+    if niceness == "idle" and hasattr(os, "SCHED_IDLE"):
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+    else:
+        os.nice(19 if niceness == "idle" else niceness)
 
 
 def _end_with(server: int) -> None:

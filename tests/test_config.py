@@ -262,6 +262,9 @@ BROKEN = {
     "warning lead as long as the target": (
         _set(("agreements", 0, "targets", 0, "warn_before"), ["15 min"]),
         ["agreements[0].targets[0].warn_before[0]: 15 min is not shorter than the target (15 min)"]),
+    "sweeper priority that is no niceness": (
+        _set(("delivery",), {"sweeper_niceness": 25}),
+        ["delivery.sweeper_niceness: 25 is neither 'idle' nor a niceness from 0 to 19"]),
     "business warning lead on a clock-time target": (
         _set(("agreements", 0, "targets", 1, "warn_before"), ["90 business minutes"]),
         ["agreements[0].targets[1].warn_before[0]: this target counts clock time, so its warnings do too: "

@@ -1,11 +1,13 @@
-"""The fork of the sweeper (bot/sweeps.py): no connection to the store crosses it. A SQLite connection, or
-SQLite's record of the file's locks, that two processes share corrupts the database."""
+"""The fork of the sweeper (bot/sweeps.py): no connection to the store crosses it (a SQLite connection, or
+SQLite's record of the file's locks, that two processes share corrupts the database), and the priority it
+gives itself."""
 from __future__ import annotations
 
 import os
 import signal
 from pathlib import Path
 
+import pytest
 from sqlalchemy import text
 
 from bot import sweeps
@@ -48,3 +50,30 @@ def test_no_connection_to_the_store_crosses_the_fork(runtime, monkeypatch):
     assert at_fork == {"pooled": 0, "files": []}
     with runtime.engine.connect() as conn:  # the server opens new ones when it next needs the store
         assert conn.execute(text("SELECT 1")).scalar() == 1
+
+
+def priority_taken(niceness) -> tuple[int, int]:
+    """The scheduling policy and niceness a child process has after lower_priority(niceness)."""
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child reports and ends at once, whatever happens
+        code = 1
+        try:
+            sweeps.lower_priority(niceness)
+            os.write(write, f"{os.sched_getscheduler(0)} {os.nice(0)}".encode())
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(write)
+    with os.fdopen(read) as pipe:
+        got = pipe.read()
+    assert os.waitpid(pid, 0)[1] == 0
+    policy, niceness_now = got.split()
+    return int(policy), int(niceness_now)
+
+
+@pytest.mark.skipif(not hasattr(os, "SCHED_IDLE"), reason="SCHED_IDLE is Linux's")
+def test_an_idle_sweeper_takes_only_the_cpu_time_nothing_else_wants():
+    own = os.nice(0)
+    assert priority_taken("idle") == (os.SCHED_IDLE, own)
+    assert priority_taken(3) == (os.sched_getscheduler(0), min(own + 3, 19))

@@ -192,8 +192,16 @@ class Delivery(Strict):
     # Where `svcbot run` sweeps (clocks, digests, surveys, …): a process of its own, so that sweeps never
     # hold up requests, or the server's own threads, one process the less (bot/sweeps.py).
     sweeps_in: Literal["process", "thread"] = "process"
-    # Added to the server's niceness for the sweeper process: when the machine is busy, answers first.
-    sweeper_niceness: Annotated[int, Field(ge=0, le=19)] = 10
+    # How the sweeper gives way to the server when the machine is busy: "idle", only the CPU time nothing
+    # else wants (bot.sweeps.lower_priority), or a niceness added to the server's.
+    sweeper_niceness: int | Literal["idle"] = "idle"
+
+    @field_validator("sweeper_niceness", mode="before")
+    @classmethod
+    def _priority(cls, v: object) -> object:
+        if v == "idle" or (isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 19):
+            return v
+        raise ValueError(f"{v!r} is neither 'idle' nor a niceness from 0 to 19")
 
 
 KB_KINDS = ("runbook", "known-error", "how-to", "faq")
