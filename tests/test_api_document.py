@@ -7,6 +7,7 @@ import tomllib
 from pathlib import Path
 
 import pytest
+import yaml
 from openapi_spec_validator import validate
 
 from bot.api import common, spec
@@ -37,6 +38,21 @@ def test_the_document_ships_with_the_package_and_is_read_once():
     assert "openapi.yaml" in package_data["bot.api"]
     assert spec.document() is spec.document()
     assert spec.document()["openapi"] == "3.1.0"
+
+
+def test_the_parsed_document_is_kept_for_its_text_only(tmp_path):
+    text = (ROOT / "bot" / "api" / "openapi.yaml").read_text(encoding="utf-8")
+    first = spec.parsed(text, tmp_path / "cache")
+    [kept] = (tmp_path / "cache").iterdir()
+    assert spec.parsed(text, tmp_path / "cache") == first == yaml.safe_load(text)
+    kept.write_text('{"openapi": "as kept"}')  # read from the cache, not parsed again
+    assert spec.parsed(text, tmp_path / "cache") == {"openapi": "as kept"}
+    changed = text.replace("title: svcbot", "title: svcbot changed", 1)
+    assert spec.parsed(changed, tmp_path / "cache")["info"]["title"] == "svcbot changed API"
+    assert [p.name for p in (tmp_path / "cache").iterdir()] != [kept.name]  # the stale one replaced
+    assert len(list((tmp_path / "cache").iterdir())) == 1
+    (tmp_path / "unwritable").write_text("a file, not a directory")
+    assert spec.parsed(text, tmp_path / "unwritable") == first
 
 
 def test_the_lists_and_defaults_in_the_document_are_the_code_s():

@@ -7,8 +7,11 @@ from __future__ import annotations
 
 import copy
 import functools
+import hashlib
 import json
+import os
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -29,7 +32,29 @@ _KEYWORD_ORDER = {name: i for i, name in enumerate(
 def document() -> dict[str, Any]:
     """The OpenAPI document, as served. Callers must not change it."""
     text = resources.files(__package__).joinpath("openapi.yaml").read_text(encoding="utf-8")
-    return yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    return parsed(text, Path(__file__).with_name("__pycache__"))
+
+
+def parsed(text: str, cache: Path) -> dict[str, Any]:
+    """The document parsed. Parsing its YAML takes some 70 ms, at every start of the server, so what it
+    gave is kept in ``cache`` as JSON (read in 2 ms), named by a hash of the text, as Python keeps
+    bytecode. Where that cannot be written, the text is parsed each time."""
+    kept = cache / f"openapi.{hashlib.sha256(text.encode()).hexdigest()[:20]}.json"
+    try:
+        return json.loads(kept.read_bytes())
+    except (OSError, ValueError):
+        pass
+    doc = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    try:
+        cache.mkdir(exist_ok=True)
+        for old in cache.glob("openapi.*.json"):
+            old.unlink(missing_ok=True)
+        written = kept.with_suffix(f".{os.getpid()}.tmp")
+        written.write_text(json.dumps(doc))
+        os.replace(written, kept)  # whole or not at all, for another process reading it meanwhile
+    except OSError:
+        pass
+    return doc
 
 
 @functools.cache
