@@ -26,15 +26,18 @@ from datetime import datetime, timezone
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from bot.runtime import Runtime
-from handlers.home import published as home
 from handlers.router import lazy
-from handlers.services import catalogue_review
-from handlers.sla import breaches, outages
-from handlers.surveys import asking
 
 log = logging.getLogger("svcbot")
 
-# Sweeps of capabilities nothing else at start imports: each is imported when it first runs, off the event loop.
+# Each sweep is imported when it first runs, off the event loop, and in the sweeper process only: the
+# server that forks it answers requests and needs none of them.
+clocks_sweep = lazy("handlers.sla.breaches:sweep")
+surveys_sweep = lazy("handlers.surveys.asking:sweep")
+surveys_purge = lazy("handlers.surveys.asking:purge")
+burn_sweep = lazy("handlers.sla.outages:burn_sweep")
+catalogue_sweep = lazy("handlers.services.catalogue_review:sweep")
+homes_sweep = lazy("handlers.home.published:sweep")
 changes_sweep = lazy("handlers.changes.messages:sweep")
 digests_sweep = lazy("handlers.reporting.digests:sweep")
 reports_sweep = lazy("handlers.reporting.reports:sweep")
@@ -43,6 +46,8 @@ prune = lazy("handlers.core.retention:prune")
 reviews_sweep = lazy("handlers.reviews.record:sweep")
 handovers_sweep = lazy("handlers.shifts.handover:sweep")
 problems_sweep = lazy("handlers.problems.suggestions:suggest")
+
+HOMES_SWEEP_SECONDS = 15  # how often the Slack homes of those who opened them are looked at again
 
 # Each is one job at a time; one missed while stopped runs once at start rather than being skipped.
 ONCE = dict(max_instances=1, coalesce=True, misfire_grace_time=300)
@@ -55,27 +60,27 @@ def add_sweeps(scheduler: AsyncIOScheduler, runtime: Runtime) -> None:
     # What a sweep queues is delivered at once (the context's on_outbox); this retries what could not be.
     scheduler.add_job(runtime.deliverer.sweep, "interval", **every, id="outbox", **ONCE)
     jobs = [
-        ("clocks", breaches.sweep, every, None),
+        ("clocks", clocks_sweep, every, None),
         ("changes", changes_sweep, every, None),
-        ("surveys", asking.sweep, every, None),
+        ("surveys", surveys_sweep, every, None),
         # Digest and report slots are rows (handlers/reporting/schedule.py): a sweep at start posts one
         # missed while stopped.
         ("digests", digests_sweep, every, now),
         ("reports", reports_sweep, every, now),
-        ("purge", asking.purge, dict(hours=6), now),
-        ("burn", outages.burn_sweep, dict(minutes=1), None),
+        ("purge", surveys_purge, dict(hours=6), now),
+        ("burn", burn_sweep, dict(minutes=1), None),
         # A P1 or P2 resolved through the API gets its review at the next sweep (handlers/reviews).
         ("incident-reviews", reviews_sweep, every, None),
         # Reviews and confirmations fall due by the day: a sweep a minute asks, reminds and tells in time.
         ("kb-reviews", kb_reviews_sweep, dict(minutes=1), None),
-        ("catalogue", catalogue_review.sweep, dict(minutes=1), None),
+        ("catalogue", catalogue_sweep, dict(minutes=1), None),
         # Handovers at each shift's end, once across replicas, and to the service managers when not taken
         # over within the hour (handlers/shifts/handover.py); shift ends are whole minutes.
         ("handovers", handovers_sweep, dict(seconds=30), now),
         # Clusters of similar incidents suggested to their service owners as problems, once each.
         ("problem-suggestions", problems_sweep, dict(minutes=5), None),
         # Slack homes whose content changed are published again (handlers/home/published.py).
-        ("homes", home.sweep, dict(seconds=home.SWEEP_SECONDS), None),
+        ("homes", homes_sweep, dict(seconds=HOMES_SWEEP_SECONDS), None),
         # Delivered messages and delivery keys past app.yaml's retention (handlers/core/retention.py).
         ("prune", prune, dict(hours=6), now),
     ]

@@ -77,3 +77,15 @@ def test_an_idle_sweeper_takes_only_the_cpu_time_nothing_else_wants():
     own = os.nice(0)
     assert priority_taken("idle") == (os.SCHED_IDLE, own)
     assert priority_taken(3) == (os.sched_getscheduler(0), min(own + 3, 19))
+
+
+def test_every_sweep_names_a_function_that_exists(runtime):
+    from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+    from handlers.router import lazy
+    scheduler = AsyncIOScheduler(timezone="UTC")
+    sweeps.add_sweeps(scheduler, runtime)
+    named = [job.args[0] for job in scheduler.get_jobs() if job.args and isinstance(job.args[0], lazy)]
+    assert len(named) >= 10
+    for job in named:
+        assert callable(job.resolve()), job

@@ -20,7 +20,6 @@ from storage.models import HomeView, OutboxMessage
 
 log = logging.getLogger("svcbot")
 
-SWEEP_SECONDS = 15  # how often the homes of those who opened them are looked at again
 KEEP = timedelta(days=90)  # someone who has not opened it for this long gets no more refreshes
 ICON = {"ok": "✅", "error": "⚠️", "warning": "⚠️", "info": "ℹ️"}
 

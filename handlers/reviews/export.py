@@ -5,17 +5,14 @@ from __future__ import annotations
 from datetime import datetime
 from pathlib import Path
 
-import jinja2
+from functools import cache
+
 from sqlalchemy.orm import Session
 
 from handlers.core.context import Context
 from handlers.reviews import timeline as tl
 from handlers.reviews.record import PART_NAMES, PARTS, actions_of, number, today
 from storage.models import IncidentReview, Ticket
-
-_ENV = jinja2.Environment(loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
-                          autoescape=False, keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True)
-
 
 def view(ctx: Context, session: Session, review: IncidentReview, now: datetime) -> dict:
     """Everything a review says, as plain values (times as datetimes, people as ids and names)."""
@@ -58,9 +55,16 @@ def _when(moment: datetime | None) -> str:
     return f"{moment:%Y-%m-%d %H:%M} UTC" if moment else "—"
 
 
-_ENV.filters["cell"] = _cell
-_ENV.filters["when"] = _when
+@cache
+def _environment():
+    """Made when a review is first exported: importing Jinja would slow every start of the server."""
+    import jinja2
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
+                             autoescape=False, keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True)
+    env.filters["cell"] = _cell
+    env.filters["when"] = _when
+    return env
 
 
 def markdown(data: dict) -> str:
-    return _ENV.get_template("review.md.j2").render(r=data)
+    return _environment().get_template("review.md.j2").render(r=data)
