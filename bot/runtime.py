@@ -48,7 +48,7 @@ class Runtime:
             self.ctx = Context(config=config, sessions=sessions, secret=secret_key(sessions),
                                connected=connected_platforms())
             sync_people(self.ctx)
-        self.metrics = Metrics(self.ctx.sessions)
+        self.metrics = Metrics(self.ctx.sessions, lambda: self.ctx.now())  # the clock a test may set later
         self.deliverer = Deliverer(self.ctx, {}, self.metrics)
         self.ctx.on_outbox = self.deliverer.kick
         self._version_reader: sqlite3.Connection | None = None  # see version_now

@@ -872,3 +872,17 @@ def test_a_longer_target_in_app_yaml_announces_the_levels_still_ahead(ctx, clock
     assert notices(ctx, ticket_id) == [("SLA-PAY", "resolution", 50, at(2, 13)),
                                        ("SLA-PAY", "resolution", 75, at(2, 18)),
                                        ("SLA-PAY", "resolution", 100, at(3, 11))]
+
+
+def test_metrics_say_how_long_the_oldest_due_check_has_waited_for_the_sweep(runtime, clock):
+    def scraped() -> tuple[float, float]:
+        runtime.metrics.refresh()
+        sample = runtime.metrics.registry.get_sample_value
+        return sample("svcbot_clock_checks_due"), sample("svcbot_clock_checks_late_seconds")
+
+    assert scraped() == (0, 0)
+    open_by_api(runtime.ctx, "webshop", "P1")  # SLA-SHOP: P1 resolution in 2 hours, warned at 50 % (1 h) and 75 %
+    clock.advance(hours=1, minutes=10)  # no sweep meanwhile: the 50 % warning has waited 10 minutes
+    assert scraped() == (1, 600)
+    sweep(runtime.ctx)
+    assert scraped() == (0, 0)

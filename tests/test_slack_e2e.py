@@ -227,6 +227,7 @@ def test_health_metrics_and_clean_shutdown(start_server, fake_slack):
     metrics = requests.get(server.url + "/metrics", timeout=5).text
     assert 'svcbot_commands_total{command="status",outcome="ok",platform="slack"} 1.0' in metrics
     assert "svcbot_outbox_backlog" in metrics
+    assert "\nsvcbot_clock_checks_late_seconds 0.0\n" in metrics
     assert server.stop() == 0
 
 
