@@ -71,8 +71,11 @@ thread held the interpreter; cProfile of Runtime._run in a loop):
   (the floor's server and clients took 0.7 each, both cores never full). A server and its clients take
   turns; while one waits for the other the sweeper runs, and a niceness only divides the time between
   tasks that all want it, so the server, woken, still waits for the sweeper's slice. Under SCHED_IDLE
-  (`sweeper_niceness: idle`, now the default) a woken server takes the CPU at once: p99 1.04×, throughput
-  0.78× in the round that gave 1.57×, 0.60× before.
+  (`sweeper_niceness: idle`, now the default) a woken server takes the CPU at once: p99 1.04×,
+  throughput 0.78× where the run before gave 1.57×, 0.60×; with the cheaper sweep below, two runs of
+  three rounds gave 1.18× and 1.00×, 0.82× both times (by round 0.89-1.25×, 0.66-0.83×; threads 2.96-3.22×,
+  0.48-0.56×). The sweep waits meanwhile, as it mostly did at niceness 10: in the second or so a
+  round's load lasts it commits no batch.
 - The breach sweep itself now reads a batch's tickets and histories in two statements instead of two a
   clock, and writes each notice's messages in one flush with its clock (three before): 2,000 notices
   took 5.7 s of CPU instead of 7.8 s. What is left of it is the ORM's flushes (a savepoint per clock,
