@@ -7,10 +7,10 @@ server's own threads they would hold the interpreter lock that every request nee
 measured what that costs under load). The server still delivers at once what its own commands queue; the
 sweeper delivers the rest, with the same senders, and retries what failed. It runs at a lower priority
 (by default on the CPU time nothing else wants), so that answers come first, and it counts its delivery
-attempts into the server's /metrics over a pipe. Either process stops the other: the sweeper ends when the server does (PR_SET_PDEATHSIG on Linux,
-else within a second), and the server stops, failing, when its sweeper has died, so that its supervisor
-starts both again. ``sweeps_in: thread`` keeps everything in the server's threads (one process; also where
-the platform cannot fork).
+attempts into the server's /metrics over a pipe. Either process stops the other: the sweeper ends when
+the server does (PR_SET_PDEATHSIG on Linux, else within a second), and the server stops, failing, when its
+sweeper has died, so that its supervisor starts both again. ``sweeps_in: thread`` keeps everything in
+the server's threads (one process; also where the platform cannot fork).
 """
 from __future__ import annotations
 
@@ -182,7 +182,7 @@ def fork_sweeper(runtime: Runtime) -> Sweeper:
 def lower_priority(niceness: int | str) -> None:
     """Answers first. "idle" (Linux's SCHED_IDLE): the sweeper gets the CPU time nothing else wants, and
     a request the server wakes for takes the CPU from it at once; a niceness only shrinks its share,
-    and a sweeper at 10 or 19 still took half a core from a server under load. Where there is no
+    and a sweeper at niceness 10 still took 0.7 of a core beside a server under load. Where there is no
     SCHED_IDLE, "idle" is the lowest niceness."""
     if niceness == "idle" and hasattr(os, "SCHED_IDLE"):
         os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))

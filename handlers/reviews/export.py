@@ -3,9 +3,8 @@ Jinja2 template ``templates/review.md.j2``, for a team's wiki or git repository.
 from __future__ import annotations
 
 from datetime import datetime
-from pathlib import Path
-
 from functools import cache
+from pathlib import Path
 
 from sqlalchemy.orm import Session
 
@@ -13,6 +12,7 @@ from handlers.core.context import Context
 from handlers.reviews import timeline as tl
 from handlers.reviews.record import PART_NAMES, PARTS, actions_of, number, today
 from storage.models import IncidentReview, Ticket
+
 
 def view(ctx: Context, session: Session, review: IncidentReview, now: datetime) -> dict:
     """Everything a review says, as plain values (times as datetimes, people as ids and names)."""
