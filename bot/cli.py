@@ -330,7 +330,7 @@ def _supplier_pack(config, args) -> int:
     from handlers.suppliers import scorecard
     try:  # every word is checked before the database is touched
         month = resolve_month(args.month, datetime.now(timezone.utc), config.bot.timezone,
-                              "svcbot supplier-pack cardlink --month 2026-10")
+                              "svcbot supplier-pack cardlink --month last-month")
         supplier = next((g for g in config.groups if g.kind == "supplier"
                          and args.supplier.lower() in (g.id, g.name.lower())), None)
         if supplier is None:

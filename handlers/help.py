@@ -40,7 +40,7 @@ TOPICS = {
     ]),
     "sla": ("Service levels", [
         ("sla", "attainment this month per agreement, target and priority, and availability"),
-        ("sla payments last-month", "one service, one period (this-month, last-month, 7d, 2026-10, all …)"),
+        ("sla payments last-month", "one service, one period (this-month, last-month, 7d, a month as YYYY-MM, all …)"),
         ("sla payments all by group", "attainment per assignment group"),
         ("sla breaches last-month", "the breaches, and the OLA or UC whose time was spent"),
         ("sla at-risk", "running clocks past their first warning, soonest due first, 40 a page (add page 2 for more)"),
@@ -111,7 +111,7 @@ TOPICS = {
     "report": ("The monthly service report", [
         ("report payments last-month", "agreed against achieved, breaches and their cause, availability, tickets "
          "and time to resolve, changes, satisfaction, CSI and the commentary; report alone: all services, last "
-         "month; a month is also 2026-10 or this-month"),
+         "month; a month is also YYYY-MM or this-month"),
         ("report post payments last-month", "post it with its charts to the service's channel (service managers, "
          "and the service's owner)"),
         ("report comment payments last-month Both P1 breaches waited on CardLink; CSI-4 follows up",

@@ -420,7 +420,7 @@ def test_report_in_chat_shows_last_month_privately_with_a_post_button_for_those_
 
 BAD = [
     ("report nosuch", "There is no service 'nosuch'. Services: payments, webshop"),
-    ("report payments 2026-13", "'2026-13' is not a month; give one like 2026-10"),
+    ("report payments 2026-13", "'2026-13' is not a month; give one as YYYY-MM"),
     ("report payments 1969-12", "'1969-12' is not a month"),
     ("report payments 2026-04", "April 2026 has not begun yet"),  # the clock is at 2 March 2026
     ("report payments webshop", "Give one service (or all) and one month."),
@@ -666,7 +666,7 @@ def test_svcbot_report_writes_the_html_and_the_pdf(report_cli, tmp_path, capsys)
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--month", "2026-13"], "svcbot: '2026-13' is not a month; give one like 2026-10"),
+    (["--month", "2026-13"], "svcbot: '2026-13' is not a month; give one as YYYY-MM"),
     (["--month", "2999-01"], "svcbot: January 2999 has not begun yet"),
     (["--service", "nosuch"], "svcbot: There is no service 'nosuch'. Services: payments"),
 ])

@@ -1,4 +1,4 @@
-"""Calendar months as reports name them: ``2026-10``, ``last-month``, ``this-month``, in the bot's zone."""
+"""Calendar months as reports name them: ``YYYY-MM``, ``last-month``, ``this-month``, in the bot's zone."""
 from __future__ import annotations
 
 import re
@@ -13,7 +13,7 @@ FIRST_YEAR = 1970
 
 
 def resolve_month(text: str | None, now: datetime, zone: str, example: str) -> str:
-    """``2026-10``, ``last-month`` or ``this-month`` (default: last month) as YYYY-MM, in the bot's zone.
+    """``YYYY-MM``, ``last-month`` or ``this-month`` (default: last month) as YYYY-MM, in the bot's zone.
     A month that has not begun is refused: there is nothing to report yet."""
     today = now.astimezone(ZoneInfo(zone)).date()
     word = (text or "last-month").lower()
@@ -24,7 +24,7 @@ def resolve_month(text: str | None, now: datetime, zone: str, example: str) -> s
     else:
         m = MONTH.match(word)
         if not m or not 1 <= int(m[2]) <= 12 or int(m[1]) < FIRST_YEAR:
-            raise UserError(f"'{text}' is not a month; give one like 2026-10, or last-month or this-month.",
+            raise UserError(f"'{text}' is not a month; give one as YYYY-MM, or last-month or this-month.",
                             example)
         year, month = int(m[1]), int(m[2])
         if (year, month) > (today.year, today.month):

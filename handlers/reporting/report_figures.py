@@ -43,7 +43,7 @@ def resolve_scope(config: AppConfig, word: str | None, example: str = EXAMPLE) -
 
 
 def resolve_month(text: str | None, now: datetime, zone: str, example: str = EXAMPLE) -> str:
-    """``2026-10``, ``last-month`` or ``this-month`` (default: last month) as YYYY-MM, in the bot's zone."""
+    """``YYYY-MM``, ``last-month`` or ``this-month`` (default: last month) as YYYY-MM, in the bot's zone."""
     return months.resolve_month(text, now, zone, example)
 
 

@@ -206,7 +206,7 @@ class Commentary:
 class Report:
     scope: str | None  # a service id; None for all services
     scope_name: str
-    month: str  # 2026-10
+    month: str  # YYYY-MM
     month_name: str  # October 2026
     timezone: str
     start: datetime

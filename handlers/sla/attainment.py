@@ -15,7 +15,7 @@ from handlers.surveys import asking
 from storage.models import Outage, SlaClock, Ticket
 
 EXAMPLE = "sla payments last-month"
-PERIOD_HELP = "this-month, last-month, this-week, today, 7d, 30d, 2026-10, all"
+PERIOD_HELP = "this-month, last-month, this-week, today, 7d, 30d, a month as YYYY-MM, all"
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from handlers.suppliers import credits, scorecard
 from handlers.suppliers.scorecard import EXAMPLE, Scorecard
 from storage.models import CreditDecision
 
-CLAIM_EXAMPLE = "supplier claim cardlink 2026-10 note=\"Credit note CN-2291 requested\""
+CLAIM_EXAMPLE = "supplier claim cardlink last-month note=\"Credit note CN-2291 requested\""
 NOTE_LIMIT = 1000
 SHOWN_IN_CHAT = 10
 
@@ -28,7 +28,7 @@ def supplier_cmd(ctx: Context, cmd: Command, args: list[str]) -> Reply:
     if verb in ("claim", "waive"):
         return _decide(ctx, cmd, verb, args[1:])
     if len(args) > 2 or (len(args) == 2 and not is_month_word(args[1])):
-        raise UserError("Use `supplier SUPPLIER [MONTH]`; a month is 2026-10, last-month or this-month.", EXAMPLE)
+        raise UserError("Use `supplier SUPPLIER [MONTH]`; a month is YYYY-MM, last-month or this-month.", EXAMPLE)
     with ctx.reader() as session:
         card = scorecard.scorecard(ctx, session, args[0], args[1] if len(args) == 2 else None)
     return scorecard_reply(card)
